@@ -1,0 +1,64 @@
+# vigild: the two commands of the README, and the developer targets.
+#
+#   make run    install everything, then run vigild on its default config
+#   make test   install what the tests need, then run them all
+#   make bench  the benchmark suites, printed as one table of ratios
+#
+# Every target is safe to run twice: apt packages are installed only when
+# missing, the virtualenv is created once and refreshed when the package
+# metadata or the C sources change.
+
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Debian/Ubuntu packages: compiler and headers for the C part and for
+# systemd-python, the yara CLI the benchmarks compare against, and the
+# Debian Python modules the compatibility test runs the scanner under.
+APT_PACKAGES := build-essential pkg-config libssl-dev libsystemd-dev \
+	python3-dev python3-venv yara python3-yara python3-cffi-backend \
+	util-linux
+
+NATIVE := $(wildcard native/*.c native/*.h native/*.py)
+
+.PHONY: run test bench deps venv lint unit clean
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "make: run as root to install: $$missing" >&2; exit 1; fi; \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml setup.py $(NATIVE) | deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	VIGILD_WERROR=1 $(PY) -m pip install -q -e '.[test,yarax]'
+	touch $@
+
+venv: deps $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check daemon tests benchmarks
+	$(VENV)/bin/ruff format --check daemon tests benchmarks
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(PY) -m pytest -q tests/unit tests/native tests/rules
+
+test: venv lint
+	$(PY) -m pytest tests
+
+bench: venv
+	$(PY) -m pytest benchmarks -q -s --benchmark-disable-gc
+
+run: venv
+	./packaging/demo.sh $(VENV)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info daemon/vigild/*.so .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from vigild.cli import main
+
+sys.exit(main())

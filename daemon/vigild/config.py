@@ -1,0 +1,252 @@
+"""Configuration: ``/etc/vigild/vigild.toml`` plus ``conf.d/*.toml`` drop-ins.
+
+One frozen dataclass per section, every field with a default, so vigild
+runs with no file at all. Each key has one parser in a table; an unknown
+key, a wrong type or a bad value raises ConfigError naming file and key.
+Drop-ins are read in name order after the main file; a key set in a later
+file replaces the earlier value (lists are replaced, not appended).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import Enum, StrEnum
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path("/etc/vigild/vigild.toml")
+
+
+class ConfigError(Exception):
+    """A configuration file is unreadable or holds a bad key or value."""
+
+    def __init__(self, path: str | os.PathLike[str], key: str | None, message: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.message = message
+        where = f"{self.path}: {key}" if key else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class Engine(StrEnum):
+    AUTO = "auto"
+    YARA = "yara"
+    YARA_X = "yara-x"
+
+
+class Oversize(StrEnum):
+    SKIP = "skip"  # report the file as not scanned
+    TRUNCATE = "truncate"  # scan its first max_file_size bytes
+
+
+class Fallback(StrEnum):
+    """What to answer when vigild could not reach a verdict."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+def data_dir() -> Path:
+    """Where the shipped rules live: the install prefix, else the checkout."""
+    installed = Path(sys.prefix) / "share" / "vigild"
+    if (installed / "rules").is_dir():
+        return installed
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "rules").is_dir() and (checkout / "pyproject.toml").is_file():
+        return checkout
+    return Path("/usr/share/vigild")
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    dirs: tuple[str, ...] = field(default_factory=lambda: (str(data_dir() / "rules"),))
+    hashes: tuple[str, ...] = ()
+    engine: Engine = Engine.YARA
+    compiled_dir: str = "/var/lib/vigild/compiled"
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    max_file_size: int = 64 * 1024 * 1024
+    oversize: Oversize = Oversize.SKIP
+    timeout: int = 30
+    workers: int = 0  # 0: one per CPU
+    cache_entries: int = 262144
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    on_error: Fallback = Fallback.ALLOW
+    on_timeout: Fallback = Fallback.ALLOW
+    on_oversize: Fallback = Fallback.ALLOW
+
+
+@dataclass(frozen=True)
+class Config:
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    files: tuple[str, ...] = ()  # the files this was read from, in order
+
+
+# ---- value parsers: each takes the raw TOML value, returns the typed one ----
+
+Parser = Callable[[Any], Any]
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _size(value: Any) -> int:
+    """Bytes: an integer, or a string such as "64M" (K, M, G, T; powers of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", value.lower())
+        if m:
+            return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    raise ValueError(f'expected a size such as 1048576 or "64M", got {value!r}')
+
+
+def _int_range(low: int, high: int) -> Parser:
+    def parse(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _choice(enum: type[Enum]) -> Parser:
+    def parse(value: Any) -> Enum:
+        names = [str(e.value) for e in enum]
+        if isinstance(value, str) and value in names:
+            return enum(value)
+        raise ValueError(f"expected one of {', '.join(names)}, got {value!r}")
+
+    return parse
+
+
+def _path(value: Any) -> str:
+    if isinstance(value, str) and value.startswith("/"):
+        return os.path.normpath(value)
+    raise ValueError(f"expected an absolute path, got {value!r}")
+
+
+def _path_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of absolute paths, got {value!r}")
+    return tuple(_path(v) for v in value)
+
+
+# section -> key -> (dataclass field, parser)
+_TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
+    "rules": {
+        "dirs": ("dirs", _path_list),
+        "hashes": ("hashes", _path_list),
+        "engine": ("engine", _choice(Engine)),
+        "compiled_dir": ("compiled_dir", _path),
+    },
+    "scan": {
+        "max_file_size": ("max_file_size", _size),
+        "oversize": ("oversize", _choice(Oversize)),
+        "timeout": ("timeout", _int_range(1, 3600)),
+        "workers": ("workers", _int_range(0, 256)),
+        "cache_entries": ("cache_entries", _int_range(1024, 1 << 28)),
+    },
+    "policy": {
+        "on_error": ("on_error", _choice(Fallback)),
+        "on_timeout": ("on_timeout", _choice(Fallback)),
+        "on_oversize": ("on_oversize", _choice(Fallback)),
+    },
+}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """Parse one file; syntax errors become ConfigError with the line."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(path, None, e.strerror or str(e)) from e
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        line = f"line {m.group(1)}" if m else None
+        raise ConfigError(path, line, str(e)) from e
+
+
+def _apply(config: Config, path: Path, data: Mapping[str, Any]) -> Config:
+    """Return ``config`` with every key of one file's ``data`` applied."""
+    sections: dict[str, Any] = {}
+    for section, values in data.items():
+        keys = _TABLE.get(section)
+        if keys is None:
+            raise ConfigError(path, section, f"unknown section (known: {', '.join(_TABLE)})")
+        if not isinstance(values, dict):
+            raise ConfigError(path, section, "expected a [section] table")
+        changes = {}
+        for key, raw in values.items():
+            if key not in keys:
+                raise ConfigError(path, f"{section}.{key}", "unknown key")
+            name, parse = keys[key]
+            try:
+                changes[name] = parse(raw)
+            except ValueError as e:
+                raise ConfigError(path, f"{section}.{key}", str(e)) from e
+        sections[section] = replace(getattr(config, section), **changes)
+    return replace(config, **sections)
+
+
+def _check(config: Config, last: str) -> None:
+    """Cross-field checks, made once everything is merged."""
+    if config.scan.max_file_size < 1:
+        raise ConfigError(last, "scan.max_file_size", "must be at least 1 byte")
+
+
+def dropin_files(main: Path) -> list[Path]:
+    """The ``conf.d/*.toml`` files beside ``main``, in name order."""
+    conf_d = main.parent / "conf.d"
+    if not conf_d.is_dir():
+        return []
+    return sorted(p for p in conf_d.glob("*.toml") if p.is_file())
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load ``path`` (default /etc/vigild/vigild.toml) and its drop-ins.
+
+    A missing default file means defaults; a missing file named explicitly
+    is an error.
+    """
+    main = Path(path) if path is not None else DEFAULT_CONFIG
+    files: list[Path] = []
+    if main.exists() or path is not None:
+        files.append(main)
+    files.extend(dropin_files(main))
+    config = Config()
+    for f in files:
+        config = _apply(config, f, _read_toml(f))
+    config = replace(config, files=tuple(str(f) for f in files))
+    _check(config, str(files[-1]) if files else str(main))
+    return config
+
+
+def keys() -> dict[str, list[str]]:
+    """Every section and its keys, for documentation and tests."""
+    return {section: list(table) for section, table in _TABLE.items()}
+
+
+def defaults_as_dict() -> dict[str, dict[str, Any]]:
+    """The default value of every key, in the table's order."""
+    config = Config()
+    out: dict[str, dict[str, Any]] = {}
+    for section, table in _TABLE.items():
+        obj = getattr(config, section)
+        values = {f.name: getattr(obj, f.name) for f in fields(obj)}
+        out[section] = {key: values[name] for key, (name, _) in table.items()}
+    return out

@@ -1,0 +1,112 @@
+"""Examine one open file: prefilter, then YARA when needed, then the verdict.
+
+The caller owns the fd (from the directory walk, or from fanotify) and
+closes it; nothing here opens a path. The file is read once, by the C
+prefilter, into this thread's scan buffer, and YARA scans that buffer: the
+bytes scanned are the bytes hashed, so a file rewritten mid-scan cannot
+get its new content remembered as clean.
+
+A scan buffer is an anonymous mapping of max_file_size bytes per thread:
+address space only, until a file of that size is read into it.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+from dataclasses import dataclass
+
+from vigild import native
+from vigild.config import Oversize, ScanConfig
+from vigild.ruleset import RuleSet
+from vigild.scanner import RuleMatch, ScanFailed, ScanTimeout
+from vigild.verdict import Policy, ScanResult, ScanStatus, Verdict, decide
+
+# Pages above this are handed back to the kernel after a scan.
+_KEEP_RESIDENT = 8 << 20
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What vigild concluded about one file."""
+
+    path: str
+    size: int
+    sha256: str
+    verdict: Verdict
+    matches: tuple[RuleMatch, ...] = ()
+    scanned: bool = False  # YARA ran (not answered by a hash)
+
+
+class Detector:
+    """Thread-safe; one per rule set. Call ``examine`` from any thread."""
+
+    def __init__(
+        self, ruleset: RuleSet, scan: ScanConfig, policy: Policy, clean: native.Cache | None
+    ) -> None:
+        self.ruleset = ruleset
+        self.scan = scan
+        self.policy = policy
+        self.clean = clean
+        self._local = threading.local()
+
+    def _buffer(self) -> mmap.mmap:
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = self._local.buf = mmap.mmap(-1, self.scan.max_file_size)
+        return buf
+
+    def examine(self, fd: int, path: str) -> Finding:
+        """The verdict for the regular file open at ``fd`` (shown as ``path``)."""
+        size = os.fstat(fd).st_size
+        skip = size > self.scan.max_file_size and self.scan.oversize is Oversize.SKIP
+        buf = None if skip else self._buffer()
+        try:
+            pre = native.prefilter_fd(
+                self.ruleset.hashdb,
+                self.clean,
+                self.ruleset.generation,
+                fd,
+                buf,  # type: ignore[arg-type]
+            )
+        except OSError as e:
+            failed = ScanResult(ScanStatus.ERROR, error=f"read error: {e.strerror}")
+            return Finding(path, size, "", decide(None, failed, self.policy))
+        scan = None
+        if pre.verdict is native.PreVerdict.UNKNOWN:
+            scan = self._scan(pre, buf, path)
+        verdict = decide(pre, scan, self.policy)
+        if verdict.cacheable_clean and self.clean is not None:
+            native.clean_put(self.clean, pre.sha256, self.ruleset.generation)
+        if buf is not None and pre.size > _KEEP_RESIDENT:
+            buf.madvise(mmap.MADV_DONTNEED, 0, min(pre.size, len(buf)))
+        matches = scan.matches if scan else ()
+        return Finding(path, pre.size, pre.sha256.hex(), verdict, matches, scan is not None)
+
+    def _scan(self, pre: native.PrefilterResult, buf: mmap.mmap | None, path: str) -> ScanResult:
+        """Run the rules over the bytes the prefilter left in ``buf``."""
+        if buf is None:
+            limit = self.scan.max_file_size
+            return ScanResult(ScanStatus.SKIPPED, error=f"{pre.size} bytes > max_file_size {limit}")
+        n = min(pre.size, len(buf))
+        name = os.path.basename(path)
+        externals = {
+            "filename": name,
+            "filepath": path,
+            "extension": os.path.splitext(name)[1].lower(),
+            "filetype": "",
+        }
+        view = memoryview(buf)[:n]
+        try:
+            matches = self.ruleset.rules.match(view, externals)
+        except ScanTimeout:
+            return ScanResult(
+                ScanStatus.TIMEOUT, error=f"scan timed out after {self.scan.timeout} s"
+            )
+        except ScanFailed as e:
+            return ScanResult(ScanStatus.ERROR, error=f"scan failed: {e}")
+        finally:
+            view.release()
+        status = ScanStatus.MATCH if matches else ScanStatus.CLEAN
+        return ScanResult(status, tuple(matches), truncated=pre.size > n)

@@ -1,0 +1,226 @@
+"""The detection content in effect: compiled YARA rules plus the hash database.
+
+Rules are compiled once and saved in the compiled directory under a name
+that carries the fingerprint of their sources (engine, paths, bytes), so
+the next start loads them in milliseconds and an edited rule is never
+served from a stale file. Hash lists are compiled the same way. A saved
+file is only trusted when this user owns it and nobody else can write it.
+
+The *generation* names the rule set for the caches: it is derived from
+the fingerprint, so it is stable across restarts and changes whenever a
+rule changes. The hash database is not part of it: known-bad hashes are
+looked up before the clean-content cache, so a newly listed hash is never
+masked by an earlier clean scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vigild import hashes, native
+from vigild.config import Engine, RulesConfig
+from vigild.scanner import CompiledRules, EngineBackend, RuleError, backend
+
+log = logging.getLogger(__name__)
+
+RULE_SUFFIXES = (".yar", ".yara")
+_RULE_DECL = re.compile(rb"^[ \t]*(?:(?:private|global)[ \t]+)*rule[ \t]+[A-Za-z_]\w*", re.M)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    engine: str
+    rules: CompiledRules
+    files: tuple[str, ...]
+    count: int  # rule declarations in the sources
+    fingerprint: str
+    generation: int
+    hashdb: native.HashDb | None
+    hash_entries: int
+    from_cache: bool
+
+
+def rule_files(dirs: Sequence[str]) -> list[Path]:
+    """Every *.yar / *.yara below each directory (a file may be named too)."""
+    found: list[Path] = []
+    for d in dirs:
+        p = Path(d)
+        if p.is_file():
+            found.append(p)
+        elif p.is_dir():
+            found.extend(
+                sorted(f for f in p.rglob("*") if f.suffix in RULE_SUFFIXES and f.is_file())
+            )
+        else:
+            raise RuleError(d, None, "no such rules directory")
+    if not found:
+        raise RuleError(", ".join(dirs) or "(none)", None, "no rule files (*.yar, *.yara)")
+    return found
+
+
+def _fingerprint(engine: EngineBackend, files: Sequence[Path]) -> tuple[str, int]:
+    """Fingerprint of the sources for ``engine``, and their rule count."""
+    h = hashlib.sha256(f"{engine.name}\0{engine.version}\0".encode())
+    count = 0
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError as e:
+            raise RuleError(str(f), None, e.strerror or str(e)) from e
+        h.update(str(f).encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+        count += len(_RULE_DECL.findall(data))
+    return h.hexdigest(), count
+
+
+def generation_of(fingerprint: str) -> int:
+    """A 63-bit rules generation from a fingerprint (fits an int64)."""
+    return int(fingerprint[:16], 16) >> 1
+
+
+def trusted(path: Path) -> bool:
+    """True for a regular file owned by us (or root) that only its owner can write."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return (
+        stat.S_ISREG(st.st_mode)
+        and st.st_uid in (os.geteuid(), 0)
+        and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
+
+
+def cache_dir(configured: str) -> Path:
+    """The configured compiled directory, or a per-user one if we cannot use it."""
+    for candidate in (Path(configured), _user_cache()):
+        try:
+            candidate.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(candidate, os.W_OK | os.X_OK) and trusted_dir(candidate):
+            return candidate
+    raise OSError(f"no usable directory for compiled rules ({configured})")
+
+
+def trusted_dir(path: Path) -> bool:
+    st = path.stat()
+    return st.st_uid in (os.geteuid(), 0) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _user_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vigild"
+
+
+def _replace_atomically(directory: Path, name: str, write: Callable[[str], None]) -> Path:
+    """Write via ``write(tmp_path)`` then rename to ``directory/name``."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, directory / name)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return directory / name
+
+
+def _drop_stale(directory: Path, prefix: str, keep: str) -> None:
+    for old in directory.glob(f"{prefix}*"):
+        if old.name != keep:
+            old.unlink(missing_ok=True)
+
+
+def compiled_rules(
+    engine: EngineBackend, files: Sequence[Path], fingerprint: str, directory: Path | None
+) -> tuple[CompiledRules, bool]:
+    """Load the saved compile of ``files`` or compile and save it."""
+    name = f"rules-{engine.name}-{fingerprint[:24]}.compiled"
+    if directory is not None and trusted(directory / name):
+        try:
+            return engine.load(str(directory / name)), True
+        except RuleError as e:
+            log.warning("%s; compiling again", e)
+    rules = engine.compile(files)
+    if directory is not None:
+        _replace_atomically(directory, name, rules.save)
+        _drop_stale(directory, f"rules-{engine.name}-", name)
+    return rules, False
+
+
+def hash_database(sources: Sequence[str], directory: Path | None) -> native.HashDb | None:
+    """The known-bad database for ``sources``: compiled lists, or one given compiled file."""
+    files = list(hashes.list_files(sources))
+    if not files:
+        return None
+    compiled = [f for f in files if hashes.is_compiled(f)]
+    if compiled:
+        if len(files) > 1:
+            raise hashes.HashListError(
+                str(compiled[0]), 0, "a compiled hash database must be the only hash source"
+            )
+        return native.HashDb(str(compiled[0]))
+    name = f"hashes-{hashes.fingerprint(files)[:24]}{hashes.DB_SUFFIX}"
+    if directory is not None and trusted(directory / name):
+        return native.HashDb(str(directory / name))
+    target_dir = directory or Path(tempfile.mkdtemp(prefix="vigild-hashes-"))
+    entries = hashes.compile_lists(files, str(target_dir / name))
+    for w in entries.warnings:
+        log.warning("%s", w)
+    os.chmod(target_dir / name, 0o600)
+    if directory is not None:
+        _drop_stale(directory, "hashes-", name)
+    db = native.HashDb(str(target_dir / name))
+    if directory is None:
+        os.unlink(target_dir / name)  # the mapping stays valid
+        os.rmdir(target_dir)
+    return db
+
+
+def load(cfg: RulesConfig, timeout: int, save: bool = True) -> RuleSet:
+    """Build the rule set ``cfg`` describes; raises RuleError / HashListError / NativeError."""
+    engine = backend(cfg.engine, timeout)
+    files = rule_files(cfg.dirs)
+    fingerprint, count = _fingerprint(engine, files)
+    directory = cache_dir(cfg.compiled_dir) if save else None
+    rules, from_cache = compiled_rules(engine, files, fingerprint, directory)
+    db = hash_database(cfg.hashes, directory)
+    return RuleSet(
+        engine=engine.name,
+        rules=rules,
+        files=tuple(str(f) for f in files),
+        count=count,
+        fingerprint=fingerprint,
+        generation=generation_of(fingerprint),
+        hashdb=db,
+        hash_entries=_entries(db),
+        from_cache=from_cache,
+    )
+
+
+def _entries(db: native.HashDb | None) -> int:
+    if db is None:
+        return 0
+    info = db.info()
+    return info.sha256_entries + info.md5_entries
+
+
+def check(dirs: Sequence[str], engine: Engine, timeout: int = 10) -> list[RuleError]:
+    """Compile each rule file on its own; return every file's error."""
+    be = backend(engine, timeout)
+    errors: list[RuleError] = []
+    for f in rule_files(dirs):
+        try:
+            be.compile([f])
+        except RuleError as e:
+            errors.append(e)
+    return errors

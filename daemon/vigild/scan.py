@@ -1,0 +1,387 @@
+"""``vigild scan``: the on-demand scan of files and directory trees.
+
+One walker thread lists regular files (never following symlinks below the
+paths given, unless asked; paths given on the command line are followed,
+as ``find -H`` does) and feeds a bounded queue; one worker a CPU opens each
+file and hands its fd to the Detector. Both YARA engines and the C
+prefilter release the GIL, so the workers really run in parallel.
+
+FIFOs, sockets and devices are skipped and counted; they are never opened
+(and a file swapped for one after the walk is opened non-blocking, seen by
+fstat, and skipped). Files are opened with O_NOATIME where allowed, so a
+scan does not disturb access times that backup or cleanup tools rely on.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import queue
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from vigild.detector import Detector, Finding
+from vigild.verdict import Reason
+
+_DONE = None
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+@dataclass
+class Totals:
+    files: int = 0
+    bytes: int = 0
+    found: int = 0
+    errors: int = 0
+    skipped: int = 0  # not scanned: too large, or timed out with policy allow
+    special: int = 0  # FIFOs, sockets, devices
+    symlinks: int = 0  # symbolic links not followed
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return max(time.monotonic() - self.started, 1e-9)
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 1 something found, 2 errors (as clamscan)."""
+        if self.found:
+            return 1
+        return 2 if self.errors else 0
+
+
+# ------------------------------------------------------------------ walking
+
+
+def _special(mode: int) -> bool:
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+class Walker:
+    """Lists the regular files under the given paths; reports what it skips."""
+
+    def __init__(
+        self, follow: bool, error: Callable[[str, str], None], totals: Totals, lock: threading.Lock
+    ) -> None:
+        self.follow = follow
+        self.error = error
+        self.totals = totals
+        self.lock = lock  # guards totals, which the workers update too
+        self._seen_dirs: set[tuple[int, int]] = set()
+
+    def _count(self, what: str) -> None:
+        with self.lock:
+            setattr(self.totals, what, getattr(self.totals, what) + 1)
+
+    def walk(self, paths: list[str]) -> Iterator[tuple[str, int]]:
+        """(path, size) of each regular file, in name order per directory."""
+        for p in paths:
+            try:
+                st = os.stat(p)
+            except OSError as e:
+                self.error(p, e.strerror or str(e))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                yield from self._tree(p, st)
+            elif stat.S_ISREG(st.st_mode):
+                yield p, st.st_size
+            else:
+                self._count("special")
+
+    def _tree(self, top: str, st: os.stat_result) -> Iterator[tuple[str, int]]:
+        stack = [(top, st)]
+        while stack:
+            d, dst = stack.pop()
+            if (dst.st_dev, dst.st_ino) in self._seen_dirs:
+                continue  # a loop through followed symlinks, or a path given twice
+            self._seen_dirs.add((dst.st_dev, dst.st_ino))
+            try:
+                entries = sorted(os.scandir(d), key=lambda e: e.name)
+            except OSError as e:
+                self.error(d, e.strerror or str(e))
+                continue
+            subdirs = []
+            for entry in entries:
+                kind, size = self._classify(entry)
+                if kind == "file":
+                    yield entry.path, size
+                elif kind == "dir":
+                    subdirs.append(entry)
+            for entry in reversed(subdirs):
+                try:
+                    stack.append((entry.path, entry.stat(follow_symlinks=self.follow)))
+                except OSError as e:
+                    self.error(entry.path, e.strerror or str(e))
+
+    def _classify(self, entry: os.DirEntry[str]) -> tuple[str, int]:
+        """("file", size), ("dir", 0) or ("skip", 0), counting what is skipped."""
+        try:
+            if entry.is_symlink() and not self.follow:
+                self._count("symlinks")
+                return "skip", 0
+            st = entry.stat(follow_symlinks=self.follow)
+        except OSError as e:
+            if e.errno != errno.ENOENT:  # vanished while walking: not an error
+                self.error(entry.path, e.strerror or str(e))
+            return "skip", 0
+        if stat.S_ISDIR(st.st_mode):
+            return "dir", 0
+        if stat.S_ISREG(st.st_mode):
+            return "file", st.st_size
+        if _special(st.st_mode):
+            self._count("special")
+        return "skip", 0
+
+
+def open_for_scan(path: str, follow: bool) -> int | None:
+    """An fd for the regular file at ``path``; None if it is not one (any more)."""
+    flags = _OPEN_FLAGS | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags | os.O_NOATIME)
+    except PermissionError:
+        fd = os.open(path, flags)  # O_NOATIME needs ownership or CAP_FOWNER
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return None  # became a symlink after the walk
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+class Reporter:
+    """Prints findings as plain lines or JSON objects; thread-safe."""
+
+    def __init__(self, out: IO[str], as_json: bool, totals: Totals) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.totals = totals
+        self.lock = threading.Lock()
+        self.progress: Progress | None = None
+
+    def _emit(self, line: str) -> None:
+        with self.lock:
+            if self.progress:
+                self.progress.clear()
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def error(self, path: str, message: str) -> None:
+        with self.lock:
+            self.totals.errors += 1
+        self._emit(
+            self._json("error", path=path, error=message)
+            if self.as_json
+            else f"{path}: ERROR {message}"
+        )
+
+    def finding(self, f: Finding) -> None:
+        v = f.verdict
+        with self.lock:
+            self.totals.files += 1
+            self.totals.bytes += f.size
+            if v.malicious:
+                self.totals.found += 1
+            elif v.reason in (Reason.TOO_LARGE, Reason.SCAN_TIMEOUT):
+                self.totals.skipped += 1
+            elif v.reason is Reason.SCAN_ERROR:
+                self.totals.errors += 1
+        if v.malicious:
+            self._emit(self._found(f))
+        elif v.reason in (Reason.TOO_LARGE, Reason.SCAN_TIMEOUT, Reason.SCAN_ERROR):
+            word = "ERROR" if v.reason is Reason.SCAN_ERROR else "SKIPPED"
+            if self.as_json:
+                self._emit(
+                    self._json(word.lower(), path=f.path, reason=v.reason.value, error=v.detail)
+                )
+            else:
+                self._emit(f"{f.path}: {word} {v.detail}")
+
+    def _found(self, f: Finding) -> str:
+        if not self.as_json:
+            return f"{f.path}: FOUND {f.verdict.detail} ({f.verdict.reason.value})"
+        rules = [
+            {
+                "rule": m.rule,
+                "file": m.namespace,
+                "severity": m.get("severity"),
+                "description": m.get("description"),
+                "tags": list(m.tags),
+            }
+            for m in f.matches
+        ]
+        return self._json(
+            "finding",
+            path=f.path,
+            size=f.size,
+            sha256=f.sha256,
+            reason=f.verdict.reason.value,
+            name=f.verdict.detail,
+            rules=rules,
+        )
+
+    @staticmethod
+    def _json(kind: str, **fields: Any) -> str:
+        return json.dumps({"type": kind, **fields}, sort_keys=False)
+
+    def summary(self, extra: dict[str, Any]) -> None:
+        t = self.totals
+        rates = {
+            "files_per_s": round(t.files / t.seconds, 1),
+            "mb_per_s": round(t.bytes / t.seconds / 1e6, 2),
+        }
+        if self.as_json:
+            data = {k: v for k, v in asdict(t).items() if k != "started"}
+            data.update(seconds=round(t.seconds, 3), exit_code=t.exit_code, **rates, **extra)
+            self._emit(self._json("summary", **data))
+            return
+        lines = [
+            "----------- SCAN SUMMARY -----------",
+            f"Engine: {extra['engine']}, {extra['rules']} rules, "
+            f"{extra['hash_entries']} known-bad hashes",
+            f"Files scanned: {t.files}",
+            f"Data scanned: {_human(t.bytes)}",
+            f"Found: {t.found}",
+            f"Errors: {t.errors}",
+            f"Not scanned (too large or timed out): {t.skipped}",
+            f"Skipped: {t.special} special files, {t.symlinks} symlinks not followed",
+            f"Time: {t.seconds:.2f} s ({rates['files_per_s']} files/s, {rates['mb_per_s']} MB/s)",
+        ]
+        self._emit("\n".join(lines))
+
+
+class Progress:
+    """A one-line progress display on a terminal, redrawn ten times a second."""
+
+    def __init__(
+        self, stream: IO[str], totals: Totals, walked: Totals, lock: threading.Lock
+    ) -> None:
+        self.stream = stream
+        self.totals = totals
+        self.walked = walked  # files and bytes found by the walker so far
+        self.walk_done = False
+        self.lock = lock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vigild-progress", daemon=True)
+        self._width = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        with self.lock:
+            self.clear()
+
+    def clear(self) -> None:
+        if self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
+
+    def _line(self) -> str:
+        t, s = self.totals, self.totals.seconds
+        done = f"{t.files}" + (f"/{self.walked.files}" if self.walk_done else "")
+        if self.walk_done and self.walked.bytes:
+            frac = min(t.bytes / self.walked.bytes, 1.0)
+            bar = "#" * int(frac * 20)
+            head = f"[{bar:<20}] {frac * 100:5.1f}%"
+        else:
+            head = "[ walking...         ]"
+        return (
+            f"{head} {done} files {_human(t.bytes)}  "
+            f"{t.files / s:.0f} files/s {t.bytes / s / 1e6:.1f} MB/s  "
+            f"found {t.found} errors {t.errors}"
+        )
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            with self.lock:
+                line = self._line()
+                self.stream.write("\r" + line.ljust(self._width))
+                self.stream.flush()
+                self._width = len(line)
+
+
+# ------------------------------------------------------------------ driving
+
+
+def _worker(
+    work: queue.Queue[str | None], detector: Detector, reporter: Reporter, follow: bool
+) -> None:
+    while (path := work.get()) is not _DONE:
+        try:
+            fd = open_for_scan(path, follow)
+        except OSError as e:
+            reporter.error(path, e.strerror or str(e))
+            continue
+        if fd is None:
+            with reporter.lock:
+                reporter.totals.special += 1
+            continue
+        try:
+            reporter.finding(detector.examine(fd, path))
+        except Exception as e:  # one bad file must not end the scan
+            reporter.error(path, f"internal error: {e!r}")
+        finally:
+            os.close(fd)
+
+
+def run(
+    paths: list[str],
+    detector: Detector,
+    workers: int,
+    as_json: bool,
+    follow: bool,
+    progress: bool,
+    out: IO[str] = sys.stdout,
+) -> Totals:
+    """Scan ``paths`` and print as we go; returns the totals."""
+    totals, walked = Totals(), Totals()
+    reporter = Reporter(out, as_json, totals)
+    if progress:
+        reporter.progress = Progress(sys.stderr, totals, walked, reporter.lock)
+        reporter.progress.start()
+    work: queue.Queue[str | None] = queue.Queue(maxsize=workers * 64)
+    threads = [
+        threading.Thread(
+            target=_worker, args=(work, detector, reporter, follow), name=f"vigild-scan-{i}"
+        )
+        for i in range(workers)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for path, size in Walker(follow, reporter.error, totals, reporter.lock).walk(paths):
+            walked.files += 1
+            walked.bytes += size
+            work.put(path)
+    finally:
+        if reporter.progress:
+            reporter.progress.walk_done = True
+        for _ in threads:
+            work.put(_DONE)
+        for t in threads:
+            t.join()
+        if reporter.progress:
+            reporter.progress.stop()
+    return totals

@@ -1,0 +1,103 @@
+"""Verdict: a pure function from (prefilter, scan, policy) to action and reason.
+
+No I/O and no state: the on-access workers and ``vigild scan`` both call
+``decide`` and act on what it returns. Detections always block; what an
+inconclusive result (error, timeout, file too large) does is policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from vigild.config import Fallback, PolicyConfig
+from vigild.native import PrefilterResult, PreVerdict
+from vigild.scanner import RuleMatch
+
+
+class Action(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    QUARANTINE = "quarantine"  # deny, and move the file to quarantine
+
+
+class Reason(StrEnum):
+    CLEAN = "clean"
+    CACHED_CLEAN = "cached-clean"  # same bytes scanned clean by these rules
+    CLEAN_TRUNCATED = "clean-truncated"  # only the first max_file_size bytes were scanned
+    KNOWN_BAD_HASH = "known-bad-hash"
+    RULE_MATCH = "rule-match"
+    SCAN_TIMEOUT = "scan-timeout"
+    SCAN_ERROR = "scan-error"
+    TOO_LARGE = "too-large"  # over max_file_size, not scanned
+
+
+class ScanStatus(StrEnum):
+    CLEAN = "clean"
+    MATCH = "match"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    SKIPPED = "skipped"  # over max_file_size with oversize = "skip"
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    status: ScanStatus
+    matches: tuple[RuleMatch, ...] = ()
+    truncated: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    on_error: Fallback = Fallback.ALLOW
+    on_timeout: Fallback = Fallback.ALLOW
+    on_oversize: Fallback = Fallback.ALLOW
+    quarantine: bool = False  # detections are quarantined, not only denied
+
+    @classmethod
+    def from_config(cls, cfg: PolicyConfig, quarantine: bool = False) -> Policy:
+        return cls(cfg.on_error, cfg.on_timeout, cfg.on_oversize, quarantine)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: Reason
+    detail: str = ""
+
+    @property
+    def malicious(self) -> bool:
+        return self.reason in (Reason.KNOWN_BAD_HASH, Reason.RULE_MATCH)
+
+    @property
+    def cacheable_clean(self) -> bool:
+        """Whether these bytes may be remembered as clean for this rule set."""
+        return self.reason is Reason.CLEAN
+
+
+def _detected(policy: Policy, reason: Reason, detail: str) -> Verdict:
+    return Verdict(Action.QUARANTINE if policy.quarantine else Action.DENY, reason, detail)
+
+
+def _fallback(choice: Fallback, reason: Reason, detail: str) -> Verdict:
+    return Verdict(Action.DENY if choice is Fallback.DENY else Action.ALLOW, reason, detail)
+
+
+def decide(pre: PrefilterResult | None, scan: ScanResult | None, policy: Policy) -> Verdict:
+    """The action for one file. ``pre`` is None when hashing failed."""
+    if pre is not None and pre.verdict is PreVerdict.KNOWN_BAD:
+        return _detected(policy, Reason.KNOWN_BAD_HASH, pre.name or "")
+    if pre is not None and pre.verdict is PreVerdict.CLEAN_CACHED:
+        return Verdict(Action.ALLOW, Reason.CACHED_CLEAN)
+    if scan is None:
+        return _fallback(policy.on_error, Reason.SCAN_ERROR, "file could not be read")
+    if scan.status is ScanStatus.MATCH:
+        return _detected(policy, Reason.RULE_MATCH, ", ".join(m.rule for m in scan.matches))
+    if scan.status is ScanStatus.CLEAN:
+        return Verdict(Action.ALLOW, Reason.CLEAN_TRUNCATED if scan.truncated else Reason.CLEAN)
+    if scan.status is ScanStatus.TIMEOUT:
+        return _fallback(policy.on_timeout, Reason.SCAN_TIMEOUT, scan.error)
+    if scan.status is ScanStatus.SKIPPED:
+        return _fallback(policy.on_oversize, Reason.TOO_LARGE, scan.error)
+    return _fallback(policy.on_error, Reason.SCAN_ERROR, scan.error)

@@ -1,0 +1,554 @@
+/*
+ * hashdb.c - the known-bad hash database: one file, memory-mapped.
+ *
+ * Owns the mapping of one database file per handle; a handle is
+ * read-only after vg_hashdb_open and safe to share between threads.
+ * Parsing hash lists is Python's job (it reports file:line); this file
+ * only turns packed records into the on-disk layout and looks them up.
+ *
+ * Layout (little-endian), every section starting on an 8-byte boundary:
+ *
+ *   header        64 bytes, see struct db_header
+ *   sizes         n_sizes x u64, sorted, distinct (entries with a size)
+ *   sha buckets   (1 << sha_bits) + 1 x u32: start index of each prefix
+ *   sha entries   n_sha256 x { hash[32], name:u32 }            36 bytes
+ *   md5 buckets   (1 << md5_bits) + 1 x u32
+ *   md5 entries   n_md5 x { hash[16], size:u64, name:u32 }     28 bytes
+ *   names         NUL-terminated strings, deduplicated by the caller
+ *
+ * A SHA-256 entry keeps no size: equal SHA-256 means equal bytes. The
+ * bucket index turns a look-up into a binary search over ~4 entries.
+ * Loading checks magic, version, every length and a CRC-32C of the whole
+ * file, so a truncated, corrupted or foreign file is refused, not trusted.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vigild.h"
+
+#define DB_MAGIC "VIGHASH\0"
+#define DB_VERSION 1
+#define FLAG_ANY_SHA256 1u
+#define FLAG_ANY_MD5 2u
+#define SHA_ENT 36
+#define MD5_ENT 28
+#define MAX_BITS 24
+
+struct db_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t header_len;
+	uint64_t file_size;
+	uint32_t crc;
+	uint32_t flags;
+	uint32_t n_sha256;
+	uint32_t n_md5;
+	uint32_t n_sizes;
+	uint8_t sha_bits;
+	uint8_t md5_bits;
+	uint16_t pad;
+	uint64_t names_len;
+	uint8_t reserved[8];
+};
+
+_Static_assert(sizeof(struct db_header) == 64, "header is 64 bytes");
+
+/* Section offsets, derived from the header's counts. */
+struct db_layout {
+	uint64_t sizes, sha_buckets, sha, md5_buckets, md5, names, end;
+};
+
+struct vg_hashdb {
+	const unsigned char *base;
+	size_t len;
+	struct db_header hdr;
+	const uint64_t *sizes;
+	const uint32_t *sha_buckets;
+	const unsigned char *sha;
+	const uint32_t *md5_buckets;
+	const unsigned char *md5;
+	const char *names;
+};
+
+static uint64_t align8(uint64_t x)
+{
+	return (x + 7) & ~(uint64_t)7;
+}
+
+/* Offsets of every section for the counts in @h. */
+static struct db_layout layout_of(const struct db_header *h)
+{
+	struct db_layout l;
+
+	l.sizes = sizeof(*h);
+	l.sha_buckets = align8(l.sizes + (uint64_t)h->n_sizes * 8);
+	l.sha = align8(l.sha_buckets + (((uint64_t)1 << h->sha_bits) + 1) * 4);
+	l.md5_buckets = align8(l.sha + (uint64_t)h->n_sha256 * SHA_ENT);
+	l.md5 = align8(l.md5_buckets + (((uint64_t)1 << h->md5_bits) + 1) * 4);
+	l.names = align8(l.md5 + (uint64_t)h->n_md5 * MD5_ENT);
+	l.end = l.names + h->names_len;
+	return l;
+}
+
+/* Bucket bits for @n entries: about two to four entries per bucket. */
+static uint8_t bits_for(uint32_t n)
+{
+	uint8_t bits = 0;
+
+	while (bits < MAX_BITS && ((uint64_t)4 << bits) <= n)
+		bits++;
+	return bits;
+}
+
+/* Bucket of a hash: its first @bits bits. */
+static uint32_t bucket_of(const unsigned char *hash, uint8_t bits)
+{
+	uint32_t prefix = (uint32_t)hash[0] << 24 | (uint32_t)hash[1] << 16 |
+			  (uint32_t)hash[2] << 8 | hash[3];
+
+	return bits ? prefix >> (32 - bits) : 0;
+}
+
+/* CRC of the whole file with the header's crc field taken as zero. */
+static uint32_t file_crc(const unsigned char *base, size_t len)
+{
+	static const unsigned char zero[4];
+	size_t at = offsetof(struct db_header, crc);
+	uint32_t crc;
+
+	crc = vg_crc32c(0, base, at);
+	crc = vg_crc32c(crc, zero, sizeof(zero));
+	return vg_crc32c(crc, base + at + 4, len - at - 4);
+}
+
+/* ---- writing ---- */
+
+/* A record as the writer sorts it: hash, size, name, original order. */
+struct wrec {
+	unsigned char hash[32];
+	uint64_t size;
+	uint32_t name;
+	uint32_t order;
+};
+
+/*
+ * Order by hash, then size, then input order (so the first name wins).
+ * MD5 hashes are zero-padded to 32 bytes, so one comparison serves both.
+ */
+static int cmp_wrec(const void *a, const void *b)
+{
+	const struct wrec *x = a, *y = b;
+	int c = memcmp(x->hash, y->hash, sizeof(x->hash));
+
+	if (c)
+		return c;
+	if (x->size != y->size)
+		return x->size < y->size ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Unpack @n records of @hlen-byte hashes; -EINVAL on a bad name offset. */
+static int unpack(const uint8_t *recs, uint32_t n, size_t hlen,
+		  uint64_t names_len, struct wrec *out)
+{
+	size_t rlen = hlen + 12;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *r = recs + (size_t)i * rlen;
+
+		memset(out[i].hash, 0, sizeof(out[i].hash));
+		memcpy(out[i].hash, r, hlen);
+		memcpy(&out[i].size, r + hlen, 8);
+		memcpy(&out[i].name, r + hlen + 8, 4);
+		out[i].order = i;
+		if (out[i].name >= names_len)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* Sort and drop repeated keys; SHA-256 keys ignore the size. */
+static uint32_t sort_dedup(struct wrec *r, uint32_t n, size_t hlen,
+			   int keyed_by_size)
+{
+	uint32_t out = 0;
+
+	qsort(r, n, sizeof(*r), cmp_wrec);
+	for (uint32_t i = 0; i < n; i++) {
+		if (out && !memcmp(r[out - 1].hash, r[i].hash, hlen) &&
+		    (!keyed_by_size || r[out - 1].size == r[i].size))
+			continue;
+		r[out++] = r[i];
+	}
+	return out;
+}
+
+/* Distinct known sizes of both tables, sorted; sets the ANY flags. */
+static uint32_t collect_sizes(const struct wrec *sha, uint32_t ns,
+			      const struct wrec *md5, uint32_t nm,
+			      uint64_t *sizes, uint32_t *flags)
+{
+	uint32_t n = 0, out = 0;
+
+	for (uint32_t i = 0; i < ns + nm; i++) {
+		const struct wrec *r = i < ns ? &sha[i] : &md5[i - ns];
+
+		if (r->size == VG_SIZE_ANY)
+			*flags |= i < ns ? FLAG_ANY_SHA256 : FLAG_ANY_MD5;
+		else
+			sizes[n++] = r->size;
+	}
+	qsort(sizes, n, sizeof(*sizes), cmp_u64);
+	for (uint32_t i = 0; i < n; i++)
+		if (!out || sizes[out - 1] != sizes[i])
+			sizes[out++] = sizes[i];
+	return out;
+}
+
+/* Write the bucket index and entries of one table into @buf. */
+static void put_table(unsigned char *buf, uint64_t bucket_off, uint64_t ent_off,
+		      const struct wrec *r, uint32_t n, size_t hlen,
+		      uint8_t bits, int with_size)
+{
+	uint32_t *buckets = (uint32_t *)(buf + bucket_off);
+	size_t elen = hlen + (with_size ? 8 : 0) + 4;
+	uint32_t nb = (uint32_t)1 << bits, i = 0;
+
+	for (uint32_t b = 0; b <= nb; b++) {
+		while (i < n && bucket_of(r[i].hash, bits) < b)
+			i++;
+		buckets[b] = i;
+	}
+	for (i = 0; i < n; i++) {
+		unsigned char *e = buf + ent_off + (size_t)i * elen;
+
+		memcpy(e, r[i].hash, hlen);
+		if (with_size)
+			memcpy(e + hlen, &r[i].size, 8);
+		memcpy(e + elen - 4, &r[i].name, 4);
+	}
+}
+
+/* Write @len bytes of @buf to a new file at @path, atomically. */
+static int write_atomic(const char *path, const unsigned char *buf, size_t len)
+{
+	char tmp[4096];
+	size_t done = 0;
+	int fd, ret = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >=
+	    (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	while (done < len && !ret) {
+		ssize_t n = write(fd, buf + done, len - done);
+
+		if (n < 0 && errno != EINTR)
+			ret = -errno;
+		else if (n > 0)
+			done += (size_t)n;
+	}
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (close(fd) && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, path))
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
+}
+
+/* Lay out header and sections of a database in a fresh buffer. */
+static unsigned char *build_image(struct db_header *h, const uint64_t *sizes,
+				  const struct wrec *sha, const struct wrec *md5,
+				  const char *names, struct db_layout *l)
+{
+	unsigned char *buf;
+
+	*l = layout_of(h);
+	buf = calloc(1, l->end);
+	if (!buf)
+		return NULL;
+	h->file_size = l->end;
+	memcpy(buf + l->sizes, sizes, (size_t)h->n_sizes * 8);
+	put_table(buf, l->sha_buckets, l->sha, sha, h->n_sha256, 32,
+		  h->sha_bits, 0);
+	put_table(buf, l->md5_buckets, l->md5, md5, h->n_md5, 16,
+		  h->md5_bits, 1);
+	memcpy(buf + l->names, names, h->names_len);
+	memcpy(buf, h, sizeof(*h));
+	h->crc = file_crc(buf, l->end);
+	memcpy(buf, h, sizeof(*h));
+	return buf;
+}
+
+/*
+ * Build a database at @path from packed records (see vigild.h) and a
+ * names blob whose last byte is NUL. Duplicate keys keep their first
+ * name. The file appears atomically. Returns 0 or -errno (-EINVAL for a
+ * name offset outside @names or a names blob not ending in NUL).
+ */
+int vg_hashdb_write(const char *path, const uint8_t *sha_recs, uint32_t n_sha,
+		    const uint8_t *md5_recs, uint32_t n_md5,
+		    const char *names, uint64_t names_len)
+{
+	struct db_header h = { .magic = DB_MAGIC, .version = DB_VERSION,
+			       .header_len = sizeof(h) };
+	struct wrec *sha, *md5;
+	uint64_t *sizes;
+	struct db_layout l;
+	unsigned char *img = NULL;
+	int ret = -ENOMEM;
+
+	if (names_len && names[names_len - 1] != '\0')
+		return -EINVAL;
+	sha = calloc((size_t)n_sha + 1, sizeof(*sha));
+	md5 = calloc((size_t)n_md5 + 1, sizeof(*md5));
+	sizes = calloc((size_t)n_sha + n_md5 + 1, sizeof(*sizes));
+	if (!sha || !md5 || !sizes)
+		goto out;
+	ret = unpack(sha_recs, n_sha, 32, names_len, sha);
+	if (!ret)
+		ret = unpack(md5_recs, n_md5, 16, names_len, md5);
+	if (ret)
+		goto out;
+	h.n_sha256 = sort_dedup(sha, n_sha, 32, 0);
+	h.n_md5 = sort_dedup(md5, n_md5, 16, 1);
+	h.n_sizes = collect_sizes(sha, h.n_sha256, md5, h.n_md5, sizes,
+				  &h.flags);
+	h.sha_bits = bits_for(h.n_sha256);
+	h.md5_bits = bits_for(h.n_md5);
+	h.names_len = names_len;
+	ret = -ENOMEM;
+	img = build_image(&h, sizes, sha, md5, names, &l);
+	if (img)
+		ret = write_atomic(path, img, l.end);
+out:
+	free(img);
+	free(sizes);
+	free(md5);
+	free(sha);
+	return ret;
+}
+
+/* ---- loading ---- */
+
+/* Bucket starts must rise and end at @n, or a search could leave bounds. */
+static int buckets_ok(const uint32_t *b, uint8_t bits, uint32_t n)
+{
+	uint32_t nb = (uint32_t)1 << bits;
+
+	for (uint32_t i = 0; i < nb; i++)
+		if (b[i] > b[i + 1])
+			return 0;
+	return b[0] == 0 && b[nb] == n;
+}
+
+/*
+ * Check a mapped file; fill @db's section pointers. Returns 0, or
+ * -ENOEXEC (not a vigild hash database), -EPROTONOSUPPORT (other format
+ * version), -ENODATA (truncated) or -EBADMSG (corrupted).
+ */
+static int check_image(struct vg_hashdb *db)
+{
+	struct db_header *h = &db->hdr;
+	struct db_layout l;
+
+	if (db->len < 8 || memcmp(db->base, DB_MAGIC, 8))
+		return -ENOEXEC;
+	if (db->len < sizeof(*h))
+		return -ENODATA;
+	memcpy(h, db->base, sizeof(*h));
+	if (h->version != DB_VERSION)
+		return -EPROTONOSUPPORT;
+	if (h->file_size > db->len)
+		return -ENODATA;
+	if (h->header_len != sizeof(*h) || h->file_size != db->len ||
+	    h->sha_bits > MAX_BITS || h->md5_bits > MAX_BITS)
+		return -EBADMSG;
+	l = layout_of(h);
+	if (l.end != db->len || file_crc(db->base, db->len) != h->crc)
+		return -EBADMSG;
+	db->sizes = (const uint64_t *)(db->base + l.sizes);
+	db->sha_buckets = (const uint32_t *)(db->base + l.sha_buckets);
+	db->sha = db->base + l.sha;
+	db->md5_buckets = (const uint32_t *)(db->base + l.md5_buckets);
+	db->md5 = db->base + l.md5;
+	db->names = (const char *)(db->base + l.names);
+	if (!buckets_ok(db->sha_buckets, h->sha_bits, h->n_sha256) ||
+	    !buckets_ok(db->md5_buckets, h->md5_bits, h->n_md5) ||
+	    (h->names_len && db->names[h->names_len - 1] != '\0'))
+		return -EBADMSG;
+	return 0;
+}
+
+/* Map the file at @path read-only, all pages at once. */
+static int map_file(const char *path, struct vg_hashdb *db)
+{
+	struct stat st;
+	void *p;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st)) {
+		close(fd);
+		return -errno;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	db->len = (size_t)st.st_size;
+	p = db->len ? mmap(NULL, db->len, PROT_READ,
+			   MAP_PRIVATE | MAP_POPULATE, fd, 0) : NULL;
+	close(fd);
+	if (p == MAP_FAILED)
+		return -errno;
+	db->base = p;
+	return 0;
+}
+
+/* Open and check the database at @path; see check_image for errors. */
+int vg_hashdb_open(const char *path, struct vg_hashdb **out)
+{
+	struct vg_hashdb *db = calloc(1, sizeof(*db));
+	int ret;
+
+	if (!db)
+		return -ENOMEM;
+	ret = map_file(path, db);
+	if (!ret)
+		ret = check_image(db);
+	if (ret) {
+		vg_hashdb_close(db);
+		return ret;
+	}
+	*out = db;
+	return 0;
+}
+
+/* Unmap and free; NULL is fine. */
+void vg_hashdb_close(struct vg_hashdb *db)
+{
+	if (!db)
+		return;
+	if (db->base)
+		munmap((void *)db->base, db->len);
+	free(db);
+}
+
+/* Counts and sizes from the header. */
+void vg_hashdb_info(const struct vg_hashdb *db, struct vg_hashdb_info *out)
+{
+	out->version = db->hdr.version;
+	out->n_sha256 = db->hdr.n_sha256;
+	out->n_md5 = db->hdr.n_md5;
+	out->n_sizes = db->hdr.n_sizes;
+	out->names_len = db->hdr.names_len;
+	out->file_size = db->hdr.file_size;
+	out->any_size = db->hdr.flags & (FLAG_ANY_SHA256 | FLAG_ANY_MD5);
+}
+
+/* 1 when some entry could match a file of @size, else 0. */
+int vg_hashdb_size_listed(const struct vg_hashdb *db, uint64_t size)
+{
+	uint32_t lo = 0, hi = db->hdr.n_sizes;
+
+	if (db->hdr.flags & (FLAG_ANY_SHA256 | FLAG_ANY_MD5))
+		return 1;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		uint64_t v;
+
+		memcpy(&v, &db->sizes[mid], 8);
+		if (v == size)
+			return 1;
+		if (v < size)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/* First index in [lo, hi) whose hash is >= @hash, entries @elen apart. */
+static uint32_t lower_bound(const unsigned char *ents, size_t elen,
+			    size_t hlen, uint32_t lo, uint32_t hi,
+			    const uint8_t *hash)
+{
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (memcmp(ents + (size_t)mid * elen, hash, hlen) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Name of the entry ending at @e (its last 4 bytes); "" if out of range. */
+static const char *name_at(const struct vg_hashdb *db, const unsigned char *e)
+{
+	uint32_t off;
+
+	memcpy(&off, e, 4);
+	return off < db->hdr.names_len ? db->names + off : "";
+}
+
+/* 1 and the entry's name in @name when @sha256 is listed, else 0. */
+int vg_hashdb_find_sha256(const struct vg_hashdb *db, const uint8_t *sha256,
+			  const char **name)
+{
+	uint32_t b = bucket_of(sha256, db->hdr.sha_bits);
+	uint32_t hi = db->sha_buckets[b + 1];
+	uint32_t i = lower_bound(db->sha, SHA_ENT, 32, db->sha_buckets[b], hi,
+				 sha256);
+	const unsigned char *e = db->sha + (size_t)i * SHA_ENT;
+
+	if (i >= hi || memcmp(e, sha256, 32))
+		return 0;
+	*name = name_at(db, e + 32);
+	return 1;
+}
+
+/* 1 and the name when (@md5, @size) is listed (or listed for any size). */
+int vg_hashdb_find_md5(const struct vg_hashdb *db, const uint8_t *md5,
+		       uint64_t size, const char **name)
+{
+	uint32_t b = bucket_of(md5, db->hdr.md5_bits);
+	uint32_t hi = db->md5_buckets[b + 1];
+	uint32_t i = lower_bound(db->md5, MD5_ENT, 16, db->md5_buckets[b], hi,
+				 md5);
+
+	for (; i < hi; i++) {
+		const unsigned char *e = db->md5 + (size_t)i * MD5_ENT;
+		uint64_t esize;
+
+		if (memcmp(e, md5, 16))
+			return 0;
+		memcpy(&esize, e + 16, 8);
+		if (esize == size || esize == VG_SIZE_ANY) {
+			*name = name_at(db, e + 24);
+			return 1;
+		}
+	}
+	return 0;
+}
