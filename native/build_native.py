@@ -26,7 +26,7 @@ def read_cdef(header: Path) -> str:
 
 
 def compile_args() -> list[str]:
-    args = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden"]
+    args = ["-std=gnu11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden"]
     if os.environ.get("VIGILD_WERROR") == "1":
         args.append("-Werror")
     return args

@@ -154,6 +154,23 @@ void vg_cache_put(struct vg_cache *c, const uint8_t *key, uint8_t value)
 	pthread_mutex_unlock(lock);
 }
 
+/* Drop @key if cached; 1 if it was, else 0. */
+int vg_cache_del(struct vg_cache *c, const uint8_t *key)
+{
+	uint32_t s = set_of(c, key);
+	pthread_mutex_t *lock = &c->locks[s % NLOCKS];
+	struct entry *e;
+
+	pthread_mutex_lock(lock);
+	e = find(c, s, key);
+	if (e) {
+		memset(e, 0, sizeof(*e));
+		__atomic_sub_fetch(&c->entries, 1, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(lock);
+	return e != NULL;
+}
+
 /* Drop every entry; counters other than entries are kept. */
 void vg_cache_clear(struct vg_cache *c)
 {
@@ -165,6 +182,33 @@ void vg_cache_clear(struct vg_cache *c)
 		pthread_mutex_unlock(lock);
 	}
 	__atomic_store_n(&c->entries, 0, __ATOMIC_RELAXED);
+}
+
+/* Copy up to @max cached keys, most recent last per set; returns how many. */
+uint32_t vg_cache_export(struct vg_cache *c, uint8_t *keys, uint32_t max)
+{
+	uint32_t n = 0;
+
+	for (uint32_t s = 0; s <= c->set_mask && n < max; s++) {
+		pthread_mutex_t *lock = &c->locks[s % NLOCKS];
+		struct entry *e = &c->table[(size_t)s * WAYS];
+
+		pthread_mutex_lock(lock);
+		for (int i = 0; i < WAYS && n < max; i++)
+			if (e[i].stamp)
+				memcpy(keys + (size_t)n++ * VG_KEY_LEN, e[i].key,
+				       VG_KEY_LEN);
+		pthread_mutex_unlock(lock);
+	}
+	return n;
+}
+
+/* Insert @n keys (48 bytes each) with @value. */
+void vg_cache_import(struct vg_cache *c, const uint8_t *keys, uint32_t n,
+		     uint8_t value)
+{
+	for (uint32_t i = 0; i < n; i++)
+		vg_cache_put(c, keys + (size_t)i * VG_KEY_LEN, value);
 }
 
 /* A snapshot of the counters (each read atomically, not all at once). */

@@ -80,8 +80,12 @@ int vg_cache_new(uint32_t capacity, struct vg_cache **out);
 void vg_cache_free(struct vg_cache *cache);
 int vg_cache_get(struct vg_cache *cache, const uint8_t *key, uint8_t *value);
 void vg_cache_put(struct vg_cache *cache, const uint8_t *key, uint8_t value);
+int vg_cache_del(struct vg_cache *cache, const uint8_t *key);
 void vg_cache_stats(struct vg_cache *cache, struct vg_cache_stats *out);
 void vg_cache_clear(struct vg_cache *cache);
+uint32_t vg_cache_export(struct vg_cache *cache, uint8_t *keys, uint32_t max);
+void vg_cache_import(struct vg_cache *cache, const uint8_t *keys, uint32_t n,
+		     uint8_t value);
 
 /* prefilter.c: hash an fd once, then known-bad and clean-content look-ups. */
 #define VG_PRE_UNKNOWN 0
@@ -102,6 +106,95 @@ int vg_prefilter_fd(const struct vg_hashdb *db, struct vg_cache *clean,
 		    uint64_t keep_len, struct vg_prefilter_result *out);
 void vg_clean_put(struct vg_cache *clean, const uint8_t *sha256,
 		  uint64_t generation);
+
+/*
+ * fan.c, reader.c, jobs.c, filters.c: on-access blocking with fanotify.
+ * A C reader thread answers what it can at once and queues the rest;
+ * workers take jobs with vg_fan_next (blocking in C), answer with
+ * vg_fan_answer, then release the job with vg_fan_done.
+ */
+#define VG_EV_OPEN 1
+#define VG_EV_EXEC 2
+#define VG_EV_CLOSE_WRITE 4
+
+#define VG_ALLOW 1
+#define VG_DENY 2
+
+#define VG_MARK_FILESYSTEM 1
+#define VG_MARK_MOUNT 2
+
+#define VG_PATH_MAX 4096
+#define VG_LATENCY_BUCKETS 24
+
+struct vg_fan_config {
+	uint32_t events;	/* VG_EV_* to act on */
+	uint32_t queue_size;	/* events waiting or being scanned */
+	uint32_t deadline_ms;	/* answer by policy after this long */
+	int32_t on_queue_full;	/* VG_ALLOW or VG_DENY */
+	int32_t on_deadline;	/* VG_ALLOW or VG_DENY */
+	uint32_t cache_entries;	/* verdict cache */
+	int32_t ignore_marks;	/* kernel ignore marks for clean files */
+};
+
+struct vg_job {
+	uint64_t id;
+	int32_t fd;		/* the event's fd; valid until vg_fan_done */
+	int32_t pid;		/* the opener */
+	uint32_t kind;		/* one VG_EV_* */
+	uint32_t uid;		/* file owner */
+	uint64_t dev;
+	uint64_t ino;
+	uint64_t size;
+	int64_t ctime_sec;
+	int64_t ctime_nsec;
+	uint64_t queued_ns;	/* CLOCK_MONOTONIC */
+	uint64_t generation;	/* rules generation when queued */
+	char path[4096];
+};
+
+struct vg_fan_stats {
+	uint64_t events;	/* records read from the group */
+	uint64_t perm_events;
+	uint64_t notify_events;
+	uint64_t self_allowed;	/* our own pid */
+	uint64_t filtered;	/* not a regular file, or outside the watch */
+	uint64_t excluded;	/* excluded path, executable or user */
+	uint64_t cache_allow;
+	uint64_t cache_deny;
+	uint64_t queued;
+	uint64_t queue_full;	/* answered by policy: no room */
+	uint64_t notify_dropped;	/* close-write scans dropped: no room */
+	uint64_t deadline_passed;	/* answered by policy: too slow */
+	uint64_t answered_allow;
+	uint64_t answered_deny;
+	uint64_t late_results;	/* scans finished after their deadline */
+	uint64_t ignore_marks;
+	uint64_t invalidations;	/* close-writes that dropped cached state */
+	uint64_t overflows;	/* kernel queue overflows */
+	uint64_t errors;
+	uint64_t queue_depth;	/* waiting now */
+	uint64_t in_flight;	/* waiting or being scanned now */
+	uint64_t latency_us[24];	/* answers by time to answer, 2^i us */
+};
+
+struct vg_fan;
+
+int vg_fan_open(const struct vg_fan_config *cfg, struct vg_fan **out);
+int vg_fan_adopt(const struct vg_fan_config *cfg, int fd, struct vg_fan **out);
+int vg_fan_mark(struct vg_fan *fan, const char *path, int how);
+int vg_fan_set_filters(struct vg_fan *fan, const char *const *watch,
+		       uint32_t n_watch, const char *const *exclude,
+		       uint32_t n_exclude, const char *const *exes,
+		       uint32_t n_exes, const uint32_t *uids, uint32_t n_uids);
+int vg_fan_set_generation(struct vg_fan *fan, uint64_t generation);
+int vg_fan_start(struct vg_fan *fan);
+int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms);
+int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response);
+int vg_fan_done(struct vg_fan *fan, uint64_t id, int cacheable,
+		uint64_t generation);
+void vg_fan_stats(struct vg_fan *fan, struct vg_fan_stats *out);
+int vg_fan_stop(struct vg_fan *fan);
+void vg_fan_free(struct vg_fan *fan);
 
 /* CDEF-END */
 

@@ -230,3 +230,170 @@ def prefilter_fd(
 def clean_put(clean: Cache, sha256: bytes, generation: int) -> None:
     """Record that content ``sha256`` scanned clean under ``generation``."""
     lib.vg_clean_put(clean.handle, sha256, generation)
+
+
+# ---------------------------------------------------------------- fanotify
+
+EV_OPEN = int(lib.VG_EV_OPEN)
+EV_EXEC = int(lib.VG_EV_EXEC)
+EV_CLOSE_WRITE = int(lib.VG_EV_CLOSE_WRITE)
+ALLOW = int(lib.VG_ALLOW)
+DENY = int(lib.VG_DENY)
+MARK_FILESYSTEM = int(lib.VG_MARK_FILESYSTEM)
+MARK_MOUNT = int(lib.VG_MARK_MOUNT)
+
+
+class Shutdown(Exception):
+    """The on-access handle is stopping: no more jobs."""
+
+
+@dataclass(frozen=True)
+class FanConfig:
+    events: int  # EV_* bits
+    queue_size: int
+    deadline_ms: int
+    on_queue_full: int  # ALLOW or DENY
+    on_deadline: int
+    cache_entries: int
+    ignore_marks: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    """One event handed to a worker; ``fd`` stays owned by the C side."""
+
+    id: int
+    fd: int
+    pid: int
+    kind: int  # EV_OPEN, EV_EXEC or EV_CLOSE_WRITE
+    uid: int
+    dev: int
+    ino: int
+    size: int
+    ctime_ns: int
+    queued_ns: int
+    generation: int
+    path: str
+
+
+def _strings(items: list[str]) -> tuple[Any, list[Any]]:
+    """A ``const char *[]`` for C, and the buffers that must outlive the call."""
+    keep = [ffi.new("char[]", os.fsencode(s)) for s in items]
+    return ffi.new("const char *[]", keep), keep
+
+
+class Fanotify:
+    """A fanotify permission group with its reader thread, queue and caches.
+
+    ``fd`` adopts an existing descriptor instead of creating a group (the
+    tests hand it a socketpair carrying synthetic event records).
+    """
+
+    def __init__(self, cfg: FanConfig, fd: int | None = None) -> None:
+        c = ffi.new("struct vg_fan_config *")
+        c.events, c.queue_size, c.deadline_ms = cfg.events, cfg.queue_size, cfg.deadline_ms
+        c.on_queue_full, c.on_deadline = cfg.on_queue_full, cfg.on_deadline
+        c.cache_entries, c.ignore_marks = cfg.cache_entries, int(cfg.ignore_marks)
+        out = ffi.new("struct vg_fan **")
+        if fd is None:
+            _check(lib.vg_fan_open(c, out), "fanotify_init")
+        else:
+            _check(lib.vg_fan_adopt(c, fd, out), "adopting event source")
+        self._fan: Any = out[0]
+
+    def mark(self, path: str, how: int = MARK_FILESYSTEM) -> None:
+        _check(lib.vg_fan_mark(self._fan, os.fsencode(path), how), "fanotify_mark", path)
+
+    def set_filters(
+        self, watch: list[str], exclude: list[str], exes: list[str], uids: list[int]
+    ) -> None:
+        w, kw = _strings(watch)
+        x, kx = _strings(exclude)
+        e, ke = _strings(exes)
+        u = ffi.new("uint32_t[]", uids)
+        ret = lib.vg_fan_set_filters(
+            self._fan, w, len(watch), x, len(exclude), e, len(exes), u, len(uids)
+        )
+        del kw, kx, ke
+        _check(ret, "setting filters")
+
+    def set_generation(self, generation: int) -> None:
+        _check(lib.vg_fan_set_generation(self._fan, generation), "flushing ignore marks")
+
+    def start(self) -> None:
+        _check(lib.vg_fan_start(self._fan), "starting the reader")
+
+    def next(self, timeout_ms: int) -> Job | None:
+        """The next job, None after ``timeout_ms``; raises Shutdown when stopping.
+
+        Blocks in C with the GIL released; any number of threads may wait.
+        """
+        job = ffi.new("struct vg_job *")
+        ret = lib.vg_fan_next(self._fan, job, timeout_ms)
+        if ret == -errno.ESHUTDOWN:
+            raise Shutdown()
+        _check(ret, "waiting for events")
+        if ret == 0:
+            return None
+        return Job(
+            id=job.id,
+            fd=job.fd,
+            pid=job.pid,
+            kind=job.kind,
+            uid=job.uid,
+            dev=job.dev,
+            ino=job.ino,
+            size=job.size,
+            ctime_ns=job.ctime_sec * 1_000_000_000 + job.ctime_nsec,
+            queued_ns=job.queued_ns,
+            generation=job.generation,
+            path=os.fsdecode(ffi.string(job.path)),
+        )
+
+    def answer(self, job: Job, allow: bool) -> bool:
+        """Answer ``job``; True when the deadline had already answered it (late)."""
+        ret = lib.vg_fan_answer(self._fan, job.id, ALLOW if allow else DENY)
+        if ret == -errno.ESHUTDOWN:
+            return False  # the kernel allowed it when the group closed
+        return bool(_check(ret, "answering"))
+
+    def done(self, job: Job, cacheable: bool, generation: int) -> None:
+        """Release ``job``: cache its verdict if asked, close its fd."""
+        _check(lib.vg_fan_done(self._fan, job.id, int(cacheable), generation), "releasing job")
+
+    def stats(self) -> dict[str, Any]:
+        s = ffi.new("struct vg_fan_stats *")
+        lib.vg_fan_stats(self._fan, s)
+        out: dict[str, Any] = {
+            name: int(getattr(s, name))
+            for name, _ in ffi.typeof("struct vg_fan_stats").fields
+            if name != "latency_us"
+        }
+        out["latency_us"] = [int(x) for x in s.latency_us]
+        return out
+
+    def stop(self) -> None:
+        """Close the group first (the kernel allows what it holds), then stop threads."""
+        lib.vg_fan_stop(self._fan)
+
+    def close(self) -> None:
+        """Free the handle; every worker must have returned from ``next``."""
+        if self._fan is not None:
+            lib.vg_fan_free(self._fan)
+            self._fan = None
+
+
+def cache_export(cache: Cache) -> bytes:
+    """Every key in ``cache``, 48 bytes each."""
+    cap = cache.stats().capacity
+    buf = ffi.new("uint8_t[]", cap * Cache.KEY_LEN)
+    n = lib.vg_cache_export(cache.handle, buf, cap)
+    return bytes(ffi.buffer(buf, n * Cache.KEY_LEN))
+
+
+def cache_import(cache: Cache, keys: bytes, value: int = 1) -> None:
+    """Insert every 48-byte key of ``keys`` with ``value``."""
+    n, rest = divmod(len(keys), Cache.KEY_LEN)
+    if rest:
+        raise ValueError("key blob has a partial key")
+    lib.vg_cache_import(cache.handle, keys, n, value)

@@ -1,0 +1,123 @@
+/*
+ * fan.h - the on-access handle shared by fan.c, reader.c and jobs.c.
+ *
+ * Not part of the cdef: Python sees only the opaque struct vg_fan and
+ * the functions in vigild.h.
+ *
+ * Who answers an event (each permission event is answered exactly once):
+ *
+ *   kernel --read--> reader thread --enqueue--> job slot --next--> worker
+ *                      |                           |                 |
+ *                      answers at once:            deadline watcher  vg_fan_answer
+ *                      own pid, filtered, cached,  answers by policy (unless the
+ *                      queue full, any error       when time is up   watcher did)
+ *
+ * Before a job is enqueued only the reader may answer its event; after,
+ * only whoever flips slot->answered from 0 to 1 under q_lock. At stop the
+ * group fd is closed first: the kernel then allows every event it still
+ * holds, and no later write can reach a reused fd number (respond_lock).
+ */
+#ifndef VIGILD_FAN_H
+#define VIGILD_FAN_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "vigild.h"
+
+#define EPOCHS 4096		/* write-epoch counters, by (dev, ino) hash */
+
+struct filters {
+	char **watch;		/* path prefixes scanned; none = everything */
+	uint32_t n_watch;
+	char **exclude;		/* path prefixes never scanned */
+	uint32_t n_exclude;
+	char **exes;		/* executables whose opens are never scanned */
+	uint32_t n_exes;
+	uint32_t *uids;		/* users whose opens are never scanned */
+	uint32_t n_uids;
+};
+
+enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_TAKEN };
+
+struct slot {
+	struct vg_job job;
+	enum slot_state state;
+	int answered;		/* 1 once the kernel has its answer */
+	int response;		/* the answer given (VG_ALLOW / VG_DENY) */
+	uint32_t seq;		/* bumped on reuse: stale ids are refused */
+	uint32_t epoch;		/* write epoch of the inode at enqueue */
+	uint64_t deadline_ns;
+	struct slot *q_next;	/* FIFO link while queued */
+	struct slot *dl_prev, *dl_next;	/* deadline list while unanswered */
+};
+
+struct fifo {
+	struct slot *head, *tail;
+	uint32_t len;
+};
+
+struct vg_fan {
+	int fd;			/* fanotify group; -1 once closed */
+	int wake_fd;		/* eventfd: stops the reader's poll */
+	int adopted;		/* fd came from vg_fan_adopt (tests) */
+	pid_t self;
+	struct vg_fan_config cfg;
+	uint64_t perm_mask;	/* kernel bits answered by us */
+	uint64_t generation;	/* atomic */
+
+	pthread_mutex_t respond_lock;	/* guards fd against close */
+
+	pthread_rwlock_t filters_lock;
+	struct filters *filters;
+
+	pthread_mutex_t cache_lock;	/* verdict insert vs invalidation */
+	struct vg_cache *verdicts;
+	uint32_t epochs[EPOCHS];
+
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;		/* workers wait for jobs */
+	pthread_cond_t dl_cond;		/* watcher waits for deadlines */
+	struct slot *slots;
+	struct slot *free_list;
+	struct fifo perm_q, notify_q;
+	struct slot *dl_head, *dl_tail;
+	uint32_t in_flight;
+	int stopping;
+
+	pthread_t reader, watcher;
+	int started;
+
+	struct vg_fan_stats stats;	/* counters updated atomically */
+};
+
+/* fan.c */
+void fan_respond(struct vg_fan *fan, int fd, int response);
+void fan_count(uint64_t *counter);
+void fan_latency(struct vg_fan *fan, uint64_t since_ns);
+uint64_t fan_now_ns(void);
+void fan_file_key(uint8_t *key, const struct stat *st, uint64_t generation);
+void fan_ignore(struct vg_fan *fan, int fd, int add);
+uint32_t fan_epoch_slot(const struct stat *st);
+
+/* reader.c */
+void *reader_main(void *arg);
+
+/* jobs.c */
+int jobs_init(struct vg_fan *fan);
+void jobs_free(struct vg_fan *fan);
+int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch);
+void jobs_shutdown(struct vg_fan *fan);
+void *watcher_main(void *arg);
+
+/* filters.c */
+struct filters *filters_new(const char *const *watch, uint32_t n_watch,
+			    const char *const *exclude, uint32_t n_exclude,
+			    const char *const *exes, uint32_t n_exes,
+			    const uint32_t *uids, uint32_t n_uids);
+void filters_free(struct filters *f);
+int filters_path_scanned(const struct filters *f, const char *path);
+int filters_process_excluded(const struct filters *f, pid_t pid);
+
+#endif /* VIGILD_FAN_H */

@@ -1,0 +1,383 @@
+/*
+ * jobs.c - the bounded job queue between the reader and the workers, and
+ * the deadline watcher.
+ *
+ * Owns the job slots: a fixed array of cfg.queue_size, allocated once, so
+ * a flood of opens costs answers by policy, never memory. A slot is taken
+ * from enqueue to vg_fan_done and holds the event fd all that time.
+ * Permission jobs are handed out before close-write jobs, so scans after
+ * writes never hold up an opener.
+ *
+ * Exactly once: a permission job's event is answered by whoever sets
+ * slot->answered under q_lock first, the worker (vg_fan_answer) or the
+ * watcher at the deadline. Every unanswered permission job sits on the
+ * deadline list in enqueue order, which is deadline order (one deadline
+ * for all), so the watcher only ever looks at the head.
+ *
+ * After vg_fan_answer a worker may still quarantine through the fd;
+ * vg_fan_done then caches the verdict (unless the file changed, or the
+ * rules did, in the meantime), closes the fd and frees the slot.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fan.h"
+
+/* A freshly changed file is not cached as clean: on kernels before
+ * multigrain timestamps (6.13) a rewrite within the same clock tick can
+ * keep its ctime. A deny is cached anyway (stale, it only over-blocks). */
+#define FRESH_NS 20000000ull
+
+static void fifo_push(struct fifo *q, struct slot *s)
+{
+	s->q_next = NULL;
+	if (q->tail)
+		q->tail->q_next = s;
+	else
+		q->head = s;
+	q->tail = s;
+	q->len++;
+}
+
+static struct slot *fifo_pop(struct fifo *q)
+{
+	struct slot *s = q->head;
+
+	if (s) {
+		q->head = s->q_next;
+		if (!q->head)
+			q->tail = NULL;
+		q->len--;
+	}
+	return s;
+}
+
+static void dl_append(struct vg_fan *fan, struct slot *s)
+{
+	s->dl_next = NULL;
+	s->dl_prev = fan->dl_tail;
+	if (fan->dl_tail)
+		fan->dl_tail->dl_next = s;
+	else
+		fan->dl_head = s;
+	fan->dl_tail = s;
+}
+
+static void dl_remove(struct vg_fan *fan, struct slot *s)
+{
+	if (s->dl_prev)
+		s->dl_prev->dl_next = s->dl_next;
+	else if (fan->dl_head == s)
+		fan->dl_head = s->dl_next;
+	else
+		return;		/* not on the list */
+	if (s->dl_next)
+		s->dl_next->dl_prev = s->dl_prev;
+	else
+		fan->dl_tail = s->dl_prev;
+	s->dl_prev = s->dl_next = NULL;
+}
+
+/* Allocate the slots and chain them into the free list. */
+int jobs_init(struct vg_fan *fan)
+{
+	uint32_t n = fan->cfg.queue_size;
+
+	fan->slots = calloc(n, sizeof(*fan->slots));
+	if (!fan->slots)
+		return -ENOMEM;
+	for (uint32_t i = n; i-- > 0;) {
+		fan->slots[i].q_next = fan->free_list;
+		fan->free_list = &fan->slots[i];
+	}
+	return 0;
+}
+
+/* Close the fds still held by queued jobs and free the slots. */
+void jobs_free(struct vg_fan *fan)
+{
+	if (!fan->slots)
+		return;
+	for (uint32_t i = 0; i < fan->cfg.queue_size; i++)
+		if (fan->slots[i].state != SLOT_FREE)
+			close(fan->slots[i].job.fd);
+	free(fan->slots);
+	fan->slots = NULL;
+}
+
+static int is_perm(const struct slot *s)
+{
+	return s->job.kind != VG_EV_CLOSE_WRITE;
+}
+
+/* Queue @job (the reader keeps nothing of it); -ENOSPC when full. */
+int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch)
+{
+	struct slot *s;
+
+	pthread_mutex_lock(&fan->q_lock);
+	s = fan->stopping ? NULL : fan->free_list;
+	if (!s) {
+		pthread_mutex_unlock(&fan->q_lock);
+		return -ENOSPC;
+	}
+	fan->free_list = s->q_next;
+	s->job = *job;
+	s->job.id = (uint64_t)(s - fan->slots) << 32 | s->seq;
+	s->job.generation = __atomic_load_n(&fan->generation, __ATOMIC_SEQ_CST);
+	s->state = SLOT_QUEUED;
+	s->answered = 0;
+	s->response = VG_ALLOW;
+	s->epoch = epoch;
+	s->deadline_ns = job->queued_ns + fan->cfg.deadline_ms * 1000000ull;
+	fan->in_flight++;
+	fifo_push(is_perm(s) ? &fan->perm_q : &fan->notify_q, s);
+	if (is_perm(s)) {
+		dl_append(fan, s);
+		if (fan->dl_head == s)
+			pthread_cond_signal(&fan->dl_cond);
+	}
+	pthread_cond_signal(&fan->q_cond);
+	pthread_mutex_unlock(&fan->q_lock);
+	fan_count(&fan->stats.queued);
+	return 0;
+}
+
+/* An absolute CLOCK_MONOTONIC time @ns from now. */
+static struct timespec after_ns(uint64_t ns)
+{
+	uint64_t at = fan_now_ns() + ns;
+	struct timespec ts = { .tv_sec = (time_t)(at / 1000000000ull),
+			       .tv_nsec = (long)(at % 1000000000ull) };
+
+	return ts;
+}
+
+/*
+ * Wait up to @timeout_ms for a job and copy it to @job. Returns 1 with a
+ * job, 0 on timeout, -ESHUTDOWN once stopping. Permission jobs first.
+ */
+int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms)
+{
+	struct timespec until = after_ns((uint64_t)timeout_ms * 1000000ull);
+	struct slot *s = NULL;
+	int ret = 0;
+
+	pthread_mutex_lock(&fan->q_lock);
+	while (!fan->stopping && !fan->perm_q.len && !fan->notify_q.len && !ret)
+		ret = pthread_cond_timedwait(&fan->q_cond, &fan->q_lock, &until);
+	if (fan->stopping) {
+		pthread_mutex_unlock(&fan->q_lock);
+		return -ESHUTDOWN;
+	}
+	s = fifo_pop(&fan->perm_q);
+	if (!s)
+		s = fifo_pop(&fan->notify_q);
+	if (s) {
+		s->state = SLOT_TAKEN;
+		*job = s->job;
+	}
+	pthread_mutex_unlock(&fan->q_lock);
+	return s != NULL;
+}
+
+/* The taken slot named by @id, or NULL. Caller holds q_lock. */
+static struct slot *taken(struct vg_fan *fan, uint64_t id)
+{
+	uint64_t i = id >> 32;
+	struct slot *s;
+
+	if (i >= fan->cfg.queue_size)
+		return NULL;
+	s = &fan->slots[i];
+	if (s->state != SLOT_TAKEN || s->seq != (uint32_t)id)
+		return NULL;
+	return s;
+}
+
+/*
+ * Answer job @id with @response. Returns 0 when this call answered (or,
+ * for a close-write job, recorded the verdict), 1 when the deadline
+ * watcher had already answered by policy (the result is late),
+ * -ESHUTDOWN when stopping (the kernel answered), -ESTALE for a bad id.
+ */
+int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response)
+{
+	struct slot *s;
+	int fd;
+
+	pthread_mutex_lock(&fan->q_lock);
+	s = taken(fan, id);
+	if (!s || fan->stopping) {
+		pthread_mutex_unlock(&fan->q_lock);
+		return s ? -ESHUTDOWN : -ESTALE;
+	}
+	if (s->answered) {
+		pthread_mutex_unlock(&fan->q_lock);
+		fan_count(&fan->stats.late_results);
+		return 1;
+	}
+	s->answered = 1;
+	s->response = response;
+	dl_remove(fan, s);
+	fd = s->job.fd;
+	pthread_mutex_unlock(&fan->q_lock);
+	if (is_perm(s)) {
+		fan_respond(fan, fd, response);
+		fan_latency(fan, s->job.queued_ns);
+	}
+	return 0;
+}
+
+/*
+ * 1 when the file behind @s's fd still has the state it was queued with
+ * (and, when @old_enough, was last changed more than FRESH_NS ago).
+ */
+static int unchanged(const struct slot *s, int old_enough)
+{
+	struct timespec now;
+	struct stat st;
+	uint64_t ctime_ns;
+
+	if (fstat(s->job.fd, &st) || (uint64_t)st.st_size != s->job.size ||
+	    st.st_ctim.tv_sec != s->job.ctime_sec ||
+	    st.st_ctim.tv_nsec != s->job.ctime_nsec)
+		return 0;
+	if (!old_enough)
+		return 1;
+	clock_gettime(CLOCK_REALTIME, &now);
+	ctime_ns = (uint64_t)st.st_ctim.tv_sec * 1000000000ull +
+		   (uint64_t)st.st_ctim.tv_nsec;
+	return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec >=
+	       ctime_ns + FRESH_NS;
+}
+
+/*
+ * Cache @s's verdict under @generation, and give a clean file its ignore
+ * mark; nothing if the rules or the file changed since the job was queued
+ * (the write epoch catches a close-write already handled by the reader).
+ */
+static void remember(struct vg_fan *fan, struct slot *s, uint64_t generation)
+{
+	uint8_t key[VG_KEY_LEN];
+	struct stat st = { 0 };
+
+	if (!unchanged(s, s->response == VG_ALLOW))
+		return;
+	st.st_dev = s->job.dev;
+	st.st_ino = s->job.ino;
+	st.st_size = (off_t)s->job.size;
+	st.st_ctim.tv_sec = s->job.ctime_sec;
+	st.st_ctim.tv_nsec = s->job.ctime_nsec;
+	pthread_mutex_lock(&fan->cache_lock);
+	if (generation == __atomic_load_n(&fan->generation, __ATOMIC_SEQ_CST) &&
+	    fan->epochs[fan_epoch_slot(&st)] == s->epoch) {
+		fan_file_key(key, &st, generation);
+		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
+		if (s->response == VG_ALLOW && fan->cfg.ignore_marks) {
+			fan_ignore(fan, s->job.fd, 1);
+			/* a write that raced the mark must not keep it */
+			if (!unchanged(s, 0))
+				fan_ignore(fan, s->job.fd, 0);
+		}
+	}
+	pthread_mutex_unlock(&fan->cache_lock);
+}
+
+/*
+ * Release job @id: cache its verdict when @cacheable and the rules are
+ * still @generation, close its fd, free its slot. A permission job not
+ * yet answered is answered by the deadline policy first (a worker that
+ * skipped vg_fan_answer must not leave an opener waiting).
+ */
+int vg_fan_done(struct vg_fan *fan, uint64_t id, int cacheable,
+		uint64_t generation)
+{
+	struct slot *s;
+	int unanswered;
+
+	pthread_mutex_lock(&fan->q_lock);
+	s = taken(fan, id);
+	if (!s) {
+		pthread_mutex_unlock(&fan->q_lock);
+		return -ESTALE;
+	}
+	unanswered = is_perm(s) && !s->answered && !fan->stopping;
+	pthread_mutex_unlock(&fan->q_lock);
+	if (unanswered) {
+		vg_fan_answer(fan, id, fan->cfg.on_deadline);
+		cacheable = 0;
+	}
+	if (cacheable && !__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED))
+		remember(fan, s, generation);
+	close(s->job.fd);
+	pthread_mutex_lock(&fan->q_lock);
+	s->state = SLOT_FREE;
+	s->seq++;
+	s->q_next = fan->free_list;
+	fan->free_list = s;
+	fan->in_flight--;
+	pthread_mutex_unlock(&fan->q_lock);
+	return 0;
+}
+
+/* Answer the head of the deadline list by policy. Caller holds q_lock. */
+static void expire_head(struct vg_fan *fan)
+{
+	struct slot *s = fan->dl_head;
+	int fd = s->job.fd;
+	uint64_t t0 = s->job.queued_ns;
+
+	s->answered = 1;
+	s->response = fan->cfg.on_deadline;
+	dl_remove(fan, s);
+	/* the slot stays taken (or queued) until its worker is done: fd lives */
+	pthread_mutex_unlock(&fan->q_lock);
+	fan_respond(fan, fd, fan->cfg.on_deadline);
+	fan_latency(fan, t0);
+	fan_count(&fan->stats.deadline_passed);
+	pthread_mutex_lock(&fan->q_lock);
+}
+
+/* The deadline watcher: sleeps until the oldest unanswered job is due. */
+void *watcher_main(void *arg)
+{
+	struct vg_fan *fan = arg;
+
+	pthread_mutex_lock(&fan->q_lock);
+	while (!fan->stopping) {
+		struct slot *head = fan->dl_head;
+		uint64_t now = fan_now_ns();
+
+		if (!head) {
+			pthread_cond_wait(&fan->dl_cond, &fan->q_lock);
+		} else if (head->deadline_ns <= now) {
+			expire_head(fan);
+		} else {
+			struct timespec until = after_ns(head->deadline_ns - now);
+
+			pthread_cond_timedwait(&fan->dl_cond, &fan->q_lock, &until);
+		}
+	}
+	pthread_mutex_unlock(&fan->q_lock);
+	return NULL;
+}
+
+/*
+ * Stop handing out jobs; called once the group is closed, so the kernel
+ * has answered every event: mark them all answered and wake everyone.
+ */
+void jobs_shutdown(struct vg_fan *fan)
+{
+	pthread_mutex_lock(&fan->q_lock);
+	fan->stopping = 1;
+	for (uint32_t i = 0; fan->slots && i < fan->cfg.queue_size; i++)
+		fan->slots[i].answered = 1;
+	fan->dl_head = fan->dl_tail = NULL;
+	pthread_cond_broadcast(&fan->q_cond);
+	pthread_cond_broadcast(&fan->dl_cond);
+	pthread_mutex_unlock(&fan->q_lock);
+}

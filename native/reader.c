@@ -1,0 +1,269 @@
+/*
+ * reader.c - the native reader thread: read events, answer what needs no
+ * scan, queue the rest. Never takes the GIL, never logs.
+ *
+ * Owns each event from read() until it is answered here or enqueued; on
+ * any error before the enqueue it answers the event itself (allow), so no
+ * opener waits on a failure of ours. Events are handled strictly in the
+ * order read: a close-write invalidates the file's cached state before
+ * a later open of it is looked up.
+ *
+ * Answered at once, in this order: our own pid; not a regular file; an
+ * excluded executable or user; a verdict-cache hit; a path outside the
+ * watched prefixes or inside an excluded one. A full queue is answered by
+ * policy.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/fanotify.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fan.h"
+
+#define READ_BUF 16384
+
+/* Answer @fd at once and close it; @counter says why. */
+static void answer_now(struct vg_fan *fan, int fd, int response,
+		       uint64_t *counter, uint64_t t0)
+{
+	fan_respond(fan, fd, response);
+	fan_latency(fan, t0);
+	fan_count(counter);
+	close(fd);
+}
+
+/* The path of the file behind @fd ("" if unknown). */
+static void path_of(int fd, char *buf, size_t len)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, buf, len - 1);
+	buf[n < 0 ? 0 : n] = '\0';
+}
+
+/* Fill the parts of a job that come from the event and the file. */
+static void job_from(struct vg_job *job, const struct fanotify_event_metadata *m,
+		     const struct stat *st, uint32_t kind, uint64_t t0)
+{
+	memset(job, 0, offsetof(struct vg_job, path));
+	job->fd = m->fd;
+	job->pid = m->pid;
+	job->kind = kind;
+	job->uid = st->st_uid;
+	job->dev = st->st_dev;
+	job->ino = st->st_ino;
+	job->size = (uint64_t)st->st_size;
+	job->ctime_sec = st->st_ctim.tv_sec;
+	job->ctime_nsec = st->st_ctim.tv_nsec;
+	job->queued_ns = t0;
+}
+
+/* Look the file up in the verdict cache; 1 and @response on a hit. */
+static int cached(struct vg_fan *fan, const struct stat *st, int *response)
+{
+	uint8_t key[VG_KEY_LEN], value;
+	uint64_t gen = __atomic_load_n(&fan->generation, __ATOMIC_SEQ_CST);
+
+	fan_file_key(key, st, gen);
+	if (!vg_cache_get(fan->verdicts, key, &value))
+		return 0;
+	*response = value;
+	return 1;
+}
+
+/* Decide a permission event the reader can decide; 0 if a scan is needed. */
+static int decide_now(struct vg_fan *fan, const struct fanotify_event_metadata *m,
+		      const struct stat *st, struct vg_job *job, uint64_t t0)
+{
+	int response, scanned;
+
+	pthread_rwlock_rdlock(&fan->filters_lock);
+	if (filters_process_excluded(fan->filters, m->pid)) {
+		pthread_rwlock_unlock(&fan->filters_lock);
+		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.excluded, t0);
+		return 1;
+	}
+	if (cached(fan, st, &response)) {
+		pthread_rwlock_unlock(&fan->filters_lock);
+		answer_now(fan, m->fd, response,
+			   response == VG_ALLOW ? &fan->stats.cache_allow
+						: &fan->stats.cache_deny, t0);
+		return 1;
+	}
+	path_of(m->fd, job->path, sizeof(job->path));
+	scanned = !job->path[0] || filters_path_scanned(fan->filters, job->path);
+	pthread_rwlock_unlock(&fan->filters_lock);
+	if (!scanned)
+		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
+	return !scanned;
+}
+
+/* A permission event: answer it here or hand it to the workers. */
+static void perm_event(struct vg_fan *fan, const struct fanotify_event_metadata *m,
+		       uint64_t t0)
+{
+	uint32_t kind = m->mask & FAN_OPEN_EXEC_PERM ? VG_EV_EXEC : VG_EV_OPEN;
+	struct vg_job job;
+	struct stat st;
+
+	fan_count(&fan->stats.perm_events);
+	if (m->pid == fan->self) {
+		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.self_allowed, t0);
+		return;
+	}
+	if (fstat(m->fd, &st) || !S_ISREG(st.st_mode)) {
+		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
+		return;
+	}
+	job_from(&job, m, &st, kind, t0);
+	if (decide_now(fan, m, &st, &job, t0))
+		return;
+	if (jobs_enqueue(fan, &job, fan->epochs[fan_epoch_slot(&st)]))
+		answer_now(fan, m->fd, fan->cfg.on_queue_full,
+			   &fan->stats.queue_full, t0);
+}
+
+/*
+ * A file was closed after writing: whatever we cached about it no longer
+ * holds. Bump its write epoch (so a scan now in flight does not cache its
+ * result), drop its verdict and its ignore mark.
+ */
+static void invalidate(struct vg_fan *fan, int fd, const struct stat *st)
+{
+	uint8_t key[VG_KEY_LEN];
+	uint64_t gen;
+
+	pthread_mutex_lock(&fan->cache_lock);
+	gen = __atomic_load_n(&fan->generation, __ATOMIC_SEQ_CST);
+	fan->epochs[fan_epoch_slot(st)]++;
+	fan_file_key(key, st, gen);
+	vg_cache_del(fan->verdicts, key);
+	if (fan->cfg.ignore_marks)
+		fan_ignore(fan, fd, 0);
+	pthread_mutex_unlock(&fan->cache_lock);
+	fan_count(&fan->stats.invalidations);
+}
+
+/* A close-write notification: invalidate, then queue a scan if asked. */
+static void notify_event(struct vg_fan *fan, const struct fanotify_event_metadata *m,
+			 uint64_t t0)
+{
+	struct vg_job job;
+	struct stat st;
+	int scanned;
+
+	fan_count(&fan->stats.notify_events);
+	if (m->pid == fan->self || fstat(m->fd, &st) || !S_ISREG(st.st_mode)) {
+		close(m->fd);
+		return;
+	}
+	invalidate(fan, m->fd, &st);
+	job_from(&job, m, &st, VG_EV_CLOSE_WRITE, t0);
+	pthread_rwlock_rdlock(&fan->filters_lock);
+	scanned = (fan->cfg.events & VG_EV_CLOSE_WRITE) &&
+		  !filters_process_excluded(fan->filters, m->pid);
+	if (scanned) {
+		path_of(m->fd, job.path, sizeof(job.path));
+		scanned = !job.path[0] ||
+			  filters_path_scanned(fan->filters, job.path);
+	}
+	pthread_rwlock_unlock(&fan->filters_lock);
+	if (!scanned) {
+		close(m->fd);
+		return;
+	}
+	if (jobs_enqueue(fan, &job, fan->epochs[fan_epoch_slot(&st)])) {
+		fan_count(&fan->stats.notify_dropped);
+		close(m->fd);
+	}
+}
+
+/* The kernel dropped events: nothing cached can be trusted any more. */
+static void overflowed(struct vg_fan *fan)
+{
+	pthread_mutex_lock(&fan->cache_lock);
+	for (int i = 0; i < EPOCHS; i++)
+		fan->epochs[i]++;
+	vg_cache_clear(fan->verdicts);
+	pthread_mutex_lock(&fan->respond_lock);
+	if (fan->fd >= 0 && !fan->adopted)
+		fanotify_mark(fan->fd, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL);
+	pthread_mutex_unlock(&fan->respond_lock);
+	pthread_mutex_unlock(&fan->cache_lock);
+	fan_count(&fan->stats.overflows);
+}
+
+/* Dispatch one event record. */
+static void handle(struct vg_fan *fan, const struct fanotify_event_metadata *m)
+{
+	uint64_t t0 = fan_now_ns();
+
+	fan_count(&fan->stats.events);
+	if (m->mask & FAN_Q_OVERFLOW) {
+		overflowed(fan);
+		return;
+	}
+	if (m->fd < 0)
+		return;
+	if (m->mask & (FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM))
+		perm_event(fan, m, t0);
+	else
+		notify_event(fan, m, t0);
+}
+
+/* Handle every whole record in @buf[0..@len). */
+static void handle_batch(struct vg_fan *fan, const char *buf, ssize_t len)
+{
+	const struct fanotify_event_metadata *m = (const void *)buf;
+
+	while (FAN_EVENT_OK(m, len)) {
+		if (m->vers == FANOTIFY_METADATA_VERSION)
+			handle(fan, m);
+		else
+			fan_count(&fan->stats.errors);
+		m = FAN_EVENT_NEXT(m, len);
+	}
+}
+
+/*
+ * The reader thread: poll the group and the wake fd until stopped.
+ * It must not die while the group is open (every opener on the marked
+ * filesystems would wait forever), so a failed read is counted and
+ * retried after a millisecond: EMFILE, for one, clears as fds are closed,
+ * and the kernel keeps the event until a read succeeds.
+ */
+void *reader_main(void *arg)
+{
+	static const struct timespec pause = { .tv_nsec = 1000000 };
+	struct vg_fan *fan = arg;
+	char buf[READ_BUF] __attribute__((aligned(8)));
+	struct pollfd pfd[2] = { { .fd = fan->fd, .events = POLLIN },
+				 { .fd = fan->wake_fd, .events = POLLIN } };
+
+	for (;;) {
+		ssize_t n;
+
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			nanosleep(&pause, NULL);
+		if (pfd[1].revents)
+			break;
+		if (!(pfd[0].revents & (POLLIN | POLLHUP)))
+			continue;
+		n = read(pfd[0].fd, buf, sizeof(buf));
+		if (n > 0) {
+			handle_batch(fan, buf, n);
+		} else if (n == 0 || errno == EBADF) {
+			break;	/* a test's socket closed; never a live group */
+		} else if (errno != EAGAIN && errno != EINTR) {
+			fan_count(&fan->stats.errors);
+			nanosleep(&pause, NULL);
+		}
+	}
+	return NULL;
+}
