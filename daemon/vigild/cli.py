@@ -9,15 +9,20 @@ and the line or key where there is one.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
 
-from vigild import __version__, config, hashes, native, ruleset, scan
+from vigild import __version__, config, control, hashes, native, ruleset, scan
 from vigild.config import Config, ConfigError, Engine
 from vigild.detector import Detector
+from vigild.quarantine import QuarantineError, Store
 from vigild.scanner import RuleError
 from vigild.verdict import Policy
 
@@ -34,7 +39,8 @@ def _load_config(args: argparse.Namespace) -> Config:
     cfg = config.load(args.config)
     rules = cfg.rules
     if getattr(args, "rules", None):
-        rules = replace(rules, dirs=tuple(os.path.abspath(d) for d in args.rules))
+        dirs = tuple(os.path.abspath(d) for d in args.rules)
+        rules = replace(rules, dirs=dirs, local_dirs=())
     if getattr(args, "hashes", None):
         rules = replace(rules, hashes=tuple(os.path.abspath(h) for h in args.hashes))
     if getattr(args, "engine", None):
@@ -73,7 +79,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
-    dirs = args.dirs or list(cfg.rules.dirs)
+    dirs = args.dirs or list(cfg.rules.rule_dirs())
     errors = ruleset.check(dirs, cfg.rules.engine)
     for e in errors:
         print(e, file=sys.stderr)
@@ -93,12 +99,117 @@ def cmd_rules_compile(args: argparse.Namespace) -> int:
     rules_cfg = cfg.rules
     if args.output:
         rules_cfg = replace(rules_cfg, compiled_dir=os.path.abspath(args.output))
-    rs = ruleset.load(rules_cfg, cfg.scan.timeout)
     where = ruleset.cache_dir(rules_cfg.compiled_dir)
+    if where is None or (args.output and where != Path(rules_cfg.compiled_dir)):
+        raise UsageError(f"{rules_cfg.compiled_dir}: cannot write compiled rules there")
+    rs = ruleset.load(rules_cfg, cfg.scan.timeout)
     print(f"{rs.count} rules from {len(rs.files)} files ({rs.engine})")
     print(f"rules generation: {rs.generation:016x}")
     print(f"known-bad hashes: {rs.hash_entries}")
     print(f"compiled into {where}")
+    return EXIT_OK
+
+
+def _run_overrides(args: argparse.Namespace) -> Callable[[Config], Config]:
+    """--watch / --rules / --mode, applied to the config at start and at every reload."""
+
+    def apply(cfg: Config) -> Config:
+        if args.watch:
+            watch = tuple(os.path.abspath(w) for w in args.watch)
+            cfg = replace(cfg, onaccess=replace(cfg.onaccess, watch=watch))
+        if args.rules:
+            dirs = tuple(os.path.abspath(d) for d in args.rules)
+            cfg = replace(cfg, rules=replace(cfg.rules, dirs=dirs, local_dirs=()))
+        if args.mode:
+            cfg = replace(cfg, daemon=replace(cfg.daemon, mode=config.Mode(args.mode)))
+        return cfg
+
+    return apply
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vigild.service import Daemon
+
+    overrides = _run_overrides(args)
+    cfg = overrides(config.load(args.config))
+    return Daemon(cfg, args.config, overrides).run()
+
+
+def _ask(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    cfg = config.load(args.config)
+    try:
+        return control.request(cfg.daemon.runtime_dir, command)
+    except control.ControlError as e:
+        raise UsageError(str(e)) from e
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    s = _ask(args, "status")
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return EXIT_OK
+    ev, r, w = s["events"], s["rules"], s["workers"]
+    mode = s["mode"].upper() if s["mode"] == "detect" else s["mode"]
+    lines = [
+        f"vigild (pid {s['pid']}) running in {mode} mode"
+        + (f": {s['mode_reason']}" if s["mode_reason"] else ""),
+        f"  watching:  {', '.join(s['watching'])}"
+        + (f" (missing, skipped: {', '.join(s['missing'])})" if s["missing"] else ""),
+        f"  rules:     {r['count']} rules in {r['files']} files ({r['engine']}), "
+        f"{r['hash_entries']} known-bad hashes, generation {r['generation']}, "
+        f"{r['reloads']} reloads ({r['reload_failures']} failed)",
+        f"  events:    {ev.get('perm_events', 0)} opens/execs, {ev.get('notify_events', 0)} close-writes; "
+        f"{ev.get('queued', 0)} scanned, {ev.get('self_allowed', 0) + ev.get('filtered', 0)} passed at once, "
+        f"{ev.get('excluded', 0)} excluded",
+        f"  caches:    verdict hit ratio {s['verdict_cache_hit_ratio'] * 100:.1f}%, "
+        f"{ev.get('ignore_marks', 0)} ignore marks, clean-content {s['clean_cache']['entries']} entries",
+        f"  queue:     {ev.get('queue_depth', 0)} waiting, {ev.get('in_flight', 0)} in flight, "
+        f"{ev.get('queue_full', 0)} answered full, {ev.get('deadline_passed', 0)} past deadline",
+        f"  latency:   p50 <= {s['latency_us']['p50']} us, p99 <= {s['latency_us']['p99']} us",
+        f"  blocked:   {s['blocked']}; detections {w['detections']} ({w['late']} late), "
+        f"quarantined {w['quarantined']}, scan errors {w['errors']}",
+    ]
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_rules_reload(args: argparse.Namespace) -> int:
+    r = _ask(args, "reload")
+    if not r.get("reloaded"):
+        raise UsageError("reload failed, the previous rules stay live (see `journalctl -u vigild`)")
+    print(f"reloaded: rules generation {r['generation']}")
+    return EXIT_OK
+
+
+def _store(args: argparse.Namespace) -> Store:
+    if os.geteuid() != 0:
+        raise UsageError("permission denied: the quarantine is root's (run as root)")
+    return Store(config.load(args.config).daemon.quarantine_dir)
+
+
+def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    items = list(_store(args).items())
+    if args.json:
+        for item in items:
+            print(json.dumps(asdict(item)))
+        return EXIT_OK
+    if not items:
+        print("quarantine is empty")
+    for it in items:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(it.quarantined_at))
+        print(f"{it.id}  {when}  {it.size:>10}  {it.path}  ({it.detail or it.reason})")
+    return EXIT_OK
+
+
+def cmd_quarantine_restore(args: argparse.Namespace) -> int:
+    path = _store(args).restore(args.id, force=args.force, to=args.to)
+    print(f"restored {args.id} to {path}")
+    return EXIT_OK
+
+
+def cmd_quarantine_delete(args: argparse.Namespace) -> int:
+    _store(args).delete(args.id)
+    print(f"deleted {args.id}")
     return EXIT_OK
 
 
@@ -119,7 +230,7 @@ def _rule_sources(p: argparse.ArgumentParser) -> None:
         "--rules",
         metavar="DIR",
         action="append",
-        help="YARA rule directory or file; repeatable; replaces the configured rules",
+        help="YARA rule directory or file; repeatable; replaces the configured and shipped rules",
     )
     p.add_argument(
         "--hashes",
@@ -173,6 +284,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="DIR", help="write here instead of rules.compiled_dir")
     p.set_defaults(func=cmd_rules_compile)
 
+    p = sub.add_parser("run", help="run the on-access daemon in the foreground")
+    _common(p)
+    p.add_argument(
+        "--watch",
+        metavar="PATH",
+        action="append",
+        help="watch this path; repeatable; replaces onaccess.watch",
+    )
+    p.add_argument(
+        "--rules",
+        metavar="DIR",
+        action="append",
+        help="rule directory; repeatable; replaces the configured rules",
+    )
+    p.add_argument("--mode", choices=[m.value for m in config.Mode], help="replaces daemon.mode")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="ask the running daemon how it is doing")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="everything, as one JSON object")
+    p.set_defaults(func=cmd_status)
+
+    p = rsub.add_parser("reload", help="make the running daemon reload config and rules")
+    _common(p)
+    p.set_defaults(func=cmd_rules_reload)
+
+    q = sub.add_parser("quarantine", help="list, restore or delete quarantined files")
+    qsub = q.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
+    p = qsub.add_parser("list", help="what is in quarantine")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per item")
+    p.set_defaults(func=cmd_quarantine_list)
+    p = qsub.add_parser("restore", help="put a file back, bytes and metadata as they were")
+    _common(p)
+    p.add_argument("id")
+    p.add_argument("--force", action="store_true", help="replace a file now at the original path")
+    p.add_argument("--to", metavar="PATH", help="restore to this path instead")
+    p.set_defaults(func=cmd_quarantine_restore)
+    p = qsub.add_parser("delete", help="delete a quarantined file for good")
+    _common(p)
+    p.add_argument("id")
+    p.set_defaults(func=cmd_quarantine_delete)
+
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
     return parser
@@ -196,7 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ConfigError, RuleError, hashes.HashListError, UsageError, OSError) as e:
+    except (
+        ConfigError,
+        RuleError,
+        hashes.HashListError,
+        QuarantineError,
+        UsageError,
+        OSError,
+    ) as e:
         print(f"vigild: {_one_line(e)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

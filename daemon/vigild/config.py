@@ -10,6 +10,7 @@ file replaces the earlier value (lists are replaced, not appended).
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import sys
 import tomllib
@@ -51,6 +52,23 @@ class Fallback(StrEnum):
     DENY = "deny"
 
 
+class EventKind(StrEnum):
+    OPEN = "open"
+    EXEC = "exec"
+    CLOSE_WRITE = "close-write"
+
+
+class MarkKind(StrEnum):
+    FILESYSTEM = "filesystem"  # the whole filesystem, bind mounts and containers too
+    MOUNT = "mount"  # only opens through this mount
+
+
+class Mode(StrEnum):
+    AUTO = "auto"  # block where fanotify permission events work, else detect
+    BLOCK = "block"
+    DETECT = "detect"
+
+
 def data_dir() -> Path:
     """Where the shipped rules live: the install prefix, else the checkout."""
     installed = Path(sys.prefix) / "share" / "vigild"
@@ -64,10 +82,16 @@ def data_dir() -> Path:
 
 @dataclass(frozen=True)
 class RulesConfig:
-    dirs: tuple[str, ...] = field(default_factory=lambda: (str(data_dir() / "rules"),))
+    dirs: tuple[str, ...] = ()  # empty: the rules shipped with vigild
+    local_dirs: tuple[str, ...] = ("/etc/vigild/rules.d",)  # added; skipped if missing
     hashes: tuple[str, ...] = ()
     engine: Engine = Engine.YARA
     compiled_dir: str = "/var/lib/vigild/compiled"
+
+    def rule_dirs(self) -> tuple[str, ...]:
+        """The directories to load: ``dirs`` (or the shipped rules) plus existing local ones."""
+        base = self.dirs or (str(data_dir() / "rules"),)
+        return base + tuple(d for d in self.local_dirs if os.path.isdir(d))
 
 
 @dataclass(frozen=True)
@@ -87,10 +111,37 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class OnAccessConfig:
+    watch: tuple[str, ...] = ("/home", "/srv", "/var/www", "/tmp")
+    events: tuple[EventKind, ...] = (EventKind.OPEN, EventKind.EXEC, EventKind.CLOSE_WRITE)
+    mark: MarkKind = MarkKind.FILESYSTEM
+    exclude_paths: tuple[str, ...] = ()
+    exclude_executables: tuple[str, ...] = ()
+    exclude_users: tuple[int, ...] = ()
+    quarantine_on: tuple[EventKind, ...] = (EventKind.CLOSE_WRITE,)
+    queue_size: int = 4096
+    deadline_ms: int = 5000
+    on_queue_full: Fallback = Fallback.ALLOW
+    on_deadline: Fallback = Fallback.ALLOW
+    ignore_marks: bool = True
+    verdict_cache_entries: int = 65536
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    mode: Mode = Mode.AUTO
+    state_dir: str = "/var/lib/vigild"
+    runtime_dir: str = "/run/vigild"
+    quarantine_dir: str = "/var/lib/vigild/quarantine"
+
+
+@dataclass(frozen=True)
 class Config:
     rules: RulesConfig = field(default_factory=RulesConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    onaccess: OnAccessConfig = field(default_factory=OnAccessConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
     files: tuple[str, ...] = ()  # the files this was read from, in order
 
 
@@ -133,6 +184,53 @@ def _choice(enum: type[Enum]) -> Parser:
     return parse
 
 
+def _duration_ms(value: Any) -> int:
+    """Milliseconds: seconds as a number, or a string such as "250ms", "5s", "2m"."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return max(1, round(value * 1000))
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*", value)
+        if m and float(m.group(1)) > 0:
+            scale = {"ms": 1, "s": 1000, "m": 60000, None: 1000}[m.group(2)]
+            return max(1, round(float(m.group(1)) * scale))
+    raise ValueError(f'expected a duration such as 5, "250ms" or "5s", got {value!r}')
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _choices(enum: type[Enum]) -> Parser:
+    one = _choice(enum)
+
+    def parse(value: Any) -> tuple[Enum, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {value!r}")
+        return tuple(dict.fromkeys(one(v) for v in value))
+
+    return parse
+
+
+def _users(value: Any) -> tuple[int, ...]:
+    """User names or numeric uids, resolved to uids now."""
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of user names or uids, got {value!r}")
+    out = []
+    for v in value:
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+            out.append(v)
+        elif isinstance(v, str):
+            try:
+                out.append(pwd.getpwnam(v).pw_uid)
+            except KeyError:
+                raise ValueError(f"no such user: {v!r}") from None
+        else:
+            raise ValueError(f"expected a user name or uid, got {v!r}")
+    return tuple(out)
+
+
 def _path(value: Any) -> str:
     if isinstance(value, str) and value.startswith("/"):
         return os.path.normpath(value)
@@ -149,6 +247,7 @@ def _path_list(value: Any) -> tuple[str, ...]:
 _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
     "rules": {
         "dirs": ("dirs", _path_list),
+        "local_dirs": ("local_dirs", _path_list),
         "hashes": ("hashes", _path_list),
         "engine": ("engine", _choice(Engine)),
         "compiled_dir": ("compiled_dir", _path),
@@ -164,6 +263,27 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "on_error": ("on_error", _choice(Fallback)),
         "on_timeout": ("on_timeout", _choice(Fallback)),
         "on_oversize": ("on_oversize", _choice(Fallback)),
+    },
+    "onaccess": {
+        "watch": ("watch", _path_list),
+        "events": ("events", _choices(EventKind)),
+        "mark": ("mark", _choice(MarkKind)),
+        "exclude_paths": ("exclude_paths", _path_list),
+        "exclude_executables": ("exclude_executables", _path_list),
+        "exclude_users": ("exclude_users", _users),
+        "quarantine_on": ("quarantine_on", _choices(EventKind)),
+        "queue_size": ("queue_size", _int_range(1, 1 << 20)),
+        "deadline": ("deadline_ms", _duration_ms),
+        "on_queue_full": ("on_queue_full", _choice(Fallback)),
+        "on_deadline": ("on_deadline", _choice(Fallback)),
+        "ignore_marks": ("ignore_marks", _bool),
+        "verdict_cache_entries": ("verdict_cache_entries", _int_range(1024, 1 << 28)),
+    },
+    "daemon": {
+        "mode": ("mode", _choice(Mode)),
+        "state_dir": ("state_dir", _path),
+        "runtime_dir": ("runtime_dir", _path),
+        "quarantine_dir": ("quarantine_dir", _path),
     },
 }
 
@@ -207,6 +327,10 @@ def _check(config: Config, last: str) -> None:
     """Cross-field checks, made once everything is merged."""
     if config.scan.max_file_size < 1:
         raise ConfigError(last, "scan.max_file_size", "must be at least 1 byte")
+    if not config.onaccess.events:
+        raise ConfigError(last, "onaccess.events", "needs at least one of open, exec, close-write")
+    if config.onaccess.deadline_ms > 3_600_000:
+        raise ConfigError(last, "onaccess.deadline", "must be at most one hour")
 
 
 def dropin_files(main: Path) -> list[Path]:

@@ -57,8 +57,12 @@ class Detector:
             buf = self._local.buf = mmap.mmap(-1, self.scan.max_file_size)
         return buf
 
-    def examine(self, fd: int, path: str) -> Finding:
-        """The verdict for the regular file open at ``fd`` (shown as ``path``)."""
+    def examine(self, fd: int, path: str, policy: Policy | None = None) -> Finding:
+        """The verdict for the regular file open at ``fd`` (shown as ``path``).
+
+        ``policy`` overrides the detector's (on-access passes the one of the event kind).
+        """
+        policy = policy or self.policy
         size = os.fstat(fd).st_size
         skip = size > self.scan.max_file_size and self.scan.oversize is Oversize.SKIP
         buf = None if skip else self._buffer()
@@ -72,11 +76,11 @@ class Detector:
             )
         except OSError as e:
             failed = ScanResult(ScanStatus.ERROR, error=f"read error: {e.strerror}")
-            return Finding(path, size, "", decide(None, failed, self.policy))
+            return Finding(path, size, "", decide(None, failed, policy))
         scan = None
         if pre.verdict is native.PreVerdict.UNKNOWN:
             scan = self._scan(pre, buf, path)
-        verdict = decide(pre, scan, self.policy)
+        verdict = decide(pre, scan, policy)
         if verdict.cacheable_clean and self.clean is not None:
             native.clean_put(self.clean, pre.sha256, self.ruleset.generation)
         if buf is not None and pre.size > _KEEP_RESIDENT:

@@ -98,8 +98,8 @@ def trusted(path: Path) -> bool:
     )
 
 
-def cache_dir(configured: str) -> Path:
-    """The configured compiled directory, or a per-user one if we cannot use it."""
+def cache_dir(configured: str) -> Path | None:
+    """The configured compiled directory, else a per-user one, else None (nothing saved)."""
     for candidate in (Path(configured), _user_cache()):
         try:
             candidate.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -107,7 +107,8 @@ def cache_dir(configured: str) -> Path:
             continue
         if os.access(candidate, os.W_OK | os.X_OK) and trusted_dir(candidate):
             return candidate
-    raise OSError(f"no usable directory for compiled rules ({configured})")
+    log.debug("no usable directory for compiled rules (%s): not saving them", configured)
+    return None
 
 
 def trusted_dir(path: Path) -> bool:
@@ -189,7 +190,7 @@ def hash_database(sources: Sequence[str], directory: Path | None) -> native.Hash
 def load(cfg: RulesConfig, timeout: int, save: bool = True) -> RuleSet:
     """Build the rule set ``cfg`` describes; raises RuleError / HashListError / NativeError."""
     engine = backend(cfg.engine, timeout)
-    files = rule_files(cfg.dirs)
+    files = rule_files(cfg.rule_dirs())
     fingerprint, count = _fingerprint(engine, files)
     directory = cache_dir(cfg.compiled_dir) if save else None
     rules, from_cache = compiled_rules(engine, files, fingerprint, directory)

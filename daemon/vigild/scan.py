@@ -79,8 +79,12 @@ class Walker:
         with self.lock:
             setattr(self.totals, what, getattr(self.totals, what) + 1)
 
-    def walk(self, paths: list[str]) -> Iterator[tuple[str, int]]:
-        """(path, size) of each regular file, in name order per directory."""
+    def walk(self, paths: list[str]) -> Iterator[tuple[str, int, bool]]:
+        """(path, size, follow) of each regular file, in name order per directory.
+
+        ``follow`` is True for a path given on the command line: a symlink
+        named there is opened through, as ``find -H`` does.
+        """
         for p in paths:
             try:
                 st = os.stat(p)
@@ -90,11 +94,11 @@ class Walker:
             if stat.S_ISDIR(st.st_mode):
                 yield from self._tree(p, st)
             elif stat.S_ISREG(st.st_mode):
-                yield p, st.st_size
+                yield p, st.st_size, True
             else:
                 self._count("special")
 
-    def _tree(self, top: str, st: os.stat_result) -> Iterator[tuple[str, int]]:
+    def _tree(self, top: str, st: os.stat_result) -> Iterator[tuple[str, int, bool]]:
         stack = [(top, st)]
         while stack:
             d, dst = stack.pop()
@@ -110,7 +114,7 @@ class Walker:
             for entry in entries:
                 kind, size = self._classify(entry)
                 if kind == "file":
-                    yield entry.path, size
+                    yield entry.path, size, self.follow
                 elif kind == "dir":
                     subdirs.append(entry)
             for entry in reversed(subdirs):
@@ -326,9 +330,10 @@ class Progress:
 
 
 def _worker(
-    work: queue.Queue[str | None], detector: Detector, reporter: Reporter, follow: bool
+    work: queue.Queue[tuple[str, bool] | None], detector: Detector, reporter: Reporter
 ) -> None:
-    while (path := work.get()) is not _DONE:
+    while (item := work.get()) is not _DONE:
+        path, follow = item
         try:
             fd = open_for_scan(path, follow)
         except OSError as e:
@@ -361,20 +366,20 @@ def run(
     if progress:
         reporter.progress = Progress(sys.stderr, totals, walked, reporter.lock)
         reporter.progress.start()
-    work: queue.Queue[str | None] = queue.Queue(maxsize=workers * 64)
+    work: queue.Queue[tuple[str, bool] | None] = queue.Queue(maxsize=workers * 64)
     threads = [
-        threading.Thread(
-            target=_worker, args=(work, detector, reporter, follow), name=f"vigild-scan-{i}"
-        )
+        threading.Thread(target=_worker, args=(work, detector, reporter), name=f"vigild-scan-{i}")
         for i in range(workers)
     ]
     for t in threads:
         t.start()
     try:
-        for path, size in Walker(follow, reporter.error, totals, reporter.lock).walk(paths):
+        for path, size, follow_this in Walker(follow, reporter.error, totals, reporter.lock).walk(
+            paths
+        ):
             walked.files += 1
             walked.bytes += size
-            work.put(path)
+            work.put((path, follow_this))
     finally:
         if reporter.progress:
             reporter.progress.walk_done = True

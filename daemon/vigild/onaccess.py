@@ -1,0 +1,291 @@
+"""On-access workers: take an event, examine the file, answer, then report.
+
+Each worker blocks in C for the next job (the GIL released), examines the
+file through the event's fd, and answers the kernel before anything else:
+alerts, quarantine and caching all come after the answer. The one thing
+done before answering a detection is reading the opener's details from
+/proc (it is blocked on us, so certainly alive); it never touches the
+journal.
+
+Every job is released with ``done`` in a ``finally``: an exception in a
+worker costs one answer by policy, never a hung opener. Workers read the
+current Detector once per job, so a reload swaps rules between jobs,
+never in the middle of one.
+
+In detect mode the same workers take file paths from the inotify source
+instead, and every detection is quarantined: nothing was blocked.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vigild import native
+from vigild.alert import Alert, Alerts, Kind
+from vigild.config import EventKind, OnAccessConfig, PolicyConfig
+from vigild.detector import Detector, Finding
+from vigild.procinfo import process_fields
+from vigild.quarantine import QuarantineError, Store
+from vigild.verdict import Action, Policy, Reason, ScanResult, ScanStatus, Verdict, decide
+
+log = logging.getLogger(__name__)
+
+KIND_OF = {
+    native.EV_OPEN: EventKind.OPEN,
+    native.EV_EXEC: EventKind.EXEC,
+    native.EV_CLOSE_WRITE: EventKind.CLOSE_WRITE,
+}
+_CACHEABLE = (Reason.CLEAN, Reason.CACHED_CLEAN)
+
+
+@dataclass
+class Counters:
+    """What the workers did; read by status without locks (ints, GIL-atomic)."""
+
+    scanned: int = 0
+    detections: int = 0
+    quarantined: int = 0
+    late: int = 0
+    errors: int = 0
+    last_progress: float = field(default_factory=time.monotonic)
+
+
+class Workers:
+    """The worker threads, for fanotify jobs or (detect mode) inotify paths."""
+
+    def __init__(
+        self,
+        detector: Callable[[], Detector],
+        onaccess: OnAccessConfig,
+        policy: PolicyConfig,
+        alerts: Alerts,
+        store: Store,
+    ) -> None:
+        self.detector = detector
+        self.alerts = alerts
+        self.store = store
+        self.counters = Counters()
+        self.policies = {
+            kind: Policy.from_config(policy, quarantine=kind in onaccess.quarantine_on)
+            for kind in EventKind
+        }
+        # detect mode blocks nothing, so every detection is quarantined
+        self.detect_policy = Policy.from_config(policy, quarantine=True)
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    # -------------------------------------------------------------- running
+
+    def start_fanotify(self, fan: native.Fanotify, count: int) -> None:
+        self._start(count, lambda: self._fanotify_loop(fan))
+
+    def start_paths(self, paths: queue.Queue[str], count: int) -> None:
+        self._start(count, lambda: self._path_loop(paths))
+
+    def _start(self, count: int, loop: Callable[[], None]) -> None:
+        for i in range(count):
+            t = threading.Thread(target=loop, name=f"vigild-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the workers to end (fanotify ones end when the group stops) and join them."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def alive(self) -> int:
+        return sum(t.is_alive() for t in self._threads)
+
+    def _tick(self) -> None:
+        self.counters.last_progress = time.monotonic()
+
+    # ------------------------------------------------------------- fanotify
+
+    def _fanotify_loop(self, fan: native.Fanotify) -> None:
+        while True:
+            try:
+                job = fan.next(500)
+            except native.Shutdown:
+                return
+            self._tick()
+            if job is not None:
+                self._handle_job(fan, job)
+                self._tick()
+
+    def _examine(
+        self, det: Detector, fd: int, path: str, policy: Policy
+    ) -> tuple[Verdict, Finding | None]:
+        try:
+            finding = det.examine(fd, path, policy)
+        except Exception as e:  # a bug here must cost one answer by policy, nothing more
+            self.counters.errors += 1
+            failed = ScanResult(ScanStatus.ERROR, error=f"internal error: {e!r}")
+            return decide(None, failed, policy), None
+        return finding.verdict, finding
+
+    def _handle_job(self, fan: native.Fanotify, job: native.Job) -> None:
+        det = self.detector()
+        kind = KIND_OF[job.kind]
+        verdict, finding = self._examine(det, job.fd, job.path, self.policies[kind])
+        cacheable = verdict.malicious or verdict.reason in _CACHEABLE
+        try:
+            who = process_fields(job.pid) if verdict.malicious else {}
+            late = fan.answer(job, verdict.action is Action.ALLOW)
+            self.counters.scanned += 1
+            self._report(kind, job.fd, job.path, verdict, finding, late, who, det)
+        finally:
+            fan.done(job, cacheable, det.ruleset.generation)
+
+    # --------------------------------------------------------- detect mode
+
+    def _path_loop(self, paths: queue.Queue[str]) -> None:
+        while not self._stop.is_set():
+            try:
+                path = paths.get(timeout=0.5)
+            except queue.Empty:
+                self._tick()
+                continue
+            self._tick()
+            self._handle_path(path)
+
+    def _handle_path(self, path: str) -> None:
+        try:
+            fd = os.open(
+                path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+            )
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ELOOP):
+                log.warning("%s: cannot open for scanning: %s", path, e.strerror)
+            return
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            det = self.detector()
+            verdict, finding = self._examine(det, fd, path, self.detect_policy)
+            self.counters.scanned += 1
+            self._report(EventKind.CLOSE_WRITE, fd, path, verdict, finding, False, {}, det)
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------ reporting
+
+    def _report(
+        self,
+        kind: EventKind,
+        fd: int,
+        path: str,
+        verdict: Verdict,
+        finding: Finding | None,
+        late: bool,
+        who: dict[str, str],
+        det: Detector,
+    ) -> None:
+        """After the answer: quarantine, then one alert."""
+        if late:
+            self.counters.late += 1
+        if not verdict.malicious:
+            self._report_inconclusive(kind, path, verdict, late)
+            return
+        self.counters.detections += 1
+        fields = {
+            "VIGILD_PATH": path,
+            "VIGILD_EVENT": kind.value,
+            "VIGILD_REASON": verdict.reason.value,
+            "VIGILD_GENERATION": f"{det.ruleset.generation:016x}",
+            **who,
+        }
+        rules: tuple[str, ...] = ()
+        if finding is not None:
+            fields["VIGILD_SHA256"] = finding.sha256
+            fields["VIGILD_SIZE"] = str(finding.size)
+            rules = tuple(m.rule for m in finding.matches)
+            if rules:
+                fields["VIGILD_RULE"] = rules  # type: ignore[assignment]
+                fields["VIGILD_RULE_FILE"] = tuple(
+                    dict.fromkeys(m.namespace for m in finding.matches)
+                )  # type: ignore[assignment]
+                sev = [str(m.get("severity")) for m in finding.matches if m.get("severity")]
+                if sev:
+                    fields["VIGILD_SEVERITY"] = sev[0]
+            else:
+                fields["VIGILD_HASH_NAME"] = verdict.detail
+        quarantined = None
+        if verdict.action is Action.QUARANTINE or late:
+            quarantined = self._quarantine(fd, path, verdict, rules)
+            if quarantined:
+                fields["VIGILD_QUARANTINE_ID"] = quarantined
+        self._alert_detection(kind, path, verdict, late, quarantined, fields)
+
+    def _quarantine(
+        self, fd: int, path: str, verdict: Verdict, rules: tuple[str, ...]
+    ) -> str | None:
+        try:
+            item = self.store.add(fd, path, verdict.reason.value, verdict.detail, rules)
+        except QuarantineError as e:
+            self.alerts.emit(Alert(Kind.QUARANTINE_FAILED, str(e), {"VIGILD_PATH": path}))
+            return None
+        self.counters.quarantined += 1
+        return item.id
+
+    def _alert_detection(
+        self,
+        kind: EventKind,
+        path: str,
+        verdict: Verdict,
+        late: bool,
+        quarantined: str | None,
+        fields: dict[str, str],
+    ) -> None:
+        what = verdict.detail or verdict.reason.value
+        if late:
+            alert_kind = Kind.DETECTED_LATE
+            action = "allowed by the deadline policy, then detected"
+        elif quarantined:
+            alert_kind = Kind.DETECTED_QUARANTINED
+            action = (
+                "denied and quarantined" if kind is not EventKind.CLOSE_WRITE else "quarantined"
+            )
+        else:
+            alert_kind = Kind.DETECTED_DENIED
+            action = (
+                "denied" if kind is not EventKind.CLOSE_WRITE else "detected, opens will be denied"
+            )
+        if quarantined:
+            action += f" as {quarantined}"
+        fields["VIGILD_ACTION"] = "quarantine" if quarantined else ("allow" if late else "deny")
+        self.alerts.emit(Alert(alert_kind, f"{path}: {what} ({kind.value}): {action}", fields))
+
+    def _report_inconclusive(
+        self, kind: EventKind, path: str, verdict: Verdict, late: bool
+    ) -> None:
+        if late:
+            self.alerts.emit(
+                Alert(
+                    Kind.DEADLINE_PASSED,
+                    f"{path}: answered by the deadline policy before the scan finished ({kind.value})",
+                    {"VIGILD_PATH": path, "VIGILD_EVENT": kind.value},
+                )
+            )
+        if verdict.reason in (Reason.SCAN_ERROR, Reason.SCAN_TIMEOUT):
+            self.counters.errors += 1
+            self.alerts.emit(
+                Alert(
+                    Kind.SCAN_ERROR,
+                    f"{path}: {verdict.detail} ({kind.value}): {verdict.action.value}ed by policy",
+                    {
+                        "VIGILD_PATH": path,
+                        "VIGILD_EVENT": kind.value,
+                        "VIGILD_REASON": verdict.reason.value,
+                        "VIGILD_ACTION": verdict.action.value,
+                    },
+                )
+            )

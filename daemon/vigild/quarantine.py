@@ -1,0 +1,285 @@
+"""Quarantine: keep a detected file's bytes and metadata, and restore them exactly.
+
+The store (root only, 0700) holds one directory per item::
+
+    DIR/<id>/data        the bytes, 0600
+    DIR/<id>/meta.json   path, owner, group, mode, times (ns), xattrs, hashes, why
+
+Moving a file in: its bytes are copied through the fd the detection came
+with (the bytes that were scanned, never a re-opened path) into
+``DIR/.<id>.tmp``, fsynced with the metadata, renamed to ``DIR/<id>`` and
+the store fsynced; only then is the original unlinked, and only if its
+path still names the same inode. A crash at any step leaves the original,
+or the original and the item: nothing is lost. Leftover ``.tmp``
+directories are removed at start-up (their originals were never touched).
+
+Restoring writes a new file beside the target, sets owner, group, mode,
+xattrs and then atime/mtime (the kernel sets ctime; nobody can), fsyncs,
+and links it into place, refusing to replace an existing file unless told.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
+_CHUNK = 1 << 20
+
+
+class QuarantineError(Exception):
+    """A quarantine operation could not be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    path: str
+    uid: int
+    gid: int
+    mode: int
+    atime_ns: int
+    mtime_ns: int
+    size: int
+    sha256: str
+    reason: str
+    detail: str
+    rules: tuple[str, ...]
+    quarantined_at: float
+    xattrs: dict[str, str] = field(default_factory=dict)  # name -> hex value
+    original_removed: bool = True
+
+
+def _fsync_dir(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy(src_fd: int, dst_fd: int, pread: bool) -> tuple[int, str]:
+    """Copy all of src to dst; returns (bytes, sha256). pread leaves src's offset."""
+    h = hashlib.sha256()
+    off = 0
+    while True:
+        chunk = os.pread(src_fd, _CHUNK, off) if pread else os.read(src_fd, _CHUNK)
+        if not chunk:
+            break
+        h.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst_fd, view) :]
+        off += len(chunk)
+    return off, h.hexdigest()
+
+
+def _xattrs(fd: int) -> dict[str, str]:
+    try:
+        names = os.listxattr(fd)
+    except OSError:
+        return {}
+    out = {}
+    for name in names:
+        try:
+            out[name] = os.getxattr(fd, name).hex()
+        except OSError:
+            continue
+    return out
+
+
+class Store:
+    """The quarantine directory. Every method raises QuarantineError on failure."""
+
+    def __init__(self, directory: str) -> None:
+        self.dir = Path(directory)
+
+    def prepare(self) -> None:
+        """Create the store 0700 (or tighten it) and drop half-written items."""
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = self.dir.stat()
+        if st.st_uid != os.geteuid():
+            raise QuarantineError(f"{self.dir}: owned by uid {st.st_uid}, not by us")
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            self.dir.chmod(0o700)
+        for tmp in self.dir.glob(".*.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------ moving in
+
+    def add(
+        self, fd: int, path: str, reason: str, detail: str, rules: tuple[str, ...] = ()
+    ) -> Item:
+        """Quarantine the file open at ``fd`` (shown as ``path``)."""
+        st = os.fstat(fd)
+        item_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
+        tmp = self.dir / f".{item_id}.tmp"
+        try:
+            tmp.mkdir(mode=0o700)
+            size, sha = self._write_data(fd, tmp / "data")
+            item = Item(
+                id=item_id,
+                path=path,
+                uid=st.st_uid,
+                gid=st.st_gid,
+                mode=stat.S_IMODE(st.st_mode),
+                atime_ns=st.st_atime_ns,
+                mtime_ns=st.st_mtime_ns,
+                size=size,
+                sha256=sha,
+                reason=reason,
+                detail=detail,
+                rules=tuple(rules),
+                quarantined_at=time.time(),
+                xattrs=_xattrs(fd),
+            )
+            self._write_meta(tmp / "meta.json", item)
+            _fsync_dir(tmp)
+            os.rename(tmp, self.dir / item_id)
+            _fsync_dir(self.dir)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise QuarantineError(f"{path}: cannot quarantine: {e.strerror or e}") from e
+        if not self._remove_original(path, st):
+            item = Item(**{**asdict(item), "original_removed": False})
+            self._write_meta(self.dir / item_id / "meta.json", item)
+        return item
+
+    @staticmethod
+    def _write_data(src_fd: int, dst: Path) -> tuple[int, str]:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            result = _copy(src_fd, fd, pread=True)
+            os.fsync(fd)
+            return result
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _write_meta(dst: Path, item: Item) -> None:
+        tmp = dst.with_suffix(".new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps(asdict(item), indent=1).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dst)
+
+    @staticmethod
+    def _remove_original(path: str, st: os.stat_result) -> bool:
+        """Unlink ``path`` if it still names the quarantined inode; fsync its directory."""
+        parent, name = os.path.split(path)
+        try:
+            dfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                return False  # replaced since: not ours to remove
+            os.unlink(name, dir_fd=dfd)
+            os.fsync(dfd)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(dfd)
+
+    # -------------------------------------------------------------- reading
+
+    def _item_dir(self, item_id: str) -> Path:
+        if not _ID.match(item_id):
+            raise QuarantineError(
+                f"{item_id!r} is not a quarantine id (see `vigild quarantine list`)"
+            )
+        d = self.dir / item_id
+        if not (d / "meta.json").is_file():
+            raise QuarantineError(f"no quarantined item {item_id} in {self.dir}")
+        return d
+
+    def get(self, item_id: str) -> Item:
+        meta = self._item_dir(item_id) / "meta.json"
+        try:
+            data = json.loads(meta.read_text())
+            data["rules"] = tuple(data.get("rules", ()))
+            return Item(**data)
+        except (OSError, ValueError, TypeError) as e:
+            raise QuarantineError(f"{meta}: unreadable: {e}") from e
+
+    def items(self) -> Iterator[Item]:
+        """Every item, oldest first."""
+        if not self.dir.is_dir():
+            return
+        for d in sorted(self.dir.iterdir()):
+            if _ID.match(d.name):
+                yield self.get(d.name)
+
+    # ------------------------------------------------------------ restoring
+
+    def restore(self, item_id: str, force: bool = False, to: str | None = None) -> str:
+        """Put item ``item_id`` back (at ``to`` if given); returns the path written."""
+        item = self.get(item_id)
+        target = os.path.abspath(to or item.path)
+        if os.path.lexists(target) and not force:
+            raise QuarantineError(
+                f"{target} exists; restore with --force to replace it, or --to PATH elsewhere"
+            )
+        parent = os.path.dirname(target)
+        if not os.path.isdir(parent):
+            raise QuarantineError(f"{parent}: no such directory to restore into")
+        tmp = os.path.join(parent, f".vigild-restore-{secrets.token_hex(6)}")
+        try:
+            self._write_restored(item, tmp)
+            if force:
+                os.replace(tmp, target)
+            else:
+                os.link(tmp, target)  # fails if the target appeared meanwhile
+                os.unlink(tmp)
+            _fsync_dir(parent)
+        except OSError as e:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise QuarantineError(f"{target}: cannot restore: {e.strerror or e}") from e
+        self.delete(item_id)
+        return target
+
+    def _write_restored(self, item: Item, dst: str) -> None:
+        src = os.open(self._item_dir(item.id) / "data", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(
+            dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            size, sha = _copy(src, fd, pread=False)
+            if (size, sha) != (item.size, item.sha256):
+                raise QuarantineError(f"quarantine item {item.id} is damaged (hash mismatch)")
+            os.fchown(fd, item.uid, item.gid)
+            os.fchmod(fd, item.mode)  # after chown, which clears set-id bits
+            for name, value in item.xattrs.items():
+                # best effort: e.g. security.* labels this kernel does not take
+                with contextlib.suppress(OSError):
+                    os.setxattr(fd, name, bytes.fromhex(value))
+            os.utime(fd, ns=(item.atime_ns, item.mtime_ns))
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(dst)
+            raise
+        finally:
+            os.close(src)
+        os.close(fd)
+
+    def delete(self, item_id: str) -> None:
+        d = self._item_dir(item_id)
+        shutil.rmtree(d)
+        _fsync_dir(self.dir)

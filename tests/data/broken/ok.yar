@@ -1,0 +1,1 @@
+rule Fine_Rule { strings: $a = "fine" condition: $a }

@@ -1,0 +1,261 @@
+"""``vigild scan`` and ``vigild rules`` as a user runs them: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support import DATA, MARKER, vigild
+
+MARKER_RULES = str(DATA / "rules")
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    """A config whose compiled dir is private to the test."""
+    p = tmp_path / "vigild.toml"
+    p.write_text(f'[rules]\ncompiled_dir = "{tmp_path / "compiled"}"\nlocal_dirs = []\n')
+    return p
+
+
+def _scan(cfg: Path, *args: str, rules: str = MARKER_RULES) -> tuple[int, str, str]:
+    r = vigild("scan", "--config", str(cfg), "--rules", rules, "--no-progress", *args)
+    return r.returncode, r.stdout, r.stderr
+
+
+def _tree(root: Path) -> Path:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "a.txt").write_text("plain text\n")
+    (root / "sub" / "b.bin").write_bytes(os.urandom(5000))
+    (root / "sub" / "deeper" / "c.py").write_text("print('hello')\n")
+    return root
+
+
+def test_clean_tree_exits_0_with_a_summary(tmp_path: Path, cfg: Path) -> None:
+    code, out, err = _scan(cfg, str(_tree(tmp_path / "t")))
+    assert code == 0, err
+    assert "Files scanned: 3" in out
+    assert "Found: 0" in out
+    assert "FOUND" not in out.replace("Found: 0", "")
+
+
+def test_detection_exits_1_and_names_the_file_and_rule(tmp_path: Path, cfg: Path) -> None:
+    root = _tree(tmp_path / "t")
+    bad = root / "sub" / "deeper" / "bad.php"
+    bad.write_bytes(b"<?php // " + MARKER + b"\n")
+    code, out, _ = _scan(cfg, str(root))
+    assert code == 1
+    assert f"{bad}: FOUND Vigild_Test_Marker (rule-match)" in out.splitlines()
+    assert "Found: 1" in out
+
+
+def test_json_output(tmp_path: Path, cfg: Path) -> None:
+    root = _tree(tmp_path / "t")
+    (root / "x").write_bytes(b"head " + MARKER)
+    code, out, _ = _scan(cfg, "--json", str(root))
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert code == 1
+    assert [o["type"] for o in objs] == ["finding", "summary"]
+    f, s = objs
+    assert f["path"] == str(root / "x")
+    assert f["reason"] == "rule-match"
+    assert f["rules"][0]["rule"] == "Vigild_Test_Marker"
+    assert f["rules"][0]["file"].endswith("marker.yar")
+    assert f["rules"][0]["severity"] == "high"
+    assert len(f["sha256"]) == 64 and f["size"] == len(b"head " + MARKER)
+    assert (s["files"], s["found"], s["errors"], s["exit_code"]) == (4, 1, 0, 1)
+
+
+def test_known_bad_hash_list(tmp_path: Path, cfg: Path) -> None:
+    import hashlib
+
+    root = _tree(tmp_path / "t")
+    digest = hashlib.sha256((root / "a.txt").read_bytes()).hexdigest()
+    lst = tmp_path / "bad.hsb"
+    lst.write_text(f"{digest}:11:Test.Listed.Hash\n")
+    code, out, _ = _scan(cfg, "--hashes", str(lst), str(root))
+    assert code == 1
+    assert f"{root / 'a.txt'}: FOUND Test.Listed.Hash (known-bad-hash)" in out.splitlines()
+
+
+def test_broken_rule_is_one_line_naming_file_and_line(tmp_path: Path, cfg: Path) -> None:
+    code, _out, err = _scan(cfg, str(_tree(tmp_path / "t")), rules=str(DATA / "broken"))
+    assert code == 2
+    assert err.splitlines() == [f'vigild: {DATA / "broken" / "bad.yar"}:6: undefined string "$b"']
+
+
+def test_broken_config_is_one_line_naming_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "vigild.toml"
+    bad.write_text('[scan]\noversize = "sometimes"\n')
+    r = vigild("scan", "--config", str(bad), "--no-progress", str(tmp_path))
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f"vigild: {bad}: scan.oversize: expected one of skip, truncate, got 'sometimes'"
+    ]
+
+
+def test_corrupted_hash_database_is_one_line_naming_the_file(tmp_path: Path, cfg: Path) -> None:
+    lst = tmp_path / "l.txt"
+    lst.write_text("a" * 64 + " Name\n")
+    db = tmp_path / "bad.vhdb"
+    r = vigild(
+        "rules", "compile", "--config", str(cfg), "--rules", MARKER_RULES, "--hashes", str(lst)
+    )
+    assert r.returncode == 0, r.stderr
+    built = next((tmp_path / "compiled").glob("hashes-*.vhdb"))
+    data = bytearray(built.read_bytes())
+    data[100] ^= 0xFF
+    db.write_bytes(data)
+    code, _, err = _scan(cfg, "--hashes", str(db), str(tmp_path / "l.txt"))
+    assert code == 2
+    assert err.splitlines() == [
+        f"vigild: {db}: hash database is corrupted (checksum or structure mismatch)"
+    ]
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory that the user nobody can enter (tmp_path is root-only)."""
+    d = Path(tempfile.mkdtemp(prefix="vigild-test-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a scan as another user")
+def test_unreadable_files_are_reported_and_counted_not_fatal(shared_dir: Path) -> None:
+    (shared_dir / "secret").write_text("root only")
+    (shared_dir / "secret").chmod(0o600)
+    (shared_dir / "open.txt").write_text("readable")
+    (shared_dir / "closed").mkdir(mode=0o700)
+    env = {"HOME": "/nonexistent", "XDG_CACHE_HOME": ""}
+    args = ["scan", "--rules", MARKER_RULES, "--no-progress", "--json", str(shared_dir)]
+    r = vigild(*args, user="nobody", env=env)
+    objs = [json.loads(line) for line in r.stdout.splitlines()]
+    errors = {o["path"]: o["error"] for o in objs if o["type"] == "error"}
+    assert errors == {
+        str(shared_dir / "secret"): "Permission denied",
+        str(shared_dir / "closed"): "Permission denied",
+    }
+    summary = objs[-1]
+    assert (summary["files"], summary["errors"], summary["exit_code"]) == (1, 2, 2)
+    assert r.returncode == 2
+    # a detection still wins the exit code
+    (shared_dir / "found").write_bytes(MARKER)
+    (shared_dir / "found").chmod(0o644)
+    assert vigild(*args, user="nobody", env=env).returncode == 1
+
+
+def test_fifos_sockets_and_devices_are_skipped_not_opened(tmp_path: Path, cfg: Path) -> None:
+    import socket
+
+    root = _tree(tmp_path / "t")
+    os.mkfifo(root / "fifo")  # opening it for reading would block forever
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(root / "sock"))
+    try:
+        code, out, _ = _scan(cfg, str(root), str(root / "fifo"))
+    finally:
+        s.close()
+    assert code == 0
+    assert "Files scanned: 3" in out
+    assert "Skipped: 3 special files" in out
+
+
+def test_symlinks_are_not_followed_unless_asked(tmp_path: Path, cfg: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "bad").write_bytes(MARKER)
+    root = _tree(tmp_path / "t")
+    (root / "link-to-file").symlink_to(outside / "bad")
+    (root / "link-to-dir").symlink_to(outside)
+    (root / "loop").symlink_to(root)  # must not hang with --follow-symlinks
+    code, out, _ = _scan(cfg, str(root))
+    assert code == 0
+    assert "3 symlinks not followed" in out
+    code, out, _ = _scan(cfg, "--follow-symlinks", str(root))
+    assert code == 1
+    assert out.count("FOUND") == 2  # through the file link and the directory link
+    # a symlink named on the command line is followed, as find -H does
+    code, _, _ = _scan(cfg, str(root / "link-to-file"))
+    assert code == 1
+
+
+def _oversize_cfg(tmp_path: Path, mode: str) -> Path:
+    p = tmp_path / f"{mode}.toml"
+    p.write_text(
+        f'[rules]\ncompiled_dir = "{tmp_path / "compiled"}"\nlocal_dirs = []\n'
+        f'[scan]\nmax_file_size = "1K"\noversize = "{mode}"\n'
+    )
+    return p
+
+
+def test_oversize_skip_reports_and_truncate_scans_the_head(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "late").write_bytes(bytes(2000) + MARKER)  # marker past 1 KiB
+    (root / "early").write_bytes(bytes(100) + MARKER + bytes(3000))
+    code, out, _ = _scan(_oversize_cfg(tmp_path, "skip"), str(root))
+    assert code == 0
+    assert f"{root / 'early'}: SKIPPED {100 + len(MARKER) + 3000} bytes > max_file_size 1024" in out
+    assert "Not scanned (too large or timed out): 2" in out
+    code, out, _ = _scan(_oversize_cfg(tmp_path, "truncate"), str(root))
+    assert code == 1
+    assert [line.split(":")[0] for line in out.splitlines() if "FOUND" in line] == [
+        str(root / "early")
+    ]
+
+
+def test_scan_timeout_is_reported(tmp_path: Path) -> None:
+    cfgp = tmp_path / "t.toml"
+    cfgp.write_text(
+        f'[rules]\ncompiled_dir = "{tmp_path / "c"}"\nlocal_dirs = []\n[scan]\ntimeout = 1\n'
+    )
+    target = tmp_path / "slow.bin"
+    target.write_bytes(bytes(300_000))
+    code, out, _ = _scan(cfgp, str(target), rules=str(DATA / "slow"))
+    assert code == 0
+    assert f"{target}: SKIPPED scan timed out after 1 s" in out
+
+
+def test_yara_x_engine(tmp_path: Path, cfg: Path) -> None:
+    pytest.importorskip("yara_x")
+    root = _tree(tmp_path / "t")
+    (root / "x").write_bytes(MARKER)
+    code, out, _ = _scan(cfg, "--engine", "yara-x", str(root))
+    assert code == 1
+    assert "Engine: yara-x" in out
+
+
+def test_rules_check(tmp_path: Path, cfg: Path) -> None:
+    r = vigild("rules", "check", "--config", str(cfg), str(DATA / "broken"))
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f'{DATA / "broken" / "bad.yar"}:6: undefined string "$b"',
+        "1 of 2 rule files have errors",
+    ]
+    r = vigild("rules", "check", "--config", str(cfg), MARKER_RULES)
+    assert (r.returncode, r.stdout.strip()) == (0, "1 rule files OK")
+
+
+def test_rules_compile_saves_what_the_next_load_uses(tmp_path: Path, cfg: Path) -> None:
+    from vigild import ruleset
+    from vigild.config import RulesConfig
+
+    out = tmp_path / "out"
+    r = vigild(
+        "rules", "compile", "--config", str(cfg), "--rules", MARKER_RULES, "--output", str(out)
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"compiled into {out}" in r.stdout
+    saved = list(out.glob("rules-yara-*.compiled"))
+    assert len(saved) == 1 and (saved[0].stat().st_mode & 0o777) == 0o600
+    rs = ruleset.load(RulesConfig(dirs=(MARKER_RULES,), local_dirs=(), compiled_dir=str(out)), 5)
+    assert rs.from_cache
+    assert rs.count == 1
