@@ -1,0 +1,246 @@
+"""Real fanotify, on a tmpfs that only the test can see.
+
+Each test gets a private mount namespace (held open by a ``sleep``
+started under ``unshare --mount --propagation private``) with a fresh
+tmpfs in it. The daemon and every opener enter that namespace with
+``nsenter``, so the host's filesystems are never marked. Teardown stops
+the daemon by its pid (SIGTERM, then SIGKILL), unmounts the tmpfs and
+kills the holder, also when the test failed. Every command has a timeout:
+a hung opener fails the test, it never hangs CI.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import DATA, REPO, VIGILD
+
+PYTHON = sys.executable
+
+
+def _fanotify_permission_events() -> str | None:
+    """None when this kernel and process can use fanotify permission events, else why not."""
+    if os.geteuid() != 0:
+        return "needs root (CAP_SYS_ADMIN) for fanotify permission events"
+    libc = ctypes.CDLL(None, use_errno=True)
+    fan_class_content, o_rdonly = 0x04, 0
+    fd = libc.fanotify_init(fan_class_content, o_rdonly)
+    if fd < 0:
+        err = ctypes.get_errno()
+        return f"fanotify permission events unavailable here: {os.strerror(err)}"
+    os.close(fd)
+    return None
+
+
+SKIP_REASON = _fanotify_permission_events()
+needs_fanotify = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+
+
+def _run(cmd: list[str], timeout: float = 20, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+class Namespace:
+    """A private mount namespace holding one tmpfs at ``mnt``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.mnt = root / "mnt"
+        self.mnt.mkdir()
+        self.holder = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sleep", "infinity"]
+        )
+        self._wait_for_namespace()
+        self.sh(f"mount -t tmpfs -o size=768m,mode=0755 vigild-test {self.mnt}")
+
+    def _wait_for_namespace(self) -> None:
+        mine = os.readlink("/proc/self/ns/mnt")
+        for _ in range(200):
+            try:
+                if os.readlink(f"/proc/{self.holder.pid}/ns/mnt") != mine:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.01)
+        raise RuntimeError("unshare did not create a mount namespace")
+
+    def cmd(self, *args: str) -> list[str]:
+        return ["nsenter", "-t", str(self.holder.pid), "-m", "--", *args]
+
+    def sh(
+        self, script: str, timeout: float = 20, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a shell script inside the namespace."""
+        r = _run(self.cmd("bash", "-c", script), timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{script!r} failed ({r.returncode}): {r.stderr}")
+        return r
+
+    def py(self, code: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        """Run Python code inside the namespace (an opener other than the daemon)."""
+        return _run(self.cmd(PYTHON, "-c", code, *args), timeout=timeout)
+
+    def popen(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.cmd(*args), text=True, **kw)
+
+    def close(self) -> None:
+        subprocess.run(self.cmd("umount", "-l", str(self.mnt)), capture_output=True, timeout=20)
+        self.holder.kill()
+        self.holder.wait(10)
+
+
+READ = """
+import errno, sys
+try:
+    with open(sys.argv[1], "rb") as f:
+        data = f.read()
+    print("ok", len(data))
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"""
+
+
+class OnAccess:
+    """A vigild daemon watching the namespace's tmpfs."""
+
+    def __init__(self, ns: Namespace, tmp: Path) -> None:
+        self.ns = ns
+        self.tmp = tmp
+        self.config = tmp / "vigild.toml"
+        self.stderr_path = tmp / "daemon.err"
+        self.proc: subprocess.Popen[str] | None = None
+        self.state = tmp / "state"
+        self.runtime = tmp / "run"
+
+    def write_config(self, extra: str = "") -> None:
+        self.config.write_text(
+            f"""
+[rules]
+compiled_dir = "{self.state / "compiled"}"
+local_dirs = []
+[daemon]
+state_dir = "{self.state}"
+runtime_dir = "{self.runtime}"
+quarantine_dir = "{self.state / "quarantine"}"
+{extra}
+"""
+        )
+
+    def start(
+        self,
+        rules: list[Path],
+        extra: str = "",
+        watch: list[Path] | None = None,
+        prefix: list[str] | None = None,
+        wait: bool = True,
+    ) -> None:
+        """Start ``vigild run`` in the namespace; returns once its control socket answers."""
+        self.write_config(extra)
+        args = ["run", "--config", str(self.config)]
+        for w in watch or [self.ns.mnt]:
+            args += ["--watch", str(w)]
+        for r in rules:
+            args += ["--rules", str(r)]
+        self.err = self.stderr_path.open("w")
+        self.proc = self.ns.popen(*(prefix or []), VIGILD, *args, stdout=self.err, stderr=self.err)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"vigild exited {self.proc.returncode}: {self.log()}")
+            if (self.runtime / "control.sock").exists():
+                try:
+                    self.status()
+                    return
+                except AssertionError:
+                    pass
+            time.sleep(0.05)
+        raise AssertionError(f"vigild did not become ready: {self.log()}")
+
+    def status(self) -> dict[str, Any]:
+        r = _run([VIGILD, "status", "--json", "--config", str(self.config)])
+        if r.returncode != 0:
+            raise AssertionError(f"vigild status: {r.stderr}")
+        result: dict[str, Any] = json.loads(r.stdout)
+        return result
+
+    def events(self) -> dict[str, int]:
+        ev: dict[str, int] = self.status()["events"]
+        return ev
+
+    def read(self, path: Path, timeout: float = 20) -> str:
+        """Open and read ``path`` from another process: "ok N" or an errno name."""
+        r = self.ns.py(READ, str(path), timeout=timeout)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def log(self) -> str:
+        self.err.flush() if hasattr(self, "err") else None
+        return self.stderr_path.read_text() if self.stderr_path.exists() else ""
+
+    def stop(self, timeout: float = 20) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        code = self.proc.returncode
+        self.proc = None
+        if hasattr(self, "err"):
+            self.err.close()
+        return code
+
+    def quarantine(self) -> list[dict[str, Any]]:
+        r = _run([VIGILD, "quarantine", "list", "--json", "--config", str(self.config)])
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    def wait_for(self, predicate: Any, timeout: float = 15, what: str = "condition") -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; daemon log:\n{self.log()}")
+
+
+@pytest.fixture
+def ns(tmp_path: Path) -> Iterator[Namespace]:
+    n = Namespace(tmp_path)
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+@pytest.fixture
+def daemon(ns: Namespace, tmp_path: Path) -> Iterator[OnAccess]:
+    d = OnAccess(ns, tmp_path)
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+TEST_RULES = DATA / "onaccess"
+SLOW_RULES = DATA / "slow"
+DEFAULT_RULES = REPO / "rules"
