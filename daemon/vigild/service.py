@@ -20,6 +20,7 @@ so a wedged worker stops the pings and systemd restarts the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -68,10 +69,15 @@ def notify(state: str) -> None:
 
 
 def _raise_nofile() -> None:
-    """Every queued event holds an fd: allow as many as the hard limit."""
+    """Every queued event holds an fd: allow as many as the hard limit.
+
+    Under systemd, LimitNOFILE= sets both and the unit's system call filter
+    forbids setrlimit; failing here is fine.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def percentile_us(buckets: list[int], q: float) -> int:
