@@ -14,9 +14,11 @@
  * deadline list in enqueue order, which is deadline order (one deadline
  * for all), so the watcher only ever looks at the head.
  *
- * After vg_fan_answer a worker may still quarantine through the fd;
- * vg_fan_done then caches the verdict (unless the file changed, or the
- * rules did, in the meantime), closes the fd and frees the slot.
+ * vg_fan_answer caches the verdict (unless the file or the rules changed
+ * meanwhile) just before it writes the answer, so whatever the opener
+ * does next (bash opens a script whose exec was denied) already hits the
+ * cache. After the answer a worker may still quarantine through the fd;
+ * vg_fan_done then closes the fd and frees the slot.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -199,40 +201,6 @@ static struct slot *taken(struct vg_fan *fan, uint64_t id)
 }
 
 /*
- * Answer job @id with @response. Returns 0 when this call answered (or,
- * for a close-write job, recorded the verdict), 1 when the deadline
- * watcher had already answered by policy (the result is late),
- * -ESHUTDOWN when stopping (the kernel answered), -ESTALE for a bad id.
- */
-int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response)
-{
-	struct slot *s;
-	int fd;
-
-	pthread_mutex_lock(&fan->q_lock);
-	s = taken(fan, id);
-	if (!s || fan->stopping) {
-		pthread_mutex_unlock(&fan->q_lock);
-		return s ? -ESHUTDOWN : -ESTALE;
-	}
-	if (s->answered) {
-		pthread_mutex_unlock(&fan->q_lock);
-		fan_count(&fan->stats.late_results);
-		return 1;
-	}
-	s->answered = 1;
-	s->response = response;
-	dl_remove(fan, s);
-	fd = s->job.fd;
-	pthread_mutex_unlock(&fan->q_lock);
-	if (is_perm(s)) {
-		fan_respond(fan, fd, response);
-		fan_latency(fan, s->job.queued_ns);
-	}
-	return 0;
-}
-
-/*
  * 1 when the file behind @s's fd still has the state it was queued with
  * (and, when @old_enough, was last changed more than FRESH_NS ago).
  */
@@ -265,7 +233,8 @@ static void remember(struct vg_fan *fan, struct slot *s, uint64_t generation)
 	uint8_t key[VG_KEY_LEN];
 	struct stat st = { 0 };
 
-	if (!unchanged(s, s->response == VG_ALLOW))
+	if (__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED) ||
+	    !unchanged(s, s->response == VG_ALLOW))
 		return;
 	st.st_dev = s->job.dev;
 	st.st_ino = s->job.ino;
@@ -288,13 +257,49 @@ static void remember(struct vg_fan *fan, struct slot *s, uint64_t generation)
 }
 
 /*
- * Release job @id: cache its verdict when @cacheable and the rules are
- * still @generation, close its fd, free its slot. A permission job not
- * yet answered is answered by the deadline policy first (a worker that
+ * Answer job @id with @response, first caching it when @cacheable and the
+ * rules are still @generation. Returns 0 when this call answered (or, for
+ * a close-write job, recorded the verdict), 1 when the deadline watcher
+ * had already answered by policy (the result is late), -ESHUTDOWN when
+ * stopping (the kernel answered), -ESTALE for a bad id.
+ */
+int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cacheable,
+		  uint64_t generation)
+{
+	struct slot *s;
+	int fd, late;
+
+	pthread_mutex_lock(&fan->q_lock);
+	s = taken(fan, id);
+	if (!s || fan->stopping) {
+		pthread_mutex_unlock(&fan->q_lock);
+		return s ? -ESHUTDOWN : -ESTALE;
+	}
+	late = s->answered;
+	s->answered = 1;
+	s->response = response;	/* the verdict, also when the deadline answered */
+	dl_remove(fan, s);
+	fd = s->job.fd;
+	pthread_mutex_unlock(&fan->q_lock);
+	if (cacheable)
+		remember(fan, s, generation);
+	if (late) {
+		fan_count(&fan->stats.late_results);
+		return 1;
+	}
+	if (is_perm(s)) {
+		fan_respond(fan, fd, response);
+		fan_latency(fan, s->job.queued_ns);
+	}
+	return 0;
+}
+
+/*
+ * Release job @id: close its fd, free its slot. A permission job not yet
+ * answered is answered by the deadline policy first (a worker that
  * skipped vg_fan_answer must not leave an opener waiting).
  */
-int vg_fan_done(struct vg_fan *fan, uint64_t id, int cacheable,
-		uint64_t generation)
+int vg_fan_done(struct vg_fan *fan, uint64_t id)
 {
 	struct slot *s;
 	int unanswered;
@@ -307,12 +312,8 @@ int vg_fan_done(struct vg_fan *fan, uint64_t id, int cacheable,
 	}
 	unanswered = is_perm(s) && !s->answered && !fan->stopping;
 	pthread_mutex_unlock(&fan->q_lock);
-	if (unanswered) {
-		vg_fan_answer(fan, id, fan->cfg.on_deadline);
-		cacheable = 0;
-	}
-	if (cacheable && !__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED))
-		remember(fan, s, generation);
+	if (unanswered)
+		vg_fan_answer(fan, id, fan->cfg.on_deadline, 0, 0);
 	close(s->job.fd);
 	pthread_mutex_lock(&fan->q_lock);
 	s->state = SLOT_FREE;

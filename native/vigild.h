@@ -110,8 +110,8 @@ void vg_clean_put(struct vg_cache *clean, const uint8_t *sha256,
 /*
  * fan.c, reader.c, jobs.c, filters.c: on-access blocking with fanotify.
  * A C reader thread answers what it can at once and queues the rest;
- * workers take jobs with vg_fan_next (blocking in C), answer with
- * vg_fan_answer, then release the job with vg_fan_done.
+ * workers take jobs with vg_fan_next (blocking in C), answer (and cache)
+ * with vg_fan_answer, then release the job with vg_fan_done.
  */
 #define VG_EV_OPEN 1
 #define VG_EV_EXEC 2
@@ -189,9 +189,9 @@ int vg_fan_set_filters(struct vg_fan *fan, const char *const *watch,
 int vg_fan_set_generation(struct vg_fan *fan, uint64_t generation);
 int vg_fan_start(struct vg_fan *fan);
 int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms);
-int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response);
-int vg_fan_done(struct vg_fan *fan, uint64_t id, int cacheable,
-		uint64_t generation);
+int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cacheable,
+		  uint64_t generation);
+int vg_fan_done(struct vg_fan *fan, uint64_t id);
 void vg_fan_stats(struct vg_fan *fan, struct vg_fan_stats *out);
 int vg_fan_stop(struct vg_fan *fan);
 void vg_fan_free(struct vg_fan *fan);

@@ -102,8 +102,18 @@ def stderr_sink(stream: IO[str] | None = None) -> Sink:
     return write
 
 
-def journal_sink(fallback: Sink, send: Callable[..., object] | None = None) -> Sink:
-    """Structured entries to journald; each one it cannot take goes to ``fallback``."""
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
+def journal_sink(
+    fallback: Sink, send: Callable[..., object] | None = None, socket: str = JOURNAL_SOCKET
+) -> Sink:
+    """Structured entries to journald; each one it cannot take goes to ``fallback``.
+
+    libsystemd drops an entry silently when the journal socket does not
+    exist, so its presence is checked first; a socket nobody listens on
+    (journald stopped) makes sendv raise.
+    """
     if send is None:
         try:
             from systemd import journal
@@ -112,19 +122,24 @@ def journal_sink(fallback: Sink, send: Callable[..., object] | None = None) -> S
         send = journal.sendv
 
     def write(alert: Alert) -> None:
+        if not os.path.exists(socket):
+            fallback(alert)
+            return
         try:
             send(*alert.journal_fields())
         except OSError:
-            fallback(alert)  # journald stopped or not running: keep going on stderr
+            fallback(alert)  # journald stopped: keep going on stderr
 
     return write
 
 
 def default_sink() -> Sink:
-    """The journal when its socket exists, else stderr."""
-    if os.path.exists("/run/systemd/journal/socket"):
-        return journal_sink(stderr_sink())
-    return stderr_sink()
+    """The journal, and stderr for each entry it cannot take (not running, stopped).
+
+    Tried entry by entry, so a journald that starts or restarts later is
+    used again at once.
+    """
+    return journal_sink(stderr_sink())
 
 
 # -------------------------------------------------------------- the thread
@@ -146,6 +161,7 @@ class Alerts:
         self.clock = clock
         self.dropped = 0  # queue full
         self.written = 0
+        self.sink_errors = 0
         self.counts: dict[Kind, int] = {}
         self._q: queue.Queue[Alert | None] = queue.Queue(maxsize=maxsize)
         self._window_start = clock()
@@ -195,8 +211,11 @@ class Alerts:
         try:
             self.sink(alert)
             self.written += 1
-        except Exception:  # a sink must never end the thread
-            self.dropped += 1
+        except Exception as e:  # a sink must never end the thread, nor lose the alert
+            self.sink_errors += 1
+            with contextlib.suppress(Exception):
+                stderr_sink()(alert)
+                stderr_sink()(Alert(Kind.LOG, f"alert sink failed: {e!r}", priority=3))
 
     def _roll_window(self, force: bool = False) -> None:
         if not force and self.clock() - self._window_start < self.WINDOW:

@@ -213,6 +213,27 @@ def cmd_quarantine_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from vigild import review
+
+    try:
+        q = review.Query(
+            since=review.parse_when(args.since) if args.since else None,
+            until=review.parse_when(args.until) if args.until else None,
+            rule=args.rule,
+            path=os.path.abspath(args.path) if args.path else None,
+            all_kinds=args.all,
+        )
+    except review.WhenError as e:
+        raise UsageError(str(e)) from e
+    found = review.entries(q, follow=args.follow)
+    if args.json:
+        review.print_json(found)
+    else:
+        review.print_table(found)
+    return EXIT_OK
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"vigild {__version__}")
     return EXIT_OK
@@ -300,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mode", choices=[m.value for m in config.Mode], help="replaces daemon.mode")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("alerts", help="review alerts from the journal")
+    p.add_argument(
+        "--since", metavar="WHEN", help="e.g. today, -1h, '10 min ago', 2026-11-22T10:00"
+    )
+    p.add_argument("--until", metavar="WHEN", help="same forms as --since")
+    p.add_argument("--rule", help="only alerts naming this rule")
+    p.add_argument("--path", help="only alerts for files at or below this path")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new alerts")
+    p.add_argument("--json", action="store_true", help="one JSON object per alert")
+    p.add_argument("--all", action="store_true", help="every kind of alert, not only detections")
+    p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("status", help="ask the running daemon how it is doing")
     _common(p)

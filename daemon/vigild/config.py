@@ -133,6 +133,8 @@ class DaemonConfig:
     state_dir: str = "/var/lib/vigild"
     runtime_dir: str = "/run/vigild"
     quarantine_dir: str = "/var/lib/vigild/quarantine"
+    metrics_file: str = ""  # empty: no OpenMetrics file
+    stall_timeout_ms: int = 60000
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,11 @@ def _path(value: Any) -> str:
     raise ValueError(f"expected an absolute path, got {value!r}")
 
 
+def _optional_path(value: Any) -> str:
+    """An absolute path, or "" for none."""
+    return "" if value == "" else _path(value)
+
+
 def _path_list(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"expected a list of absolute paths, got {value!r}")
@@ -284,6 +291,8 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "state_dir": ("state_dir", _path),
         "runtime_dir": ("runtime_dir", _path),
         "quarantine_dir": ("quarantine_dir", _path),
+        "metrics_file": ("metrics_file", _optional_path),
+        "stall_timeout": ("stall_timeout_ms", _duration_ms),
     },
 }
 
@@ -331,6 +340,8 @@ def _check(config: Config, last: str) -> None:
         raise ConfigError(last, "onaccess.events", "needs at least one of open, exec, close-write")
     if config.onaccess.deadline_ms > 3_600_000:
         raise ConfigError(last, "onaccess.deadline", "must be at most one hour")
+    if config.daemon.stall_timeout_ms < 1000:
+        raise ConfigError(last, "daemon.stall_timeout", "must be at least one second")
 
 
 def dropin_files(main: Path) -> list[Path]:

@@ -77,11 +77,10 @@ class ControlServer:
         conn.settimeout(5)
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", creds)
-        if uid not in (0, os.geteuid()):
-            reply: dict[str, Any] = {"error": REFUSED}
-        else:
-            command = conn.recv(_MAX_REQUEST).decode(errors="replace").strip()
-            reply = self.handler(command)
+        # read the request either way: closing on an unread request makes
+        # the client's send fail with EPIPE instead of reading our refusal
+        command = conn.recv(_MAX_REQUEST).decode(errors="replace").strip()
+        reply = {"error": REFUSED} if uid not in (0, os.geteuid()) else self.handler(command)
         conn.sendall(json.dumps(reply).encode() + b"\n")
 
 

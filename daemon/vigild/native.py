@@ -350,16 +350,19 @@ class Fanotify:
             path=os.fsdecode(ffi.string(job.path)),
         )
 
-    def answer(self, job: Job, allow: bool) -> bool:
-        """Answer ``job``; True when the deadline had already answered it (late)."""
-        ret = lib.vg_fan_answer(self._fan, job.id, ALLOW if allow else DENY)
+    def answer(self, job: Job, allow: bool, cacheable: bool, generation: int) -> bool:
+        """Answer ``job``, caching the verdict first if ``cacheable`` (and the rules
+        are still ``generation``); True when the deadline had already answered it."""
+        ret = lib.vg_fan_answer(
+            self._fan, job.id, ALLOW if allow else DENY, int(cacheable), generation
+        )
         if ret == -errno.ESHUTDOWN:
             return False  # the kernel allowed it when the group closed
         return bool(_check(ret, "answering"))
 
-    def done(self, job: Job, cacheable: bool, generation: int) -> None:
-        """Release ``job``: cache its verdict if asked, close its fd."""
-        _check(lib.vg_fan_done(self._fan, job.id, int(cacheable), generation), "releasing job")
+    def done(self, job: Job) -> None:
+        """Release ``job``: close its fd, free its slot."""
+        _check(lib.vg_fan_done(self._fan, job.id), "releasing job")
 
     def stats(self) -> dict[str, Any]:
         s = ffi.new("struct vg_fan_stats *")

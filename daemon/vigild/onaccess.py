@@ -139,11 +139,13 @@ class Workers:
         cacheable = verdict.malicious or verdict.reason in _CACHEABLE
         try:
             who = process_fields(job.pid) if verdict.malicious else {}
-            late = fan.answer(job, verdict.action is Action.ALLOW)
+            late = fan.answer(
+                job, verdict.action is Action.ALLOW, cacheable, det.ruleset.generation
+            )
             self.counters.scanned += 1
             self._report(kind, job.fd, job.path, verdict, finding, late, who, det)
         finally:
-            fan.done(job, cacheable, det.ruleset.generation)
+            fan.done(job)
 
     # --------------------------------------------------------- detect mode
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vigild import cleancache, config, native, ruleset
+from vigild import cleancache, config, metrics, native, ruleset
 from vigild.alert import Alert, AlertLogHandler, Alerts, Kind, default_sink
 from vigild.config import Config, ConfigError, Mode
 from vigild.control import ControlServer
@@ -48,7 +48,7 @@ log = logging.getLogger("vigild")
 
 EXIT_CONFIG = 2  # bad config or rules: systemd should not restart (RestartPreventExitStatus)
 EXIT_FAILED = 1
-STALL_SECONDS = 60.0  # jobs waiting and none completed for this long: wedged
+METRICS_EVERY = 5.0  # seconds between OpenMetrics file writes
 _LOAD_ERRORS = (ConfigError, RuleError, HashListError, native.NativeError, QuarantineError, OSError)
 
 
@@ -129,6 +129,7 @@ class Daemon:
         self._reload_lock = threading.Lock()
         self._last_stats: dict[str, Any] = {}
         self._progress = _Progress(at=clock())
+        self._metrics_at = -METRICS_EVERY
 
     def detector(self) -> Detector:
         assert self._detector is not None
@@ -138,6 +139,7 @@ class Daemon:
 
     def run(self) -> int:
         self._route_logging()
+        threading.excepthook = self._thread_died
         self.alerts.start()
         try:
             self._start()
@@ -152,6 +154,12 @@ class Daemon:
         self._serve()
         self._shutdown()
         return 0
+
+    def _thread_died(self, args: threading.ExceptHookArgs) -> None:
+        """A thread's exception reaches the journal through the alert thread, never stderr."""
+        name = args.thread.name if args.thread else "?"
+        what = f"{args.exc_type.__name__}: {args.exc_value}"
+        self.alerts.emit(Alert(Kind.LOG, f"thread {name} died: {what}", priority=2))
 
     def _route_logging(self) -> None:
         root = logging.getLogger("vigild")
@@ -368,6 +376,18 @@ class Daemon:
         notify("STATUS=" + self.status_line())
         if self.healthy():
             notify("WATCHDOG=1")
+        self._write_metrics()
+
+    def _write_metrics(self, force: bool = False) -> None:
+        path = self.cfg.daemon.metrics_file
+        now = self.clock()
+        if not path or (not force and now - self._metrics_at < METRICS_EVERY):
+            return
+        self._metrics_at = now
+        try:
+            metrics.write(path, self.status())
+        except OSError as e:
+            log.warning("%s: metrics not written: %s", path, e.strerror)
 
     def healthy(self) -> bool:
         """Jobs are being completed, or none is waiting; every worker thread lives."""
@@ -383,7 +403,7 @@ class Daemon:
         if not waiting:
             self._progress.at = now
             return True
-        return now - self._progress.at < STALL_SECONDS
+        return now - self._progress.at < self.cfg.daemon.stall_timeout_ms / 1000
 
     def _waiting(self) -> int:
         if isinstance(self.source, FanotifySource):

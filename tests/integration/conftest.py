@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from support import DATA, REPO, VIGILD
+from vigild.config import load as load_config
 
 PYTHON = sys.executable
 
@@ -94,7 +95,52 @@ class Namespace:
     def popen(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
         return subprocess.Popen(self.cmd(*args), text=True, **kw)
 
+    def start_journald(self) -> int:
+        """A real systemd-journald, private to this namespace; returns its pid.
+
+        tmpfs over /run, /var/log/journal and the catalog database hide the
+        host's; the namespace's own catalog directory gets vigild's catalog
+        beside the system's (for ``journalctl --update-catalog``).
+        """
+        catalog = self.root / "catalog"
+        catalog.mkdir()
+        for f in Path("/usr/lib/systemd/catalog").glob("*.catalog"):
+            (catalog / f.name).write_bytes(f.read_bytes())
+        (catalog / "vigild.catalog").write_bytes(
+            (REPO / "packaging" / "vigild.catalog").read_bytes()
+        )
+        self.sh(
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal /run/log/journal"
+            " && mount -t tmpfs tmpfs /var/log/journal && mount -t tmpfs tmpfs /var/lib/systemd/catalog"
+            f" && mount --bind {catalog} /usr/lib/systemd/catalog"
+        )
+        self.journald = subprocess.Popen(
+            self.cmd("/lib/systemd/systemd-journald"),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(200):
+            if self.sh("test -S /run/systemd/journal/socket", check=False).returncode == 0:
+                return self.journald.pid
+            time.sleep(0.02)
+        raise AssertionError("journald did not start")
+
+    def stop_journald(self) -> None:
+        j = getattr(self, "journald", None)
+        if j is not None and j.poll() is None:
+            j.terminate()
+            try:
+                j.wait(10)
+            except subprocess.TimeoutExpired:
+                j.kill()
+                j.wait(10)
+
+    def journal(self, *args: str) -> list[dict[str, Any]]:
+        """Entries from the namespace's journal as JSON objects."""
+        r = self.sh("journalctl --no-pager -o json " + " ".join(args), check=False)
+        return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+
     def close(self) -> None:
+        self.stop_journald()
         subprocess.run(self.cmd("umount", "-l", str(self.mnt)), capture_output=True, timeout=20)
         self.holder.kill()
         self.holder.wait(10)
@@ -124,6 +170,10 @@ class OnAccess:
         self.runtime = tmp / "run"
 
     def write_config(self, extra: str = "") -> None:
+        """The test's paths in vigild.toml; ``extra`` as a conf.d drop-in (no table twice)."""
+        dropin = self.tmp / "conf.d" / "50-test.toml"
+        dropin.parent.mkdir(exist_ok=True)
+        dropin.write_text(extra)
         self.config.write_text(
             f"""
 [rules]
@@ -133,7 +183,6 @@ local_dirs = []
 state_dir = "{self.state}"
 runtime_dir = "{self.runtime}"
 quarantine_dir = "{self.state / "quarantine"}"
-{extra}
 """
         )
 
@@ -144,6 +193,7 @@ quarantine_dir = "{self.state / "quarantine"}"
         watch: list[Path] | None = None,
         prefix: list[str] | None = None,
         wait: bool = True,
+        env: dict[str, str] | None = None,
     ) -> None:
         """Start ``vigild run`` in the namespace; returns once its control socket answers."""
         self.write_config(extra)
@@ -153,7 +203,14 @@ quarantine_dir = "{self.state / "quarantine"}"
         for r in rules:
             args += ["--rules", str(r)]
         self.err = self.stderr_path.open("w")
-        self.proc = self.ns.popen(*(prefix or []), VIGILD, *args, stdout=self.err, stderr=self.err)
+        self.proc = self.ns.popen(
+            *(prefix or []),
+            VIGILD,
+            *args,
+            stdout=self.err,
+            stderr=self.err,
+            env={**os.environ, **(env or {})},
+        )
         if wait:
             self.wait_ready()
 
@@ -163,7 +220,7 @@ quarantine_dir = "{self.state / "quarantine"}"
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"vigild exited {self.proc.returncode}: {self.log()}")
-            if (self.runtime / "control.sock").exists():
+            if (Path(load_config(self.config).daemon.runtime_dir) / "control.sock").exists():
                 try:
                     self.status()
                     return
@@ -221,6 +278,54 @@ quarantine_dir = "{self.state / "quarantine"}"
                 return
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}; daemon log:\n{self.log()}")
+
+
+class NotifySocket:
+    """A real sd_notify socket: records every datagram with its arrival time."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+        import threading
+
+        self.path = path
+        self.messages: list[tuple[float, str]] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            for line in data.decode(errors="replace").splitlines():
+                self.messages.append((time.monotonic(), line))
+
+    def times(self, prefix: str) -> list[float]:
+        return [t for t, m in self.messages if m.startswith(prefix)]
+
+    def values(self, key: str) -> list[str]:
+        return [m[len(key) + 1 :] for _, m in self.messages if m.startswith(key + "=")]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    s = NotifySocket(tmp_path / "notify.sock")
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture

@@ -1,0 +1,160 @@
+"""vigild's counters as an OpenMetrics text file, for node_exporter's textfile collector.
+
+Rendered from the same status dictionary ``vigild status --json`` prints,
+and written atomically (temporary file, then rename) so the collector
+never reads half a file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# (metric, type, help, path into the status dictionary)
+_METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
+    (
+        "vigild_perm_events",
+        "counter",
+        "Opens and execs held for a verdict.",
+        ("events", "perm_events"),
+    ),
+    (
+        "vigild_close_write_events",
+        "counter",
+        "Close-write events read.",
+        ("events", "notify_events"),
+    ),
+    ("vigild_scans", "counter", "Events handed to the scanner.", ("events", "queued")),
+    (
+        "vigild_cache_allowed",
+        "counter",
+        "Opens allowed from the verdict cache.",
+        ("events", "cache_allow"),
+    ),
+    (
+        "vigild_cache_denied",
+        "counter",
+        "Opens denied from the verdict cache.",
+        ("events", "cache_deny"),
+    ),
+    (
+        "vigild_passed",
+        "counter",
+        "Opens answered at once: own pid, not a file, outside the watch.",
+        ("events", "filtered"),
+    ),
+    (
+        "vigild_excluded",
+        "counter",
+        "Opens of excluded paths, programs or users.",
+        ("events", "excluded"),
+    ),
+    (
+        "vigild_queue_full",
+        "counter",
+        "Opens answered by policy because the queue was full.",
+        ("events", "queue_full"),
+    ),
+    (
+        "vigild_deadline_passed",
+        "counter",
+        "Opens answered by policy at the deadline.",
+        ("events", "deadline_passed"),
+    ),
+    ("vigild_denied", "counter", "Opens and execs denied.", ("events", "answered_deny")),
+    (
+        "vigild_ignore_marks",
+        "counter",
+        "Kernel ignore marks placed on clean files.",
+        ("events", "ignore_marks"),
+    ),
+    (
+        "vigild_kernel_overflows",
+        "counter",
+        "Kernel event queue overflows.",
+        ("events", "overflows"),
+    ),
+    ("vigild_detections", "counter", "Malicious files found.", ("workers", "detections")),
+    ("vigild_quarantined", "counter", "Files moved to quarantine.", ("workers", "quarantined")),
+    (
+        "vigild_late_detections",
+        "counter",
+        "Detections after the deadline answered.",
+        ("workers", "late"),
+    ),
+    ("vigild_scan_errors", "counter", "Scans that failed or timed out.", ("workers", "errors")),
+    ("vigild_rule_reloads", "counter", "Successful rule reloads.", ("rules", "reloads")),
+    (
+        "vigild_rule_reload_failures",
+        "counter",
+        "Failed rule reloads.",
+        ("rules", "reload_failures"),
+    ),
+    (
+        "vigild_alerts_dropped",
+        "counter",
+        "Alerts dropped because their queue was full.",
+        ("alerts", "dropped"),
+    ),
+    ("vigild_queue_depth", "gauge", "Events waiting for a worker.", ("events", "queue_depth")),
+    ("vigild_in_flight", "gauge", "Events waiting or being scanned.", ("events", "in_flight")),
+    ("vigild_rules", "gauge", "Rules loaded.", ("rules", "count")),
+    (
+        "vigild_verdict_cache_hit_ratio",
+        "gauge",
+        "Verdict cache hits per look-up.",
+        ("verdict_cache_hit_ratio",),
+    ),
+    (
+        "vigild_latency_p50_microseconds",
+        "gauge",
+        "Median time to answer (upper bound).",
+        ("latency_us", "p50"),
+    ),
+    (
+        "vigild_latency_p99_microseconds",
+        "gauge",
+        "99th percentile time to answer (upper bound).",
+        ("latency_us", "p99"),
+    ),
+]
+
+
+def _get(status: dict[str, Any], path: tuple[str, ...]) -> float:
+    value: Any = status
+    for key in path:
+        value = value.get(key, 0) if isinstance(value, dict) else 0
+    return float(value or 0)
+
+
+def render(status: dict[str, Any]) -> str:
+    """The text file for one status snapshot."""
+
+    def lines() -> Iterator[str]:
+        mode = status.get("mode", "")
+        yield "# TYPE vigild_info gauge"
+        yield "# HELP vigild_info vigild's mode and rules generation."
+        yield f'vigild_info{{mode="{mode}",generation="{status.get("rules", {}).get("generation", "")}"}} 1'
+        for name, kind, help_text, path in _METRICS:
+            yield f"# TYPE {name} {kind}"
+            yield f"# HELP {name} {help_text}"
+            suffix = "_total" if kind == "counter" else ""
+            value = _get(status, path)
+            yield f"{name}{suffix} {value:g}"
+        yield "# EOF"
+
+    return "\n".join(lines()) + "\n"
+
+
+def write(path: str, status: dict[str, Any]) -> None:
+    """Replace ``path`` with the rendering of ``status``."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, render(status).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)

@@ -1,0 +1,85 @@
+"""Small pure parts: cgroup parsing, --since times, latency percentiles, metrics text."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from vigild import metrics, review
+from vigild.procinfo import unit_and_container
+from vigild.service import percentile_us
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "unit", "container"),
+    [
+        ("0::/system.slice/nginx.service\n", "nginx.service", ""),
+        ("0::/user.slice/user-1000.slice/session-3.scope\n", "session-3.scope", ""),
+        ("0::/system.slice/docker-" + "ab" * 32 + ".scope\n", "", "ab" * 32),
+        (
+            "12:pids:/docker/" + "cd" * 32 + "\n1:name=systemd:/docker/" + "cd" * 32 + "\n",
+            "",
+            "cd" * 32,
+        ),
+        ("0::/machine.slice/libpod-" + "ef" * 32 + ".scope/container\n", "", "ef" * 32),
+        ("0::/\n", "", ""),
+        ("", "", ""),
+    ],
+)
+def test_unit_and_container_from_cgroup(cgroup: str, unit: str, container: str) -> None:
+    assert unit_and_container(cgroup) == (unit, container)
+
+
+NOW = dt.datetime(2026, 11, 22, 15, 30, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("now", NOW),
+        ("today", NOW.replace(hour=0, minute=0)),
+        ("yesterday", dt.datetime(2026, 11, 21, tzinfo=dt.UTC)),
+        ("-1h", NOW - dt.timedelta(hours=1)),
+        ("10 min ago", NOW - dt.timedelta(minutes=10)),
+        ("2 days ago", NOW - dt.timedelta(days=2)),
+        ("2026-11-20T08:00:00+00:00", dt.datetime(2026, 11, 20, 8, tzinfo=dt.UTC)),
+        ("@1795000000", dt.datetime.fromtimestamp(1795000000, dt.UTC)),
+    ],
+)
+def test_parse_when(text: str, expected: dt.datetime) -> None:
+    assert review.parse_when(text, NOW) == expected
+
+
+def test_parse_when_refuses_garbage() -> None:
+    with pytest.raises(review.WhenError, match=r"expected e\.g\."):
+        review.parse_when("last tuesday-ish", NOW)
+
+
+def test_percentiles_from_the_log2_histogram() -> None:
+    buckets = [0] * 24
+    assert percentile_us(buckets, 0.5) == 0
+    buckets[5] = 90  # 32..63 us
+    buckets[10] = 10  # 1024..2047 us
+    assert percentile_us(buckets, 0.5) == 64
+    assert percentile_us(buckets, 0.99) == 2048
+
+
+def test_metrics_text() -> None:
+    status = {
+        "mode": "block",
+        "rules": {"generation": "00ff", "count": 28, "reloads": 1, "reload_failures": 0},
+        "events": {"perm_events": 10, "answered_deny": 2, "queue_depth": 0},
+        "workers": {"detections": 2},
+        "verdict_cache_hit_ratio": 0.5,
+        "latency_us": {"p50": 64, "p99": 2048},
+        "alerts": {"dropped": 0},
+    }
+    text = metrics.render(status)
+    assert 'vigild_info{mode="block",generation="00ff"} 1' in text
+    assert "# TYPE vigild_perm_events counter\n" in text
+    assert "vigild_perm_events_total 10\n" in text
+    assert "vigild_denied_total 2\n" in text
+    assert "vigild_rules 28\n" in text
+    assert "vigild_verdict_cache_hit_ratio 0.5\n" in text
+    assert text.endswith("# EOF\n")
