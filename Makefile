@@ -18,8 +18,7 @@ STAMP := $(VENV)/.installed
 # systemd-python, the yara CLI the benchmarks compare against, and the
 # Debian Python modules the compatibility test runs the scanner under.
 APT_PACKAGES := build-essential pkg-config libssl-dev libsystemd-dev \
-	python3-dev python3-venv yara python3-yara python3-cffi-backend \
-	util-linux
+	python3-dev python3-venv yara python3-yara python3-cffi-backend
 
 NATIVE := $(wildcard native/*.c native/*.h native/*.py)
 
@@ -55,10 +54,26 @@ test: venv lint
 	$(PY) -m pytest tests
 
 bench: venv
-	$(PY) -m pytest benchmarks -q -s --benchmark-disable-gc
+	PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest benchmarks -q -s -p no:cacheprovider --benchmark-disable-gc
 
+# The daemon in the foreground, on the shipped default configuration
+# (every key at its default: watches /home /srv /var/www /tmp). Needs root:
+# fanotify permission events need CAP_SYS_ADMIN. Ctrl-C stops it; the
+# kernel then lets every held open through.
 run: venv
-	./packaging/demo.sh $(VENV)
+	$(VENV)/bin/vigild run --config packaging/vigild.toml
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info daemon/vigild/*.so .pytest_cache .mypy_cache .ruff_cache
+
+# ---- packages (issue 5) ------------------------------------------------
+# Build from the checkout into dist/ and lint (lintian / rpmlint must be
+# clean); as root, missing build tools are installed with apt. The logic is
+# in the scripts; tests/system builds both again into a temporary dir.
+.PHONY: deb rpm
+
+deb:
+	packaging/build-deb.sh
+
+rpm:
+	packaging/build-rpm.sh
