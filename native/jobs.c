@@ -225,10 +225,12 @@ static int unchanged(const struct slot *s, int old_enough)
 
 /*
  * Cache @s's verdict under @generation, and give a clean file its ignore
- * mark; nothing if the rules or the file changed since the job was queued
- * (the write epoch catches a close-write already handled by the reader).
+ * mark if @cache allows; nothing if the rules or the file changed since
+ * the job was queued (the write epoch catches a close-write already
+ * handled by the reader).
  */
-static void remember(struct vg_fan *fan, struct slot *s, uint64_t generation)
+static void remember(struct vg_fan *fan, struct slot *s, int cache,
+		     uint64_t generation)
 {
 	uint8_t key[VG_KEY_LEN];
 	struct stat st = { 0 };
@@ -246,7 +248,8 @@ static void remember(struct vg_fan *fan, struct slot *s, uint64_t generation)
 	    fan->epochs[fan_epoch_slot(&st)] == s->epoch) {
 		fan_file_key(key, &st, generation);
 		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
-		if (s->response == VG_ALLOW && fan->cfg.ignore_marks) {
+		if (s->response == VG_ALLOW && fan->cfg.ignore_marks &&
+		    (cache & VG_CACHE_MARK)) {
 			fan_ignore(fan, s->job.fd, 1);
 			/* a write that raced the mark must not keep it */
 			if (!unchanged(s, 0))
@@ -257,13 +260,13 @@ static void remember(struct vg_fan *fan, struct slot *s, uint64_t generation)
 }
 
 /*
- * Answer job @id with @response, first caching it when @cacheable and the
- * rules are still @generation. Returns 0 when this call answered (or, for
+ * Answer job @id with @response, first caching it as @cache (VG_CACHE_*
+ * bits) if the rules are still @generation. Returns 0 when this call answered (or, for
  * a close-write job, recorded the verdict), 1 when the deadline watcher
  * had already answered by policy (the result is late), -ESHUTDOWN when
  * stopping (the kernel answered), -ESTALE for a bad id.
  */
-int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cacheable,
+int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 		  uint64_t generation)
 {
 	struct slot *s;
@@ -281,8 +284,8 @@ int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cacheable,
 	dl_remove(fan, s);
 	fd = s->job.fd;
 	pthread_mutex_unlock(&fan->q_lock);
-	if (cacheable)
-		remember(fan, s, generation);
+	if (cache & VG_CACHE_VERDICT)
+		remember(fan, s, cache, generation);
 	if (late) {
 		fan_count(&fan->stats.late_results);
 		return 1;

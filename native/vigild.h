@@ -123,6 +123,11 @@ void vg_clean_put(struct vg_cache *clean, const uint8_t *sha256,
 #define VG_MARK_FILESYSTEM 1
 #define VG_MARK_MOUNT 2
 
+/* vg_fan_answer's @cache: remember the verdict by inode state; and (for a
+ * clean file) add a kernel ignore mark, which survives a rename. */
+#define VG_CACHE_VERDICT 1
+#define VG_CACHE_MARK 2
+
 #define VG_PATH_MAX 4096
 #define VG_LATENCY_BUCKETS 24
 
@@ -189,7 +194,7 @@ int vg_fan_set_filters(struct vg_fan *fan, const char *const *watch,
 int vg_fan_set_generation(struct vg_fan *fan, uint64_t generation);
 int vg_fan_start(struct vg_fan *fan);
 int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms);
-int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cacheable,
+int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 		  uint64_t generation);
 int vg_fan_done(struct vg_fan *fan, uint64_t id);
 void vg_fan_stats(struct vg_fan *fan, struct vg_fan_stats *out);

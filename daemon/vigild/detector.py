@@ -39,8 +39,25 @@ class Finding:
     scanned: bool = False  # YARA ran (not answered by a hash)
 
 
+def _externals(path: str, wanted: tuple[str, ...]) -> dict[str, str]:
+    """YARA's external variables for ``path`` (those some rule uses)."""
+    name = os.path.basename(path)
+    values = {
+        "filename": name,
+        "filepath": path,
+        "extension": os.path.splitext(name)[1].lower(),
+        "filetype": "",
+    }
+    return {k: values[k] for k in wanted}
+
+
 class Detector:
     """Thread-safe; one per rule set. Call ``examine`` from any thread."""
+
+    @property
+    def path_dependent(self) -> bool:
+        """True when some rule reads the file's name or path (see __init__)."""
+        return bool(self.ruleset.externals)
 
     def __init__(
         self, ruleset: RuleSet, scan: ScanConfig, policy: Policy, clean: native.Cache | None
@@ -48,7 +65,9 @@ class Detector:
         self.ruleset = ruleset
         self.scan = scan
         self.policy = policy
-        self.clean = clean
+        # Rules reading filename/filepath/extension make a verdict depend on
+        # the path, not only on the bytes: a clean-content hit would be wrong.
+        self.clean = None if ruleset.externals else clean
         self._local = threading.local()
 
     def _buffer(self) -> mmap.mmap:
@@ -57,13 +76,17 @@ class Detector:
             buf = self._local.buf = mmap.mmap(-1, self.scan.max_file_size)
         return buf
 
-    def examine(self, fd: int, path: str, policy: Policy | None = None) -> Finding:
+    def examine(
+        self, fd: int, path: str, policy: Policy | None = None, size: int | None = None
+    ) -> Finding:
         """The verdict for the regular file open at ``fd`` (shown as ``path``).
 
-        ``policy`` overrides the detector's (on-access passes the one of the event kind).
+        ``policy`` overrides the detector's (on-access passes the one of the
+        event kind); ``size`` saves an fstat when the caller has one.
         """
         policy = policy or self.policy
-        size = os.fstat(fd).st_size
+        if size is None:
+            size = os.fstat(fd).st_size
         skip = size > self.scan.max_file_size and self.scan.oversize is Oversize.SKIP
         buf = None if skip else self._buffer()
         try:
@@ -94,13 +117,7 @@ class Detector:
             limit = self.scan.max_file_size
             return ScanResult(ScanStatus.SKIPPED, error=f"{pre.size} bytes > max_file_size {limit}")
         n = min(pre.size, len(buf))
-        name = os.path.basename(path)
-        externals = {
-            "filename": name,
-            "filepath": path,
-            "extension": os.path.splitext(name)[1].lower(),
-            "filetype": "",
-        }
+        externals = _externals(path, self.ruleset.externals) if self.ruleset.externals else {}
         view = memoryview(buf)[:n]
         try:
             matches = self.ruleset.rules.match(view, externals)

@@ -241,6 +241,8 @@ ALLOW = int(lib.VG_ALLOW)
 DENY = int(lib.VG_DENY)
 MARK_FILESYSTEM = int(lib.VG_MARK_FILESYSTEM)
 MARK_MOUNT = int(lib.VG_MARK_MOUNT)
+CACHE_VERDICT = int(lib.VG_CACHE_VERDICT)
+CACHE_MARK = int(lib.VG_CACHE_MARK)
 
 
 class Shutdown(Exception):
@@ -350,12 +352,11 @@ class Fanotify:
             path=os.fsdecode(ffi.string(job.path)),
         )
 
-    def answer(self, job: Job, allow: bool, cacheable: bool, generation: int) -> bool:
-        """Answer ``job``, caching the verdict first if ``cacheable`` (and the rules
-        are still ``generation``); True when the deadline had already answered it."""
-        ret = lib.vg_fan_answer(
-            self._fan, job.id, ALLOW if allow else DENY, int(cacheable), generation
-        )
+    def answer(self, job: Job, allow: bool, cache: int, generation: int) -> bool:
+        """Answer ``job``, first caching the verdict as ``cache`` says (CACHE_* bits)
+        if the rules are still ``generation``; True when the deadline had already
+        answered it (the result is late)."""
+        ret = lib.vg_fan_answer(self._fan, job.id, ALLOW if allow else DENY, cache, generation)
         if ret == -errno.ESHUTDOWN:
             return False  # the kernel allowed it when the group closed
         return bool(_check(ret, "answering"))

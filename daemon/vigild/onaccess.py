@@ -136,12 +136,13 @@ class Workers:
         det = self.detector()
         kind = KIND_OF[job.kind]
         verdict, finding = self._examine(det, job.fd, job.path, self.policies[kind])
-        cacheable = verdict.malicious or verdict.reason in _CACHEABLE
+        cache = 0
+        if verdict.malicious or verdict.reason in _CACHEABLE:
+            # an ignore mark outlives a rename: not for rules that read the path
+            cache = native.CACHE_VERDICT | (0 if det.path_dependent else native.CACHE_MARK)
         try:
             who = process_fields(job.pid) if verdict.malicious else {}
-            late = fan.answer(
-                job, verdict.action is Action.ALLOW, cacheable, det.ruleset.generation
-            )
+            late = fan.answer(job, verdict.action is Action.ALLOW, cache, det.ruleset.generation)
             self.counters.scanned += 1
             self._report(kind, job.fd, job.path, verdict, finding, late, who, det)
         finally:

@@ -27,12 +27,15 @@ from pathlib import Path
 
 from vigild import hashes, native
 from vigild.config import Engine, RulesConfig
-from vigild.scanner import CompiledRules, EngineBackend, RuleError, backend
+from vigild.scanner import EXTERNALS, CompiledRules, EngineBackend, RuleError, backend
 
 log = logging.getLogger(__name__)
 
 RULE_SUFFIXES = (".yar", ".yara")
 _RULE_DECL = re.compile(rb"^[ \t]*(?:(?:private|global)[ \t]+)*rule[ \t]+[A-Za-z_]\w*", re.M)
+# Externals are set for each scan only if some rule file names them (setting
+# them costs every scan; a mention in a comment just keeps them set).
+_EXTERNAL_WORDS = {name: re.compile(rb"\b" + name.encode() + rb"\b") for name in EXTERNALS}
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class RuleSet:
     hashdb: native.HashDb | None
     hash_entries: int
     from_cache: bool
+    externals: tuple[str, ...] = ()  # external variables some rule mentions
 
 
 def rule_files(dirs: Sequence[str]) -> list[Path]:
@@ -66,10 +70,18 @@ def rule_files(dirs: Sequence[str]) -> list[Path]:
     return found
 
 
-def _fingerprint(engine: EngineBackend, files: Sequence[Path]) -> tuple[str, int]:
-    """Fingerprint of the sources for ``engine``, and their rule count."""
+@dataclass(frozen=True)
+class _Sources:
+    fingerprint: str
+    count: int  # rule declarations
+    externals: tuple[str, ...]  # external variables mentioned anywhere
+
+
+def _read_sources(engine: EngineBackend, files: Sequence[Path]) -> _Sources:
+    """Fingerprint of the sources for ``engine``, their rule count, the externals they use."""
     h = hashlib.sha256(f"{engine.name}\0{engine.version}\0".encode())
     count = 0
+    used: set[str] = set()
     for f in files:
         try:
             data = f.read_bytes()
@@ -77,7 +89,8 @@ def _fingerprint(engine: EngineBackend, files: Sequence[Path]) -> tuple[str, int
             raise RuleError(str(f), None, e.strerror or str(e)) from e
         h.update(str(f).encode() + b"\0" + len(data).to_bytes(8, "little") + data)
         count += len(_RULE_DECL.findall(data))
-    return h.hexdigest(), count
+        used.update(name for name, word in _EXTERNAL_WORDS.items() if word.search(data))
+    return _Sources(h.hexdigest(), count, tuple(n for n in EXTERNALS if n in used))
 
 
 def generation_of(fingerprint: str) -> int:
@@ -191,20 +204,21 @@ def load(cfg: RulesConfig, timeout: int, save: bool = True) -> RuleSet:
     """Build the rule set ``cfg`` describes; raises RuleError / HashListError / NativeError."""
     engine = backend(cfg.engine, timeout)
     files = rule_files(cfg.rule_dirs())
-    fingerprint, count = _fingerprint(engine, files)
+    src = _read_sources(engine, files)
     directory = cache_dir(cfg.compiled_dir) if save else None
-    rules, from_cache = compiled_rules(engine, files, fingerprint, directory)
+    rules, from_cache = compiled_rules(engine, files, src.fingerprint, directory)
     db = hash_database(cfg.hashes, directory)
     return RuleSet(
         engine=engine.name,
         rules=rules,
         files=tuple(str(f) for f in files),
-        count=count,
-        fingerprint=fingerprint,
-        generation=generation_of(fingerprint),
+        count=src.count,
+        fingerprint=src.fingerprint,
+        generation=generation_of(src.fingerprint),
         hashdb=db,
         hash_entries=_entries(db),
         from_cache=from_cache,
+        externals=src.externals,
     )
 
 

@@ -118,8 +118,9 @@ class YaraRules:
     def match(self, data: Any, externals: Mapping[str, str]) -> list[RuleMatch]:
         import yara
 
+        kwargs = {"externals": dict(externals)} if externals else {}
         try:
-            found = self._rules.match(data=data, timeout=self._timeout, externals=dict(externals))
+            found = self._rules.match(data=data, timeout=self._timeout, **kwargs)
         except yara.TimeoutError as e:
             raise ScanTimeout(str(e)) from e
         except yara.Error as e:

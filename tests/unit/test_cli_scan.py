@@ -259,3 +259,21 @@ def test_rules_compile_saves_what_the_next_load_uses(tmp_path: Path, cfg: Path) 
     rs = ruleset.load(RulesConfig(dirs=(MARKER_RULES,), local_dirs=(), compiled_dir=str(out)), 5)
     assert rs.from_cache
     assert rs.count == 1
+
+
+def test_rules_using_external_variables_get_them(tmp_path: Path, cfg: Path) -> None:
+    rules = tmp_path / "ext"
+    rules.mkdir()
+    (rules / "ext.yar").write_text(
+        'rule By_Name { condition: filename == "dropper.php" and extension == ".php" }\n'
+        'rule By_Path { condition: filepath matches /\\/incoming\\// }\n'
+    )
+    root = tmp_path / "t"
+    (root / "incoming").mkdir(parents=True)
+    (root / "dropper.php").write_text("anything")
+    (root / "other.php").write_text("anything")
+    (root / "incoming" / "x").write_text("anything")
+    code, out, _ = _scan(cfg, str(root), rules=str(rules))
+    found = sorted(line.split(": FOUND ")[0] for line in out.splitlines() if "FOUND" in line)
+    assert code == 1
+    assert found == [str(root / "dropper.php"), str(root / "incoming" / "x")]
