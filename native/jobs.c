@@ -137,11 +137,8 @@ int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch)
 	s->deadline_ns = job->queued_ns + fan->cfg.deadline_ms * 1000000ull;
 	fan->in_flight++;
 	fifo_push(is_perm(s) ? &fan->perm_q : &fan->notify_q, s);
-	if (is_perm(s)) {
-		dl_append(fan, s);
-		if (fan->dl_head == s)
-			pthread_cond_signal(&fan->dl_cond);
-	}
+	if (is_perm(s))
+		dl_append(fan, s);	/* no wake-up: see watcher_main */
 	pthread_cond_signal(&fan->q_cond);
 	pthread_mutex_unlock(&fan->q_lock);
 	fan_count(&fan->stats.queued);
@@ -346,10 +343,17 @@ static void expire_head(struct vg_fan *fan)
 	pthread_mutex_lock(&fan->q_lock);
 }
 
-/* The deadline watcher: sleeps until the oldest unanswered job is due. */
+/*
+ * The deadline watcher: sleeps until the oldest unanswered job is due.
+ * With nothing pending it sleeps one whole deadline period without being
+ * woken: a job queued meanwhile is due no earlier than a full period after
+ * the watcher went to sleep, so it is never late, and enqueueing never
+ * costs a wake-up (it would be one more thread hop on every open).
+ */
 void *watcher_main(void *arg)
 {
 	struct vg_fan *fan = arg;
+	uint64_t period = fan->cfg.deadline_ms * 1000000ull;
 
 	pthread_mutex_lock(&fan->q_lock);
 	while (!fan->stopping) {
@@ -357,7 +361,9 @@ void *watcher_main(void *arg)
 		uint64_t now = fan_now_ns();
 
 		if (!head) {
-			pthread_cond_wait(&fan->dl_cond, &fan->q_lock);
+			struct timespec until = after_ns(period);
+
+			pthread_cond_timedwait(&fan->dl_cond, &fan->q_lock, &until);
 		} else if (head->deadline_ns <= now) {
 			expire_head(fan);
 		} else {
