@@ -1,10 +1,10 @@
 """``vigild scan``: the on-demand scan of files and directory trees.
 
-One walker thread lists regular files (never following symlinks below the
-paths given, unless asked; paths given on the command line are followed,
-as ``find -H`` does) and feeds a bounded queue; one worker a CPU opens each
-file and hands its fd to the Detector. Both YARA engines and the C
-prefilter release the GIL, so the workers really run in parallel.
+The walker lists regular files (never following symlinks below the paths
+given, unless asked; paths given on the command line are followed, as
+``find -H`` does) and hands them in batches to one worker process a CPU,
+forked once the rules are loaded; each opens its files and hands the fd
+to the Detector. The parent prints as results come back.
 
 FIFOs, sockets and devices are skipped and counted; they are never opened
 (and a file swapped for one after the walk is opened non-blocking, seen by
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import errno
 import json
+import multiprocessing
 import os
-import queue
+import signal
 import stat
 import sys
 import threading
@@ -29,7 +30,6 @@ from typing import IO, Any
 from vigild.detector import Detector, Finding
 from vigild.verdict import Reason
 
-_DONE = None
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
@@ -143,8 +143,8 @@ class Walker:
         return "skip", 0
 
 
-def open_for_scan(path: str, follow: bool) -> int | None:
-    """An fd for the regular file at ``path``; None if it is not one (any more)."""
+def open_for_scan(path: str, follow: bool) -> tuple[int, int] | None:
+    """(fd, size) for the regular file at ``path``; None if it is not one (any more)."""
     flags = _OPEN_FLAGS | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags | os.O_NOATIME)
@@ -154,10 +154,11 @@ def open_for_scan(path: str, follow: bool) -> int | None:
         if e.errno == errno.ELOOP:
             return None  # became a symlink after the walk
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         return None
-    return fd
+    return fd, st.st_size
 
 
 # ---------------------------------------------------------------- reporting
@@ -328,27 +329,54 @@ class Progress:
 
 # ------------------------------------------------------------------ driving
 
+# A batch closes at this many files or bytes: small enough to balance big
+# files across workers, large enough to amortise the hand-off.
+_BATCH_FILES = 16
+_BATCH_BYTES = 8 << 20
 
-def _worker(
-    work: queue.Queue[tuple[str, bool] | None], detector: Detector, reporter: Reporter
-) -> None:
-    while (item := work.get()) is not _DONE:
-        path, follow = item
-        try:
-            fd = open_for_scan(path, follow)
-        except OSError as e:
-            reporter.error(path, e.strerror or str(e))
-            continue
-        if fd is None:
-            with reporter.lock:
-                reporter.totals.special += 1
-            continue
-        try:
-            reporter.finding(detector.examine(fd, path))
-        except Exception as e:  # one bad file must not end the scan
-            reporter.error(path, f"internal error: {e!r}")
-        finally:
-            os.close(fd)
+# The detector a worker process inherits at fork (rules already loaded).
+_DETECTOR: Detector | None = None
+
+Outcome = tuple[str, Any]  # ("finding", Finding) | ("error", (path, why)) | ("special", path)
+
+
+def examine_path(detector: Detector, path: str, follow: bool) -> Outcome:
+    """Open one file and examine it; never raises for one bad file."""
+    try:
+        opened = open_for_scan(path, follow)
+    except OSError as e:
+        return ("error", (path, e.strerror or str(e)))
+    if opened is None:
+        return ("special", path)
+    fd, size = opened
+    try:
+        return ("finding", detector.examine(fd, path, size=size))
+    except Exception as e:  # one bad file must not end the scan
+        return ("error", (path, f"internal error: {e!r}"))
+    finally:
+        os.close(fd)
+
+
+def _scan_batch(batch: list[tuple[str, bool]]) -> list[Outcome]:
+    """In a worker process: examine a batch with the inherited detector."""
+    assert _DETECTOR is not None
+    return [examine_path(_DETECTOR, path, follow) for path, follow in batch]
+
+
+def _quiet_child() -> None:
+    # Ctrl-C is the parent's to handle: it ends the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _record(reporter: Reporter, outcome: Outcome) -> None:
+    kind, payload = outcome
+    if kind == "finding":
+        reporter.finding(payload)
+    elif kind == "error":
+        reporter.error(*payload)
+    else:
+        with reporter.lock:
+            reporter.totals.special += 1
 
 
 def run(
@@ -360,33 +388,53 @@ def run(
     progress: bool,
     out: IO[str] = sys.stdout,
 ) -> Totals:
-    """Scan ``paths`` and print as we go; returns the totals."""
+    """Scan ``paths`` and print as we go; returns the totals.
+
+    Several workers are processes forked once the rules are loaded, not
+    threads: YARA-X holds the GIL while it scans, and even yara-python
+    loses time to the GIL around each call. The walker feeds them batches.
+    """
+    global _DETECTOR
     totals, walked = Totals(), Totals()
     reporter = Reporter(out, as_json, totals)
-    if progress:
-        reporter.progress = Progress(sys.stderr, totals, walked, reporter.lock)
-        reporter.progress.start()
-    work: queue.Queue[tuple[str, bool] | None] = queue.Queue(maxsize=workers * 64)
-    threads = [
-        threading.Thread(target=_worker, args=(work, detector, reporter), name=f"vigild-scan-{i}")
-        for i in range(workers)
-    ]
-    for t in threads:
-        t.start()
-    try:
-        for path, size, follow_this in Walker(follow, reporter.error, totals, reporter.lock).walk(
-            paths
-        ):
+    walker = Walker(follow, reporter.error, totals, reporter.lock)
+
+    def batches() -> Iterator[list[tuple[str, bool]]]:
+        batch: list[tuple[str, bool]] = []
+        size = 0
+        for path, file_size, follow_this in walker.walk(paths):
             walked.files += 1
-            walked.bytes += size
-            work.put((path, follow_this))
+            walked.bytes += file_size
+            batch.append((path, follow_this))
+            size += file_size
+            if len(batch) >= _BATCH_FILES or size >= _BATCH_BYTES:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def start_progress() -> None:
+        if progress:
+            reporter.progress = Progress(sys.stderr, totals, walked, reporter.lock)
+            reporter.progress.start()
+
+    try:
+        if workers <= 1:
+            start_progress()
+            for batch in batches():
+                for path, follow_this in batch:
+                    _record(reporter, examine_path(detector, path, follow_this))
+        else:
+            _DETECTOR = detector
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(workers, initializer=_quiet_child) as pool:
+                start_progress()  # after the fork: no thread is copied into the workers
+                for outcomes in pool.imap_unordered(_scan_batch, batches()):
+                    for outcome in outcomes:
+                        _record(reporter, outcome)
     finally:
+        _DETECTOR = None
         if reporter.progress:
             reporter.progress.walk_done = True
-        for _ in threads:
-            work.put(_DONE)
-        for t in threads:
-            t.join()
-        if reporter.progress:
             reporter.progress.stop()
     return totals

@@ -96,7 +96,10 @@ def test_no_rule_matches_the_benign_corpus(engine: Engine, load_rules: RuleLoade
 
     def items() -> Iterator[tuple[str, bytes]]:
         for path in files:
-            yield str(path), path.read_bytes()
+            try:
+                yield str(path), path.read_bytes()
+            except FileNotFoundError:
+                continue  # removed since it was listed (a package upgrade): not ours to judge
         head = files[0].read_bytes()
         yield CANARY, head[: len(head) // 2] + EICAR + head[len(head) // 2 :]
 
