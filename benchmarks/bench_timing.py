@@ -7,6 +7,10 @@ the rounds (and disables GC with ``--benchmark-disable-gc``), and its own
 table shows the time of a whole round; the per-contender figures come
 from here. We report the best round of each contender (the least
 disturbed one on a shared, noisy machine) and keep the median in the JSON.
+
+A contender with set-up and tear-down of its own (start a daemon, run the
+timed part, stop it) returns ``Timed``: the contest then keeps the time it
+measured itself, and its ``value`` as the round's result.
 """
 
 from __future__ import annotations
@@ -14,9 +18,18 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Timed:
+    """What a contender measured itself: the seconds to keep, and its result."""
+
+    seconds: float
+    value: Any = None
 
 
 class Contest:
@@ -36,7 +49,10 @@ class Contest:
         for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
             result = self.contenders[name]()
-            self.times[name].append(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            if isinstance(result, Timed):
+                elapsed, result = result.seconds, result.value
+            self.times[name].append(elapsed)
             self.results[name].append(result)
 
     def run(self, benchmark: Any, rounds: int = ROUNDS) -> Contest:

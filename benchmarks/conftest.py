@@ -26,8 +26,9 @@ SUMMARY_FILE = REPO / ".benchmarks" / "summary.json"
 _SUMMARY = pytest.StashKey[Summary]()
 
 
-# The table reads best in this order: hashing, then the database, then scans.
-_ORDER = ("test_sha256.py", "test_hashdb.py", "test_scan.py")
+# The table reads best in this order: hashing, then the database, then scans,
+# then on-access.
+_ORDER = ("test_sha256.py", "test_hashdb.py", "test_scan.py", "test_onaccess.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:
