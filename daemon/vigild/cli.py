@@ -80,7 +80,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_rules_check(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     dirs = args.dirs or list(cfg.rules.rule_dirs())
-    errors = ruleset.check(dirs, cfg.rules.engine)
+    errors, warnings = ruleset.check(dirs, cfg.rules.engine)
+    for w in warnings:
+        where = f"{w.path}:{w.line}" if w.line else w.path
+        print(f"{where}: warning: {w.message}", file=sys.stderr)
     for e in errors:
         print(e, file=sys.stderr)
     files = ruleset.rule_files(dirs)

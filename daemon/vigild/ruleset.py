@@ -229,13 +229,16 @@ def _entries(db: native.HashDb | None) -> int:
     return info.sha256_entries + info.md5_entries
 
 
-def check(dirs: Sequence[str], engine: Engine, timeout: int = 10) -> list[RuleError]:
-    """Compile each rule file on its own; return every file's error."""
+def check(
+    dirs: Sequence[str], engine: Engine, timeout: int = 10
+) -> tuple[list[RuleError], list[RuleError]]:
+    """Compile each rule file on its own; every file's error, and all warnings."""
     be = backend(engine, timeout)
     errors: list[RuleError] = []
+    warnings: list[RuleError] = []
     for f in rule_files(dirs):
         try:
-            be.compile([f])
+            warnings.extend(be.compile([f]).warnings)
         except RuleError as e:
             errors.append(e)
-    return errors
+    return errors, warnings

@@ -70,6 +70,7 @@ class ScanFailed(Exception):
 
 class CompiledRules(Protocol):
     engine: str
+    warnings: list[RuleError]  # from the compiler (empty for a loaded compile)
 
     def match(self, data: Any, externals: Mapping[str, str]) -> list[RuleMatch]: ...
 
@@ -114,6 +115,10 @@ class YaraRules:
     def __init__(self, rules: Any, timeout: int) -> None:
         self._rules = rules
         self._timeout = timeout
+        # yara-python >= 4.3 keeps them as "path(line): message"; 4.2 has none
+        self.warnings = [
+            _yara_rule_error(Exception(w), "?") for w in getattr(rules, "warnings", [])
+        ]
 
     def match(self, data: Any, externals: Mapping[str, str]) -> list[RuleMatch]:
         import yara
@@ -173,10 +178,11 @@ class YaraBackend:
 class YaraXRules:
     engine = "yara-x"
 
-    def __init__(self, rules: Any, timeout: int) -> None:
+    def __init__(self, rules: Any, timeout: int, warnings: list[RuleError] | None = None) -> None:
         self._rules = rules
         self._timeout = timeout
         self._local = threading.local()
+        self.warnings = warnings or []
 
     def _scanner(self) -> Any:
         """One scanner per thread: a yara_x.Scanner is not thread-safe."""
@@ -217,6 +223,13 @@ class YaraXRules:
             self._rules.serialize_into(f)
 
 
+def _yara_x_diagnostic(d: dict[str, Any]) -> RuleError:
+    """A YARA-X error or warning dictionary as a RuleError (file, line, title)."""
+    labels = d.get("labels") or [{}]
+    origin = labels[0].get("code_origin") or "?"
+    return RuleError(str(origin), d.get("line"), str(d.get("title", d.get("text", ""))))
+
+
 class YaraXBackend:
     name = "yara-x"
 
@@ -241,10 +254,11 @@ class YaraXBackend:
                 compiler.add_source(source, origin=str(f))
             except self._yx.CompileError as e:
                 errors = compiler.errors()
-                line = errors[0].get("line") if errors else None
-                title = errors[0].get("title") if errors else str(e).splitlines()[0]
-                raise RuleError(str(f), line, str(title)) from e
-        return YaraXRules(compiler.build(), self._timeout)
+                if errors:
+                    raise _yara_x_diagnostic(errors[0]) from e
+                raise RuleError(str(f), None, str(e).splitlines()[0]) from e
+        warnings = [_yara_x_diagnostic(w) for w in compiler.warnings()]
+        return YaraXRules(compiler.build(), self._timeout, warnings)
 
     def load(self, path: str) -> YaraXRules:
         try:

@@ -277,3 +277,12 @@ def test_rules_using_external_variables_get_them(tmp_path: Path, cfg: Path) -> N
     found = sorted(line.split(": FOUND ")[0] for line in out.splitlines() if "FOUND" in line)
     assert code == 1
     assert found == [str(root / "dropper.php"), str(root / "incoming" / "x")]
+
+
+def test_rules_check_prints_warnings_without_failing(tmp_path: Path, cfg: Path) -> None:
+    rules = tmp_path / "slow"
+    rules.mkdir()
+    (rules / "w.yar").write_text('rule Slow_Regex { strings: $a = /a.*b/ condition: $a }\n')
+    r = vigild("rules", "check", "--config", str(cfg), str(rules))
+    assert r.returncode == 0
+    assert f"{rules / 'w.yar'}:1: warning: string \"$a\" may slow down scanning" in r.stderr.splitlines()
