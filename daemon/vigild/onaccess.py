@@ -201,6 +201,7 @@ class Workers:
         self.counters.detections += 1
         fields = {
             "VIGILD_PATH": path,
+            "VIGILD_DETECTION": verdict.detail,  # rule names, or the hash list's name
             "VIGILD_EVENT": kind.value,
             "VIGILD_REASON": verdict.reason.value,
             "VIGILD_GENERATION": f"{det.ruleset.generation:016x}",

@@ -116,7 +116,7 @@ def test_detection_lands_in_the_journal_with_every_field(ns: Namespace, daemon: 
     assert e["SYSLOG_IDENTIFIER"] == "vigild"
     assert e["PRIORITY"] == "2"
     assert e["VIGILD_PATH"] == str(target)
-    assert e["VIGILD_RULE"] == "EICAR_Test_File"
+    assert e["VIGILD_RULE"] == e["VIGILD_DETECTION"] == "EICAR_Test_File"
     assert e["VIGILD_RULE_FILE"] == str(DEFAULT_RULES / "10-eicar.yar")
     assert e["VIGILD_SEVERITY"] == "critical"
     assert e["VIGILD_ACTION"] == "deny"
@@ -149,7 +149,7 @@ def test_journalctl_x_explains_the_alert(ns: Namespace, daemon: OnAccess) -> Non
     daemon.wait_for(lambda: ns.journal(f"MESSAGE_ID={DETECTED_DENIED}"), what="the journal entry")
     out = ns.sh(f"journalctl --no-pager -x MESSAGE_ID={DETECTED_DENIED}").stdout
     assert "Subject: vigild denied access to a malicious file" in out
-    assert "found it malicious (rule-match) and denied it" in out
+    assert "found it malicious (EICAR_Test_File, by rule-match) and denied" in out
     assert str(ns.mnt / "eicar.com") in out  # @VIGILD_PATH@ filled in
 
 
