@@ -266,7 +266,7 @@ def test_rules_using_external_variables_get_them(tmp_path: Path, cfg: Path) -> N
     rules.mkdir()
     (rules / "ext.yar").write_text(
         'rule By_Name { condition: filename == "dropper.php" and extension == ".php" }\n'
-        'rule By_Path { condition: filepath matches /\\/incoming\\// }\n'
+        "rule By_Path { condition: filepath matches /\\/incoming\\// }\n"
     )
     root = tmp_path / "t"
     (root / "incoming").mkdir(parents=True)
@@ -282,7 +282,9 @@ def test_rules_using_external_variables_get_them(tmp_path: Path, cfg: Path) -> N
 def test_rules_check_prints_warnings_without_failing(tmp_path: Path, cfg: Path) -> None:
     rules = tmp_path / "slow"
     rules.mkdir()
-    (rules / "w.yar").write_text('rule Slow_Regex { strings: $a = /a.*b/ condition: $a }\n')
+    (rules / "w.yar").write_text("rule Slow_Regex { strings: $a = /a.*b/ condition: $a }\n")
     r = vigild("rules", "check", "--config", str(cfg), str(rules))
     assert r.returncode == 0
-    assert f"{rules / 'w.yar'}:1: warning: string \"$a\" may slow down scanning" in r.stderr.splitlines()
+    assert (
+        f'{rules / "w.yar"}:1: warning: string "$a" may slow down scanning' in r.stderr.splitlines()
+    )
