@@ -32,10 +32,28 @@ from vigild.scanner import EXTERNALS, CompiledRules, EngineBackend, RuleError, b
 log = logging.getLogger(__name__)
 
 RULE_SUFFIXES = (".yar", ".yara")
-_RULE_DECL = re.compile(rb"^[ \t]*(?:(?:private|global)[ \t]+)*rule[ \t]+[A-Za-z_]\w*", re.M)
+# Patterns led by a literal, so that re can skip through large hex-heavy
+# rule files quickly (a line-anchored pattern took 40 ms on 274 files).
+_RULE_WORD = re.compile(rb"rule[ \t]+[A-Za-z_]")
+_DECL_HEAD = re.compile(rb"[ \t]*(?:(?:private|global)[ \t]+)*\Z")
 # Externals are set for each scan only if some rule file names them (setting
 # them costs every scan; a mention in a comment just keeps them set).
 _EXTERNAL_WORDS = {name: re.compile(rb"\b" + name.encode() + rb"\b") for name in EXTERNALS}
+
+
+def _count_rules(data: bytes) -> int:
+    """Rule declarations: ``[private|global ]rule NAME`` at the start of a line."""
+    n = 0
+    for m in _RULE_WORD.finditer(data):
+        line_start = data.rfind(b"\n", 0, m.start()) + 1
+        if _DECL_HEAD.match(data, line_start, m.start()):
+            n += 1
+    return n
+
+
+def _mentions(data: bytes, name: str) -> bool:
+    """Whether ``name`` appears as a word (substring test first: it is fast)."""
+    return name.encode() in data and _EXTERNAL_WORDS[name].search(data) is not None
 
 
 @dataclass(frozen=True)
@@ -88,8 +106,8 @@ def _read_sources(engine: EngineBackend, files: Sequence[Path]) -> _Sources:
         except OSError as e:
             raise RuleError(str(f), None, e.strerror or str(e)) from e
         h.update(str(f).encode() + b"\0" + len(data).to_bytes(8, "little") + data)
-        count += len(_RULE_DECL.findall(data))
-        used.update(name for name, word in _EXTERNAL_WORDS.items() if word.search(data))
+        count += _count_rules(data)
+        used.update(name for name in EXTERNALS if _mentions(data, name))
     return _Sources(h.hexdigest(), count, tuple(n for n in EXTERNALS if n in used))
 
 

@@ -67,9 +67,15 @@ class Walker:
     """Lists the regular files under the given paths; reports what it skips."""
 
     def __init__(
-        self, follow: bool, error: Callable[[str, str], None], totals: Totals, lock: threading.Lock
+        self,
+        follow: bool,
+        error: Callable[[str, str], None],
+        totals: Totals,
+        lock: threading.Lock,
+        sizes: bool = True,
     ) -> None:
         self.follow = follow
+        self.sizes = sizes  # sizes are for the progress line only
         self.error = error
         self.totals = totals
         self.lock = lock  # guards totals, which the workers update too
@@ -124,11 +130,20 @@ class Walker:
                     self.error(entry.path, e.strerror or str(e))
 
     def _classify(self, entry: os.DirEntry[str]) -> tuple[str, int]:
-        """("file", size), ("dir", 0) or ("skip", 0), counting what is skipped."""
+        """("file", size), ("dir", 0) or ("skip", 0), counting what is skipped.
+
+        Without sizes and symlink following, the directory entry's type is
+        enough: no system call per file (the size is then reported as 0).
+        """
         try:
             if entry.is_symlink() and not self.follow:
                 self._count("symlinks")
                 return "skip", 0
+            if not self.sizes and not self.follow:
+                if entry.is_file(follow_symlinks=False):
+                    return "file", 0
+                if entry.is_dir(follow_symlinks=False):
+                    return "dir", 0
             st = entry.stat(follow_symlinks=self.follow)
         except OSError as e:
             if e.errno != errno.ENOENT:  # vanished while walking: not an error
@@ -197,6 +212,11 @@ class Reporter:
             if self.as_json
             else f"{path}: ERROR {message}"
         )
+
+    def clean(self, size: int) -> None:
+        with self.lock:
+            self.totals.files += 1
+            self.totals.bytes += size
 
     def finding(self, f: Finding) -> None:
         v = f.verdict
@@ -337,7 +357,10 @@ _BATCH_BYTES = 8 << 20
 # The detector a worker process inherits at fork (rules already loaded).
 _DETECTOR: Detector | None = None
 
-Outcome = tuple[str, Any]  # ("finding", Finding) | ("error", (path, why)) | ("special", path)
+# ("clean", size) | ("finding", Finding) | ("error", (path, why)) | ("special", path);
+# a clean file travels back from a worker as its size alone
+Outcome = tuple[str, Any]
+_CLEAN = (Reason.CLEAN, Reason.CACHED_CLEAN, Reason.CLEAN_TRUNCATED)
 
 
 def examine_path(detector: Detector, path: str, follow: bool) -> Outcome:
@@ -350,11 +373,14 @@ def examine_path(detector: Detector, path: str, follow: bool) -> Outcome:
         return ("special", path)
     fd, size = opened
     try:
-        return ("finding", detector.examine(fd, path, size=size))
+        finding = detector.examine(fd, path, size=size)
     except Exception as e:  # one bad file must not end the scan
         return ("error", (path, f"internal error: {e!r}"))
     finally:
         os.close(fd)
+    if finding.verdict.reason in _CLEAN:
+        return ("clean", finding.size)
+    return ("finding", finding)
 
 
 def _scan_batch(batch: list[tuple[str, bool]]) -> list[Outcome]:
@@ -370,7 +396,9 @@ def _quiet_child() -> None:
 
 def _record(reporter: Reporter, outcome: Outcome) -> None:
     kind, payload = outcome
-    if kind == "finding":
+    if kind == "clean":
+        reporter.clean(payload)
+    elif kind == "finding":
         reporter.finding(payload)
     elif kind == "error":
         reporter.error(*payload)
@@ -397,7 +425,7 @@ def run(
     global _DETECTOR
     totals, walked = Totals(), Totals()
     reporter = Reporter(out, as_json, totals)
-    walker = Walker(follow, reporter.error, totals, reporter.lock)
+    walker = Walker(follow, reporter.error, totals, reporter.lock, sizes=progress)
 
     def batches() -> Iterator[list[tuple[str, bool]]]:
         batch: list[tuple[str, bool]] = []
