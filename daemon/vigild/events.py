@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import queue
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -152,6 +153,10 @@ class InotifySource:
         self.watch = watch
         self.paths: queue.Queue[str] = queue.Queue(maxsize=cfg.onaccess.queue_size)
         self.dropped = 0
+        # path -> written again while queued or being scanned; one entry per
+        # path, so a file reported twice (event and walk) is scanned once
+        self._pending: dict[str, bool] = {}
+        self._lock = threading.Lock()
         self.set_filters(cfg)
         self._wm = pyinotify.WatchManager()
         self._notifier = pyinotify.ThreadedNotifier(self._wm, _Handler(self))
@@ -168,10 +173,24 @@ class InotifySource:
     def offer(self, path: str) -> None:
         if self.excluded(path):
             return
+        with self._lock:
+            if path in self._pending:
+                self._pending[path] = True  # scan it again when this scan is done
+                return
+            self._pending[path] = False
         try:
             self.paths.put_nowait(path)
         except queue.Full:
             self.dropped += 1
+            with self._lock:
+                del self._pending[path]
+
+    def done(self, path: str) -> None:
+        """A worker finished ``path``; queue it again if it was written meanwhile."""
+        with self._lock:
+            again = self._pending.pop(path, False)
+        if again:
+            self.offer(path)
 
     def offer_tree(self, top: str) -> None:
         """Queue every regular file below a directory that just appeared."""

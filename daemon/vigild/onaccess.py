@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from vigild import native
 from vigild.alert import Alert, Alerts, Kind
@@ -37,6 +38,15 @@ from vigild.quarantine import QuarantineError, Store
 from vigild.verdict import Action, Policy, Reason, ScanResult, ScanStatus, Verdict, decide
 
 log = logging.getLogger(__name__)
+
+
+class PathSource(Protocol):
+    """Where detect-mode workers get paths (events.InotifySource)."""
+
+    paths: queue.Queue[str]
+
+    def done(self, path: str) -> None: ...
+
 
 KIND_OF = {
     native.EV_OPEN: EventKind.OPEN,
@@ -87,8 +97,8 @@ class Workers:
     def start_fanotify(self, fan: native.Fanotify, count: int) -> None:
         self._start(count, lambda: self._fanotify_loop(fan))
 
-    def start_paths(self, paths: queue.Queue[str], count: int) -> None:
-        self._start(count, lambda: self._path_loop(paths))
+    def start_paths(self, source: PathSource, count: int) -> None:
+        self._start(count, lambda: self._path_loop(source))
 
     def _start(self, count: int, loop: Callable[[], None]) -> None:
         for i in range(count):
@@ -150,15 +160,18 @@ class Workers:
 
     # --------------------------------------------------------- detect mode
 
-    def _path_loop(self, paths: queue.Queue[str]) -> None:
+    def _path_loop(self, source: PathSource) -> None:
         while not self._stop.is_set():
             try:
-                path = paths.get(timeout=0.5)
+                path = source.paths.get(timeout=0.5)
             except queue.Empty:
                 self._tick()
                 continue
             self._tick()
-            self._handle_path(path)
+            try:
+                self._handle_path(path)
+            finally:
+                source.done(path)
 
     def _handle_path(self, path: str) -> None:
         try:
@@ -237,6 +250,8 @@ class Workers:
         except QuarantineError as e:
             self.alerts.emit(Alert(Kind.QUARANTINE_FAILED, str(e), {"VIGILD_PATH": path}))
             return None
+        if item is None:
+            return None  # already moved in by another event for the same write, or moved away
         self.counters.quarantined += 1
         return item.id
 

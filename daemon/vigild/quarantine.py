@@ -28,6 +28,7 @@ import re
 import secrets
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -103,6 +104,7 @@ class Store:
 
     def __init__(self, directory: str) -> None:
         self.dir = Path(directory)
+        self._lock = threading.Lock()  # one move at a time: two detections of one file
 
     def prepare(self) -> None:
         """Create the store 0700 (or tighten it) and drop half-written items."""
@@ -119,9 +121,31 @@ class Store:
 
     def add(
         self, fd: int, path: str, reason: str, detail: str, rules: tuple[str, ...] = ()
+    ) -> Item | None:
+        """Quarantine the file open at ``fd`` (shown as ``path``).
+
+        None when ``path`` no longer names that file: another worker moved
+        it in already (two events for one write), or it was moved away.
+        """
+        with self._lock:
+            st = os.fstat(fd)
+            try:
+                now = os.stat(path, follow_symlinks=False)
+            except OSError:
+                return None
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                return None
+            return self._add(fd, st, path, reason, detail, rules)
+
+    def _add(
+        self,
+        fd: int,
+        st: os.stat_result,
+        path: str,
+        reason: str,
+        detail: str,
+        rules: tuple[str, ...],
     ) -> Item:
-        """Quarantine the file open at ``fd`` (shown as ``path``)."""
-        st = os.fstat(fd)
         item_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
         tmp = self.dir / f".{item_id}.tmp"
         try:

@@ -209,7 +209,7 @@ class Daemon:
         else:
             self.mode_reason = "daemon.mode = detect"
         source_i = InotifySource(self.cfg, self.watch)
-        self.workers.start_paths(source_i.paths, nworkers)
+        self.workers.start_paths(source_i, nworkers)
         source_i.start()
         self.source, self.mode = source_i, "detect"
 
