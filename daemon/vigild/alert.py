@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import sys
 import threading
@@ -26,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import IO, ClassVar
+
+from vigild import journal
 
 SYSLOG_IDENTIFIER = "vigild"
 
@@ -66,18 +67,18 @@ class Alert:
     fields: Mapping[str, str | Iterable[str]] = field(default_factory=dict)  # VIGILD_* names
     priority: int | None = None  # overrides the kind's
 
-    def journal_fields(self) -> list[str]:
-        """The entry as journal ``FIELD=value`` strings (repeated fields repeat)."""
+    def journal_fields(self) -> list[tuple[str, str]]:
+        """The entry as journal (FIELD, value) pairs (repeated fields repeat)."""
         out = [
-            f"MESSAGE={self.message}",
-            f"PRIORITY={self.priority if self.priority is not None else self.kind.priority}",
-            f"SYSLOG_IDENTIFIER={SYSLOG_IDENTIFIER}",
+            ("MESSAGE", self.message),
+            ("PRIORITY", str(self.priority if self.priority is not None else self.kind.priority)),
+            ("SYSLOG_IDENTIFIER", SYSLOG_IDENTIFIER),
         ]
         if self.kind.message_id:
-            out.append(f"MESSAGE_ID={self.kind.message_id}")
+            out.append(("MESSAGE_ID", self.kind.message_id))
         for name, value in self.fields.items():
             values = [value] if isinstance(value, str) else list(value)
-            out.extend(f"{name}={v}" for v in values)
+            out.extend((name, v) for v in values)
         return out
 
 
@@ -102,62 +103,56 @@ def stderr_sink(stream: IO[str] | None = None) -> Sink:
     return write
 
 
-JOURNAL_SOCKET = "/run/systemd/journal/socket"
-
-
 def journal_sink(
-    fallback: Sink, send: Callable[..., object] | None = None, socket: str = JOURNAL_SOCKET
+    fallback: Sink, busy: Callable[[Alert], None], socket: str = journal.JOURNAL_SOCKET
 ) -> Sink:
-    """Structured entries to journald; each one it cannot take goes to ``fallback``.
+    """Structured entries to journald, never blocking (see vigild.journal).
 
-    libsystemd drops an entry silently when the journal socket does not
-    exist, so its presence is checked first; a socket nobody listens on
-    (journald stopped) makes sendv raise.
+    No journald listening: the entry goes to ``fallback`` (stderr). A
+    journald that is not reading: ``busy`` counts the entry as dropped
+    (stderr under systemd leads to the same journald, so no fallback).
     """
-    if send is None:
-        try:
-            from systemd import journal
-        except ImportError:
-            return fallback
-        send = journal.sendv
 
     def write(alert: Alert) -> None:
-        if not os.path.exists(socket):
-            fallback(alert)
-            return
         try:
-            send(*alert.journal_fields())
-        except OSError:
-            fallback(alert)  # journald stopped: keep going on stderr
+            journal.send(alert.journal_fields(), socket)
+        except journal.Unavailable:
+            fallback(alert)
+        except journal.Busy:
+            busy(alert)
 
     return write
 
 
-def default_sink() -> Sink:
+def default_sink(busy: Callable[[Alert], None]) -> Sink:
     """The journal, and stderr for each entry it cannot take (not running, stopped).
 
     Tried entry by entry, so a journald that starts or restarts later is
     used again at once.
     """
-    return journal_sink(stderr_sink())
+    return journal_sink(stderr_sink(), busy)
 
 
 # -------------------------------------------------------------- the thread
 
 
 class Alerts:
-    """A bounded queue of alerts and the one thread that writes them."""
+    """A bounded queue of alerts and the one thread that writes them.
+
+    ``sink`` None means the journal (with stderr when it is not there).
+    """
 
     BURST = 20  # per kind and window; the rest are counted
     WINDOW = 10.0  # seconds
 
     def __init__(
         self,
-        sink: Sink,
+        sink: Sink | None = None,
         maxsize: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.sink = sink
+        self.sink = sink or default_sink(self._journal_busy)
+        self.journal_busy = 0  # entries journald had no room for
         self.clock = clock
         self.dropped = 0  # queue full
         self.written = 0
@@ -171,6 +166,9 @@ class Alerts:
 
     def start(self) -> None:
         self._thread.start()
+
+    def _journal_busy(self, _alert: Alert) -> None:
+        self.journal_busy += 1
 
     def emit(self, alert: Alert) -> bool:
         """Queue ``alert`` without ever blocking; False (counted) when full."""
@@ -221,14 +219,14 @@ class Alerts:
         if not force and self.clock() - self._window_start < self.WINDOW:
             return
         for kind, n in self._suppressed.items():
-            self.sink(
-                Alert(
-                    Kind.SUPPRESSED,
-                    f"{n} more {kind.name.lower().replace('_', ' ')} alerts suppressed "
-                    f"in the last {self.WINDOW:.0f} s",
-                    {"VIGILD_SUPPRESSED_KIND": kind.name, "VIGILD_SUPPRESSED": str(n)},
-                )
+            summary = Alert(
+                Kind.SUPPRESSED,
+                f"{n} more {kind.name.lower().replace('_', ' ')} alerts suppressed "
+                f"in the last {self.WINDOW:.0f} s",
+                {"VIGILD_SUPPRESSED_KIND": kind.name, "VIGILD_SUPPRESSED": str(n)},
             )
+            with contextlib.suppress(Exception):  # a sink must never end the thread
+                self.sink(summary)
         self._suppressed.clear()
         self._in_window.clear()
         self._window_start = self.clock()

@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vigild import cleancache, config, metrics, native, ruleset
-from vigild.alert import Alert, AlertLogHandler, Alerts, Kind, default_sink
+from vigild import cleancache, config, journal, metrics, native, ruleset
+from vigild.alert import Alert, AlertLogHandler, Alerts, Kind
 from vigild.config import Config, ConfigError, Mode
 from vigild.control import ControlServer
 from vigild.detector import Detector
@@ -57,15 +57,8 @@ class StartError(Exception):
 
 
 def notify(state: str) -> None:
-    """sd_notify; a no-op outside systemd."""
-    if not os.environ.get("NOTIFY_SOCKET"):
-        return
-    try:
-        from systemd import daemon
-
-        daemon.notify(state)
-    except (ImportError, OSError):
-        pass
+    """sd_notify, never blocking; a no-op outside systemd."""
+    journal.notify(state)
 
 
 def _raise_nofile() -> None:
@@ -111,7 +104,7 @@ class Daemon:
         self.config_path = config_path
         self.overrides = overrides  # --watch / --rules, re-applied at reload
         self.clock = clock
-        self.alerts = Alerts(default_sink())
+        self.alerts = Alerts()
         self.started_at = time.time()
         self.mode = "starting"
         self.mode_reason = ""
@@ -452,7 +445,11 @@ class Daemon:
                 "errors": w.counters.errors if w else 0,
             },
             "blocked": stats.get("answered_deny", 0),
-            "alerts": {"written": self.alerts.written, "dropped": self.alerts.dropped},
+            "alerts": {
+                "written": self.alerts.written,
+                "dropped": self.alerts.dropped,
+                "journal_busy": self.alerts.journal_busy,
+            },
         }
 
     def status_line(self) -> str:

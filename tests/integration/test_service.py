@@ -309,3 +309,31 @@ def test_metrics_file(ns: Namespace, daemon: OnAccess, tmp_path: Path) -> None:
     assert 'vigild_info{mode="block",generation="' in text
     assert "vigild_detections_total 1" in text
     assert text.endswith("# EOF\n")
+
+
+def test_a_journald_that_stops_reading_never_stalls_answers(
+    ns: Namespace, daemon: OnAccess
+) -> None:
+    """journald alive but not reading (restarting, disk full): opens are still answered."""
+    ns.sh("mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal")
+    mute = ns.popen(
+        daemon_python(), "-c",
+        "import socket, time; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM);"
+        "s.bind('/run/systemd/journal/socket'); print('bound', flush=True); time.sleep(600)",
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert mute.stdout is not None and mute.stdout.readline().strip() == "bound"
+        for i in range(60):
+            _put(ns, ns.mnt / f"e{i}.com", eicar())
+        daemon.start([DEFAULT_RULES])
+        t = time.monotonic()
+        results = [daemon.read(ns.mnt / f"e{i}.com", timeout=10) for i in range(60)]
+        assert results == ["EPERM"] * 60
+        assert time.monotonic() - t < 30
+        s = daemon.status()  # the control socket still answers
+        assert s["workers"]["detections"] == 60
+        assert s["alerts"]["journal_busy"] > 0  # entries journald had no room for: counted
+    finally:
+        mute.kill()
+        mute.wait(10)

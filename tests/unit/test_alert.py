@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import socket
+import struct
+import time
 from pathlib import Path
 
+from vigild import journal
 from vigild.alert import Alert, Alerts, Kind, journal_sink, stderr_sink
 
 
@@ -19,14 +23,28 @@ class Clock:
 def test_journal_fields_repeat_multi_valued_ones() -> None:
     a = Alert(Kind.DETECTED_DENIED, "/x: bad", {"VIGILD_PATH": "/x", "VIGILD_RULE": ("A", "B")})
     assert a.journal_fields() == [
-        "MESSAGE=/x: bad",
-        "PRIORITY=2",
-        "SYSLOG_IDENTIFIER=vigild",
-        "MESSAGE_ID=0781ca6752fe444584f53ea7cd5bf82c",
-        "VIGILD_PATH=/x",
-        "VIGILD_RULE=A",
-        "VIGILD_RULE=B",
+        ("MESSAGE", "/x: bad"),
+        ("PRIORITY", "2"),
+        ("SYSLOG_IDENTIFIER", "vigild"),
+        ("MESSAGE_ID", "0781ca6752fe444584f53ea7cd5bf82c"),
+        ("VIGILD_PATH", "/x"),
+        ("VIGILD_RULE", "A"),
+        ("VIGILD_RULE", "B"),
     ]
+
+
+def test_native_protocol_encoding() -> None:
+    data = journal.encode(
+        [("MESSAGE", "two\nlines"), ("VIGILD_PATH", "/tmp/\udcff.php"), ("X", "y")]
+    )
+    assert (
+        data
+        == (
+            b"MESSAGE\n" + struct.pack("<Q", 9) + b"two\nlines\n"
+            b"VIGILD_PATH=/tmp/\xff.php\n"  # a file name that is not UTF-8 travels as it is
+            b"X=y\n"
+        )
+    )
 
 
 def test_every_kind_has_its_own_message_id() -> None:
@@ -41,22 +59,30 @@ def test_stderr_lines_carry_the_priority_prefix() -> None:
     assert out.getvalue() == "<4>vigild: /y: timed out [path=/y]\n"
 
 
-def test_journal_sink_falls_back_when_journald_is_absent_or_gone(tmp_path: Path) -> None:
-    sent: list[tuple[str, ...]] = []
+def test_journal_sink_sends_falls_back_and_never_blocks(tmp_path: Path) -> None:
     fell: list[Alert] = []
-    sock = tmp_path / "socket"
-    sink = journal_sink(fell.append, lambda *f: sent.append(f), socket=str(sock))
-    a = Alert(Kind.STARTED, "hello")
-    sink(a)  # no socket: libsystemd would drop it silently
-    assert (sent, fell) == ([], [a])
-    sock.touch()
-    sink(a)
-    assert len(sent) == 1
-
-    def refused(*_: str) -> None:
-        raise ConnectionRefusedError()
-
-    journal_sink(fell.append, refused, socket=str(sock))(a)
+    busy: list[Alert] = []
+    path = tmp_path / "socket"
+    sink = journal_sink(fell.append, busy.append, socket=str(path))
+    a = Alert(Kind.STARTED, "hello", {"VIGILD_MODE": "block"})
+    sink(a)  # no socket at all (libsystemd would have dropped it silently)
+    assert fell == [a]
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    try:
+        sink(a)
+        got = server.recv(4096)
+        assert b"MESSAGE=hello\n" in got and b"VIGILD_MODE=block\n" in got
+        assert b"MESSAGE_ID=2c0d2ccae55e41e2aa27c75d6ed363eb\n" in got
+        # a journald that does not read: the buffer fills, the send fails at once
+        start = time.monotonic()
+        for _ in range(5000):
+            sink(Alert(Kind.LOG, "x" * 1000))
+        assert time.monotonic() - start < 5
+        assert busy, "a full socket must be reported, not waited on"
+    finally:
+        server.close()
+    sink(a)  # bound but closed: refused, so stderr
     assert fell == [a, a]
 
 
