@@ -176,11 +176,16 @@ static int fan_new(const struct vg_fan_config *cfg, int fd, int adopted,
  * Create a permission-class fanotify group and a handle for it. Needs
  * CAP_SYS_ADMIN: -EPERM without it; -EINVAL when the kernel lacks
  * permission events (CONFIG_FANOTIFY_ACCESS_PERMISSIONS).
+ *
+ * FAN_UNLIMITED_QUEUE: with a bounded queue, a permission event that
+ * finds it full is silently allowed by the kernel. Permission events
+ * hold their openers, so the queue cannot grow past the processes that
+ * open; close-write notifications can, and are small.
  */
 int vg_fan_open(const struct vg_fan_config *cfg, struct vg_fan **out)
 {
 	int ret, fd = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC |
-					    FAN_NONBLOCK,
+					    FAN_NONBLOCK | FAN_UNLIMITED_QUEUE,
 				    O_RDONLY | O_LARGEFILE | O_CLOEXEC |
 					    O_NOATIME);
 
