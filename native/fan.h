@@ -84,6 +84,7 @@ struct vg_fan {
 	struct fifo perm_q, notify_q;
 	struct slot *dl_head, *dl_tail;
 	uint32_t in_flight;
+	uint32_t notify_in_flight;	/* close-write jobs: at most half */
 	int stopping;
 
 	pthread_t reader, watcher;

@@ -5,8 +5,10 @@
  * Owns the job slots: a fixed array of cfg.queue_size, allocated once, so
  * a flood of opens costs answers by policy, never memory. A slot is taken
  * from enqueue to vg_fan_done and holds the event fd all that time.
- * Permission jobs are handed out before close-write jobs, so scans after
- * writes never hold up an opener.
+ * Permission jobs are handed out before close-write jobs, and close-write
+ * jobs may hold at most half the slots: a burst of writes (tar, rsync)
+ * drops scans after writes (the files are scanned at their next open:
+ * their verdicts were invalidated) rather than leave no room for opens.
  *
  * Exactly once: a permission job's event is answered by whoever sets
  * slot->answered under q_lock first, the worker (vg_fan_answer) or the
@@ -122,6 +124,9 @@ int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch)
 
 	pthread_mutex_lock(&fan->q_lock);
 	s = fan->stopping ? NULL : fan->free_list;
+	if (s && job->kind == VG_EV_CLOSE_WRITE &&
+	    fan->notify_in_flight >= fan->cfg.queue_size / 2)
+		s = NULL;
 	if (!s) {
 		pthread_mutex_unlock(&fan->q_lock);
 		return -ENOSPC;
@@ -136,6 +141,8 @@ int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch)
 	s->epoch = epoch;
 	s->deadline_ns = job->queued_ns + fan->cfg.deadline_ms * 1000000ull;
 	fan->in_flight++;
+	if (!is_perm(s))
+		fan->notify_in_flight++;
 	fifo_push(is_perm(s) ? &fan->perm_q : &fan->notify_q, s);
 	if (is_perm(s))
 		dl_append(fan, s);	/* no wake-up: see watcher_main */
@@ -321,6 +328,8 @@ int vg_fan_done(struct vg_fan *fan, uint64_t id)
 	s->q_next = fan->free_list;
 	fan->free_list = s;
 	fan->in_flight--;
+	if (!is_perm(s))
+		fan->notify_in_flight--;
 	pthread_mutex_unlock(&fan->q_lock);
 	return 0;
 }

@@ -194,8 +194,8 @@ def test_new_rule_at_reload_denies_a_file_that_was_clean(
 # ----------------------------------------------------- failure and overload
 
 
-def _slow_file(ns: Namespace, path: Path, seconds: float) -> None:
-    """A file the quadratic rule needs about ``seconds`` to scan (calibrated here)."""
+def _slow_size(seconds: float) -> int:
+    """The size of a file the quadratic rule needs about ``seconds`` to scan (calibrated here)."""
     import yara
 
     rules = yara.compile(filepath=str(SLOW_RULES / "quadratic.yar"))
@@ -207,8 +207,12 @@ def _slow_file(ns: Namespace, path: Path, seconds: float) -> None:
         if took > 0.2:
             break
         n *= 2
-    size = int(n * (seconds / took) ** 0.5)
-    _put(ns, path, bytes(size))
+    return int(n * (seconds / took) ** 0.5)
+
+
+def _slow_file(ns: Namespace, path: Path, seconds: float) -> None:
+    """A file the quadratic rule needs about ``seconds`` to scan."""
+    _put(ns, path, bytes(_slow_size(seconds)))
 
 
 def test_kill_9_while_openers_wait_lets_them_complete(ns: Namespace, daemon: OnAccess) -> None:
@@ -371,3 +375,31 @@ def test_detect_mode_quarantines_after_write_including_new_directories(
     paths = sorted(i["path"] for i in daemon.quarantine())
     assert paths == [str(ns.mnt / "dropped.txt"), str(ns.mnt / "new" / "deeper" / "x.sh")]
     assert ns.sh(f"ls -A {ns.mnt}/new/deeper").stdout == ""
+
+
+def test_a_burst_of_writes_leaves_room_for_opens(ns: Namespace, daemon: OnAccess) -> None:
+    """Scans after writes may take at most half the slots: opens are never crowded out."""
+    _put(ns, ns.mnt / "clean.txt", b"an ordinary file\n")
+    daemon.start(
+        [SLOW_RULES],
+        extra="[scan]\ntimeout = 120\nworkers = 1\n"
+        '[onaccess]\nqueue_size = 8\non_queue_full = "deny"\ndeadline = "60s"\n',
+    )
+    # twenty writes, each a slow close-write scan for the single worker; the
+    # files are opened first (empty, quick to answer), then written and closed
+    r = ns.py(
+        "import sys\n"
+        "files = [open(f'{sys.argv[1]}/w{i}.bin', 'wb') for i in range(20)]\n"
+        "for f in files: f.write(bytes(int(sys.argv[2])))\n"
+        "for f in files: f.close()\n",
+        str(ns.mnt),
+        str(_slow_size(1.5)),
+    )
+    assert r.returncode == 0, r.stderr
+    daemon.wait_for(
+        lambda: daemon.events()["notify_dropped"] > 0, what="close-write scans to be dropped"
+    )
+    ev = daemon.events()
+    assert ev["in_flight"] <= 4
+    assert daemon.read(ns.mnt / "clean.txt", timeout=60) == "ok 17"  # not denied by on_queue_full
+    assert daemon.events()["queue_full"] == 0
