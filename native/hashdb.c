@@ -464,6 +464,7 @@ void vg_hashdb_info(const struct vg_hashdb *db, struct vg_hashdb_info *out)
 	out->names_len = db->hdr.names_len;
 	out->file_size = db->hdr.file_size;
 	out->any_size = db->hdr.flags & (FLAG_ANY_SHA256 | FLAG_ANY_MD5);
+	out->crc = db->hdr.crc;
 }
 
 /* 1 when some entry could match a file of @size, else 0. */

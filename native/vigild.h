@@ -48,6 +48,7 @@ struct vg_hashdb_info {
 	uint64_t names_len;
 	uint64_t file_size;
 	uint32_t any_size;
+	uint32_t crc;		/* of the whole file: names this database's content */
 };
 
 int vg_hashdb_write(const char *path, const uint8_t *sha_recs, uint32_t n_sha,

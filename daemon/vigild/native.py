@@ -69,6 +69,7 @@ class HashDbInfo:
     names_bytes: int
     file_bytes: int
     any_size: bool
+    crc: int
 
 
 def write_hashdb(path: str, sha_records: bytes, md5_records: bytes, names: bytes) -> None:
@@ -110,6 +111,7 @@ class HashDb:
             names_bytes=c.names_len,
             file_bytes=c.file_size,
             any_size=bool(c.any_size),
+            crc=c.crc,
         )
 
     def size_listed(self, size: int) -> bool:

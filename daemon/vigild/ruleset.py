@@ -7,10 +7,8 @@ served from a stale file. Hash lists are compiled the same way. A saved
 file is only trusted when this user owns it and nobody else can write it.
 
 The *generation* names the rule set for the caches: it is derived from
-the fingerprint, so it is stable across restarts and changes whenever a
-rule changes. The hash database is not part of it: known-bad hashes are
-looked up before the clean-content cache, so a newly listed hash is never
-masked by an earlier clean scan.
+the rules' fingerprint and the hash database's checksum, so it is stable
+across restarts and changes whenever a rule or a listed hash changes.
 """
 
 from __future__ import annotations
@@ -111,8 +109,17 @@ def _read_sources(engine: EngineBackend, files: Sequence[Path]) -> _Sources:
     return _Sources(h.hexdigest(), count, tuple(n for n in EXTERNALS if n in used))
 
 
-def generation_of(fingerprint: str) -> int:
-    """A 63-bit rules generation from a fingerprint (fits an int64)."""
+def generation_of(fingerprint: str, db: native.HashDb | None = None) -> int:
+    """A 63-bit generation (fits an int64) naming the rules and the hash database.
+
+    The database belongs in it too: the verdict cache and kernel ignore
+    marks answer before any hashing, so a hash added to the list must
+    retire them (the clean-content cache alone would not need it).
+    """
+    if db is not None:
+        i = db.info()
+        ident = f"{i.crc:08x}-{i.file_bytes}-{i.sha256_entries}-{i.md5_entries}"
+        fingerprint = hashlib.sha256(f"{fingerprint}|{ident}".encode()).hexdigest()
     return int(fingerprint[:16], 16) >> 1
 
 
@@ -232,7 +239,7 @@ def load(cfg: RulesConfig, timeout: int, save: bool = True) -> RuleSet:
         files=tuple(str(f) for f in files),
         count=src.count,
         fingerprint=src.fingerprint,
-        generation=generation_of(src.fingerprint),
+        generation=generation_of(src.fingerprint, db),
         hashdb=db,
         hash_entries=_entries(db),
         from_cache=from_cache,

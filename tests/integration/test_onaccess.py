@@ -403,3 +403,26 @@ def test_a_burst_of_writes_leaves_room_for_opens(ns: Namespace, daemon: OnAccess
     assert ev["in_flight"] <= 4
     assert daemon.read(ns.mnt / "clean.txt", timeout=60) == "ok 17"  # not denied by on_queue_full
     assert daemon.events()["queue_full"] == 0
+
+
+def test_a_hash_added_at_reload_denies_a_file_that_was_clean(
+    ns: Namespace, daemon: OnAccess, tmp_path: Path
+) -> None:
+    import hashlib
+
+    data = b"a file that will be listed as known-bad\n"
+    path = ns.mnt / "f"
+    _put(ns, path, data)
+    _age(ns, path)
+    hashes = tmp_path / "hashes"
+    hashes.mkdir()
+    (hashes / "list.txt").write_text("")
+    daemon.start([TEST_RULES], extra=f'[rules]\nhashes = ["{hashes}"]\n')
+    assert daemon.read(path).startswith("ok")
+    daemon.wait_for(lambda: daemon.events()["ignore_marks"] >= 1, what="the ignore mark")
+    (hashes / "list.txt").write_text(f"{hashlib.sha256(data).hexdigest()} Test.Listed\n")
+    r = subprocess.run([VIGILD, "rules", "reload", "--config", str(daemon.config)], capture_output=True,
+                       text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert daemon.status()["rules"]["hash_entries"] == 1
+    assert daemon.read(path) == "EPERM"  # the same, unchanged inode
