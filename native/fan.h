@@ -49,6 +49,7 @@ struct slot {
 	uint32_t seq;		/* bumped on reuse: stale ids are refused */
 	uint32_t epoch;		/* write epoch of the inode at enqueue */
 	uint64_t deadline_ns;
+	uint64_t queued_rt_ns;	/* CLOCK_REALTIME at enqueue, for ctime checks */
 	struct slot *q_next;	/* FIFO link while queued */
 	struct slot *dl_prev, *dl_next;	/* deadline list while unanswered */
 };

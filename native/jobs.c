@@ -23,8 +23,10 @@
  * vg_fan_done then closes the fd and frees the slot.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,6 +119,15 @@ static int is_perm(const struct slot *s)
 	return s->job.kind != VG_EV_CLOSE_WRITE;
 }
 
+/* CLOCK_REALTIME in nanoseconds (ctime is on that clock). */
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* Queue @job (the reader keeps nothing of it); -ENOSPC when full. */
 int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch)
 {
@@ -140,6 +151,7 @@ int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch)
 	s->response = VG_ALLOW;
 	s->epoch = epoch;
 	s->deadline_ns = job->queued_ns + fan->cfg.deadline_ms * 1000000ull;
+	s->queued_rt_ns = realtime_ns();
 	fan->in_flight++;
 	if (!is_perm(s))
 		fan->notify_in_flight++;
@@ -205,58 +217,92 @@ static struct slot *taken(struct vg_fan *fan, uint64_t id)
 }
 
 /*
- * 1 when the file behind @s's fd still has the state it was queued with
- * (and, when @old_enough, was last changed more than FRESH_NS ago).
+ * 1 when the file behind @s's fd still has the state it was queued with;
+ * its current stat in @st. With @old_enough, also require that it had
+ * last changed more than FRESH_NS before it was queued, that is before
+ * its bytes were read (a rewrite in the same tick keeps an old ctime).
  */
-static int unchanged(const struct slot *s, int old_enough)
+static int unchanged(const struct slot *s, int old_enough, struct stat *st)
 {
-	struct timespec now;
-	struct stat st;
 	uint64_t ctime_ns;
 
-	if (fstat(s->job.fd, &st) || (uint64_t)st.st_size != s->job.size ||
-	    st.st_ctim.tv_sec != s->job.ctime_sec ||
-	    st.st_ctim.tv_nsec != s->job.ctime_nsec)
+	if (fstat(s->job.fd, st) || (uint64_t)st->st_size != s->job.size ||
+	    st->st_ctim.tv_sec != s->job.ctime_sec ||
+	    st->st_ctim.tv_nsec != s->job.ctime_nsec)
 		return 0;
-	if (!old_enough)
+	ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull +
+		   (uint64_t)st->st_ctim.tv_nsec;
+	return !old_enough || s->queued_rt_ns >= ctime_ns + FRESH_NS;
+}
+
+/*
+ * 1 when nobody has the file open for writing, writable shared mappings
+ * included: a read lease is refused (EAGAIN) while anyone does. Such a
+ * writer could change bytes already read without a new ctime (a page
+ * dirtied before the scan is rewritten without a fault), so a clean
+ * verdict is not cached then. Needs CAP_LEASE for others' files; any
+ * failure (a filesystem without leases) also means "not proven".
+ */
+static int no_writers(int fd)
+{
+	if (fcntl(fd, F_SETLEASE, F_RDLCK))
+		return 0;
+	fcntl(fd, F_SETLEASE, F_UNLCK);
+	return 1;
+}
+
+/*
+ * 1 when a clean file may get a kernel ignore mark. The mark hides every
+ * later open, the open of a writer included, and a write through a shared
+ * mmap does not clear it: so only files that only root can write, on a
+ * local filesystem (a remote writer never clears a mark either).
+ */
+static int markable(int fd, const struct stat *st)
+{
+	struct statfs sfs;
+
+	if (st->st_uid != 0 || (st->st_mode & (S_IWGRP | S_IWOTH)) ||
+	    fstatfs(fd, &sfs))
+		return 0;
+	switch ((unsigned long)sfs.f_type) {
+	case 0xef53:		/* ext2, ext3, ext4 */
+	case 0x58465342:	/* xfs */
+	case 0x9123683e:	/* btrfs */
+	case 0x01021994:	/* tmpfs */
+	case 0xf2f52010:	/* f2fs */
 		return 1;
-	clock_gettime(CLOCK_REALTIME, &now);
-	ctime_ns = (uint64_t)st.st_ctim.tv_sec * 1000000000ull +
-		   (uint64_t)st.st_ctim.tv_nsec;
-	return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec >=
-	       ctime_ns + FRESH_NS;
+	default:
+		return 0;
+	}
 }
 
 /*
  * Cache @s's verdict under @generation, and give a clean file its ignore
- * mark if @cache allows; nothing if the rules or the file changed since
- * the job was queued (the write epoch catches a close-write already
- * handled by the reader).
+ * mark if @cache allows and markable(); nothing if the rules or the file
+ * changed since the job was queued (the write epoch catches a close-write
+ * already handled by the reader), nor, for a clean verdict, while anyone
+ * holds the file open for writing.
  */
 static void remember(struct vg_fan *fan, struct slot *s, int cache,
 		     uint64_t generation)
 {
+	int allow = s->response == VG_ALLOW;
 	uint8_t key[VG_KEY_LEN];
-	struct stat st = { 0 };
+	struct stat st, now;
 
 	if (__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED) ||
-	    !unchanged(s, s->response == VG_ALLOW))
+	    !unchanged(s, allow, &st) || (allow && !no_writers(s->job.fd)))
 		return;
-	st.st_dev = s->job.dev;
-	st.st_ino = s->job.ino;
-	st.st_size = (off_t)s->job.size;
-	st.st_ctim.tv_sec = s->job.ctime_sec;
-	st.st_ctim.tv_nsec = s->job.ctime_nsec;
 	pthread_mutex_lock(&fan->cache_lock);
 	if (generation == __atomic_load_n(&fan->generation, __ATOMIC_SEQ_CST) &&
 	    fan->epochs[fan_epoch_slot(&st)] == s->epoch) {
 		fan_file_key(key, &st, generation);
 		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
-		if (s->response == VG_ALLOW && fan->cfg.ignore_marks &&
-		    (cache & VG_CACHE_MARK)) {
+		if (allow && fan->cfg.ignore_marks && (cache & VG_CACHE_MARK) &&
+		    markable(s->job.fd, &st)) {
 			fan_ignore(fan, s->job.fd, 1);
 			/* a write that raced the mark must not keep it */
-			if (!unchanged(s, 0))
+			if (!unchanged(s, 0, &now))
 				fan_ignore(fan, s->job.fd, 0);
 		}
 	}

@@ -426,3 +426,81 @@ def test_a_hash_added_at_reload_denies_a_file_that_was_clean(
     assert r.returncode == 0, r.stderr
     assert daemon.status()["rules"]["hash_entries"] == 1
     assert daemon.read(path) == "EPERM"  # the same, unchanged inode
+
+
+WRITER = """
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, 4096)
+for line in sys.stdin:
+    cmd = line.strip()
+    if cmd == "dirty":
+        m[0:4] = b"...."  # dirty the page now: later stores raise no fault
+    elif cmd.startswith("write "):
+        data = cmd[6:].encode()
+        m[100:100 + len(data)] = data
+    print("done", flush=True)
+"""
+
+
+def _writer(ns: Namespace, path: Path) -> subprocess.Popen[str]:
+    return ns.popen(
+        daemon_python(), "-c", WRITER, str(path), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+
+
+def _tell(w: subprocess.Popen[str], cmd: str) -> None:
+    assert w.stdin is not None and w.stdout is not None
+    w.stdin.write(cmd + "\n")
+    w.stdin.flush()
+    assert w.stdout.readline().strip() == "done"
+
+
+def daemon_python() -> str:
+    import sys
+
+    return sys.executable
+
+
+def test_no_clean_verdict_is_cached_while_a_writer_holds_the_file(
+    ns: Namespace, daemon: OnAccess
+) -> None:
+    """A page dirtied before the scan can be rewritten with no fault and no new ctime."""
+    path = ns.mnt / "f"
+    _put(ns, path, b"." * 4096)
+    _age(ns, path)
+    daemon.start([TEST_RULES], extra=NO_CLOSE_WRITE)
+    w = _writer(ns, path)
+    try:
+        _tell(w, "dirty")
+        time.sleep(0.05)
+        assert daemon.read(path) == "ok 4096"  # clean now; the writer still holds it
+        _tell(w, "write " + MARKER.decode())
+        assert daemon.read(path) == "EPERM"
+    finally:
+        w.kill()
+        w.wait(10)
+
+
+def test_a_users_file_gets_no_ignore_mark_and_a_new_mapping_is_seen(
+    ns: Namespace, daemon: OnAccess
+) -> None:
+    path = ns.mnt / "user.txt"
+    _put(ns, path, b"." * 4096)
+    ns.sh(f"chown 1000:1000 {path}")
+    _age(ns, path)
+    daemon.start([TEST_RULES], extra=NO_CLOSE_WRITE)
+    assert daemon.read(path) == "ok 4096"
+    assert daemon.events()["ignore_marks"] == 0  # a user could write it unseen
+    before = daemon.events()
+    assert daemon.read(path) == "ok 4096"
+    assert (
+        daemon.events()["cache_allow"] == before["cache_allow"] + 1
+    )  # the verdict cache still works
+    w = _writer(ns, path)  # opened O_RDWR after the verdict, mapping kept open
+    try:
+        _tell(w, "write " + MARKER.decode())
+        assert daemon.read(path) == "EPERM"
+    finally:
+        w.kill()
+        w.wait(10)
