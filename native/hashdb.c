@@ -39,6 +39,9 @@
 #define SHA_ENT 36
 #define MD5_ENT 28
 #define MAX_BITS 24
+/* Files above this are refused before any arithmetic on their counts, so
+ * that the section offsets below cannot wrap around 2^64. */
+#define MAX_FILE ((uint64_t)1 << 48)
 
 struct db_header {
 	char magic[8];
@@ -380,8 +383,12 @@ static int check_image(struct vg_hashdb *db)
 	if (h->file_size > db->len)
 		return -ENODATA;
 	if (h->header_len != sizeof(*h) || h->file_size != db->len ||
-	    h->sha_bits > MAX_BITS || h->md5_bits > MAX_BITS)
-		return -EBADMSG;
+	    h->sha_bits > MAX_BITS || h->md5_bits > MAX_BITS ||
+	    db->len > MAX_FILE || h->names_len > db->len ||
+	    (uint64_t)h->n_sizes * 8 > db->len ||
+	    (uint64_t)h->n_sha256 * SHA_ENT > db->len ||
+	    (uint64_t)h->n_md5 * MD5_ENT > db->len)
+		return -EBADMSG;	/* each part fits, so their sum cannot wrap */
 	l = layout_of(h);
 	if (l.end != db->len || file_crc(db->base, db->len) != h->crc)
 		return -EBADMSG;

@@ -32,6 +32,7 @@ DB_SUFFIX = ".vhdb"
 LIST_SUFFIXES = (".sha256", ".txt", ".lst", ".hsb", ".hdb", ".hashes")
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_SIZE = re.compile(r"[0-9]{1,20}")  # ASCII digits only: str.isdigit() takes "²"
 _PACK = struct.Struct("<QI")
 
 
@@ -96,7 +97,7 @@ def _parse_colon(line: str, path: str, lineno: int) -> tuple[bytes | None, int, 
     digest = _hexdigest(parts[0], path, lineno)
     if parts[1] == "*":
         size = native.SIZE_ANY
-    elif parts[1].isdigit():
+    elif _SIZE.fullmatch(parts[1]) and int(parts[1]) < native.SIZE_ANY:
         size = int(parts[1])
     else:
         raise HashListError(path, lineno, f"size must be a number or '*', got {parts[1]!r}")

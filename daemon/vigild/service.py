@@ -136,7 +136,7 @@ class Daemon:
         self.alerts.start()
         try:
             self._start()
-        except (StartError, *_LOAD_ERRORS) as e:
+        except Exception as e:  # one line, never a traceback; no open is left held
             self.alerts.emit(Alert(Kind.LOG, f"cannot start: {_one_line(e)}", priority=3))
             self._shutdown()
             return (
@@ -260,7 +260,7 @@ class Daemon:
         try:
             cfg = self.overrides(config.load(self.config_path))
             rs = ruleset.load(cfg.rules, cfg.scan.timeout)
-        except _LOAD_ERRORS as e:
+        except Exception as e:  # whatever it is, the old set stays live (invariant 5)
             self.reload_failures += 1
             self.alerts.emit(
                 Alert(

@@ -337,3 +337,25 @@ def test_a_journald_that_stops_reading_never_stalls_answers(
     finally:
         mute.kill()
         mute.wait(10)
+
+
+def test_a_bad_hash_list_at_reload_keeps_the_daemon_and_the_old_set(
+    ns: Namespace, daemon: OnAccess, tmp_path: Path
+) -> None:
+    hashes = tmp_path / "hashes"
+    hashes.mkdir()
+    (hashes / "a.hdb").write_text("")
+    _put(ns, ns.mnt / "bad.txt", MARKER)
+    daemon.start([TEST_RULES], extra=f'[rules]\nhashes = ["{hashes}"]\n')
+    before = daemon.status()["rules"]["generation"]
+    (hashes / "a.hdb").write_text(
+        "d41d8cd98f00b204e9800998ecf8427e:\u00b2:Weird.Size\n"
+    )  # a superscript two
+    r = subprocess.run([VIGILD, "rules", "reload", "--config", str(daemon.config)], capture_output=True,
+                       text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    s = daemon.status()
+    assert (s["rules"]["generation"], s["rules"]["reload_failures"]) == (before, 1)
+    assert f"{hashes / 'a.hdb'}:1: size must be a number" in daemon.log()
+    assert daemon.read(ns.mnt / "bad.txt") == "EPERM"

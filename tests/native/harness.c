@@ -139,6 +139,47 @@ static int fuzz_db(const char *dir)
 	return opened;
 }
 
+static uint64_t a8(uint64_t x)
+{
+	return (x + 7) & ~(uint64_t)7;
+}
+
+/*
+ * A CRC-valid file whose entry count and names length are chosen so that
+ * the end of the layout wraps around 2^64 to the file's real length: the
+ * loader must refuse it before it reads 2^24 bucket starts off the map.
+ */
+static void wrapped_counts(const char *dir)
+{
+	char path[4096];
+	struct vg_hashdb *db;
+	size_t len;
+	uint8_t *img;
+	uint32_t n_sha = 1u << 28, n_md5, n_sizes;
+	uint8_t sha_bits = 24, md5_bits;
+	uint64_t names_at, names_len;
+
+	snprintf(path, sizeof(path), "%s/wrap", dir);
+	build(path, 40, 10);
+	img = slurp(path, &len);
+	memcpy(&n_md5, img + 36, 4);
+	memcpy(&n_sizes, img + 40, 4);
+	md5_bits = img[45];
+	names_at = a8(64 + (uint64_t)n_sizes * 8);
+	names_at = a8(names_at + (((uint64_t)1 << sha_bits) + 1) * 4);
+	names_at = a8(names_at + (uint64_t)n_sha * 36);
+	names_at = a8(names_at + (((uint64_t)1 << md5_bits) + 1) * 4);
+	names_at = a8(names_at + (uint64_t)n_md5 * 28);
+	names_len = (uint64_t)len - names_at;	/* wraps: names_at > len */
+	memcpy(img + 32, &n_sha, 4);
+	img[44] = sha_bits;
+	memcpy(img + 48, &names_len, 8);
+	forge(path, img, len);
+	if (vg_hashdb_open(path, &db) != -EBADMSG)
+		abort();
+	free(img);
+}
+
 static void *cache_worker(void *arg)
 {
 	struct vg_cache *c = arg;
@@ -178,6 +219,7 @@ int main(int argc, char **argv)
 
 	if (argc != 2)
 		return 2;
+	wrapped_counts(argv[1]);
 	opened = fuzz_db(argv[1]);
 	hammer_cache();
 	printf("ok: %d forged databases passed the structure checks and were probed\n",

@@ -202,3 +202,49 @@ def test_random_garbage_with_our_magic_never_crashes(tmp_path: Path) -> None:
         p.write_bytes(b"VIGHASH\0" + struct.pack("<I", 1) + body)
         with pytest.raises(native.NativeError):
             native.HashDb(str(p))
+
+
+def _layout_end(n_sizes: int, n_sha: int, n_md5: int, sha_bits: int, md5_bits: int) -> int:
+    """Where the names start, as native/hashdb.c lays the file out."""
+
+    def a8(x: int) -> int:
+        return (x + 7) & ~7
+
+    sha_buckets = a8(64 + n_sizes * 8)
+    sha = a8(sha_buckets + ((1 << sha_bits) + 1) * 4)
+    md5_buckets = a8(sha + n_sha * 36)
+    md5 = a8(md5_buckets + ((1 << md5_bits) + 1) * 4)
+    return a8(md5 + n_md5 * 28)
+
+
+def test_counts_that_wrap_the_layout_are_refused(tmp_path: Path) -> None:
+    """A valid CRC, a huge entry count and a names length chosen to wrap the end."""
+    p = tmp_path / "db.vhdb"
+    _build(p, 40, 10)
+    data = bytearray(p.read_bytes())
+    (magic, version, hlen, fsize, crc, flags, n_sha, n_md5, n_sizes, sb, mb, pad, names_len) = (
+        HEADER.unpack_from(data)
+    )
+    n_sha, sb = 1 << 28, 24  # and 2^24 buckets: reading them would run far off the map
+    names_at = _layout_end(n_sizes, n_sha, n_md5, sb, mb)
+    names_len = (len(data) - names_at) % (1 << 64)  # names_at + names_len wraps to the file length
+    HEADER.pack_into(
+        data,
+        0,
+        magic,
+        version,
+        hlen,
+        fsize,
+        crc,
+        flags,
+        n_sha,
+        n_md5,
+        n_sizes,
+        sb,
+        mb,
+        pad,
+        names_len,
+    )
+    forged = tmp_path / "forged.vhdb"
+    forged.write_bytes(_forge(data))
+    _expect(forged, errno.EBADMSG)

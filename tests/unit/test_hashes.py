@@ -99,3 +99,13 @@ def test_lists_are_compiled_once_and_reused(tmp_path: Path) -> None:
     third = ruleset.hash_database([str(lst)], cache)
     assert third is not None and third.find_sha256(bytes.fromhex(SHA2)) == "Y"
     assert len(list(cache.glob("hashes-*.vhdb"))) == 1
+
+
+@pytest.mark.parametrize(
+    "size", ["18446744073709551616", "99999999999999999999999", "²", "1e3", "-1"]
+)
+def test_sizes_out_of_range_or_not_ascii_are_line_errors(tmp_path: Path, size: str) -> None:
+    src = tmp_path / "bad.hdb"
+    src.write_text(f"{MD5}:{size}:Name\n")
+    with pytest.raises(hashes.HashListError, match=rf"{src}:1: size must be a number"):
+        hashes.compile_lists([src], str(tmp_path / "out"))
