@@ -193,7 +193,9 @@ class InotifySource:
             self.offer(path)
 
     def offer_tree(self, top: str) -> None:
-        """Queue every regular file below a directory that just appeared."""
+        """Queue every regular file below a directory that just appeared (no symlinks followed)."""
+        if os.path.islink(top):
+            return
         for root, _dirs, files in os.walk(top):
             for name in files:
                 path = os.path.join(root, name)
@@ -228,6 +230,9 @@ class _Handler(pyinotify.ProcessEvent):  # type: ignore[misc]
 
     def process_IN_CREATE(self, event: object) -> None:
         # auto_add watches the new directory; files written into it before
-        # the watch existed raised no event, so look at what is there now
+        # the watch existed raised no event, so look at what is there now.
+        # A file: a hard link made into the tree raises no close-write.
         if event.dir:  # type: ignore[attr-defined]
             self.source.offer_tree(event.pathname)  # type: ignore[attr-defined]
+        else:
+            self.source.offer(event.pathname)  # type: ignore[attr-defined]

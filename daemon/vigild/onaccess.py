@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from vigild import native
+from vigild import native, safepath
 from vigild.alert import Alert, Alerts, Kind
 from vigild.config import EventKind, OnAccessConfig, PolicyConfig
 from vigild.detector import Detector, Finding
@@ -175,11 +175,11 @@ class Workers:
 
     def _handle_path(self, path: str) -> None:
         try:
-            fd = os.open(
-                path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-            )
+            # no symlink anywhere on the way: a user who swaps a directory
+            # for a link must not make root scan (and quarantine) elsewhere
+            fd = safepath.open_file(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError as e:
-            if e.errno not in (errno.ENOENT, errno.ELOOP):
+            if e.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
                 log.warning("%s: cannot open for scanning: %s", path, e.strerror)
             return
         try:

@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vigild import safepath
+
 _ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
 _CHUNK = 1 << 20
 
@@ -59,6 +61,7 @@ class Item:
     quarantined_at: float
     xattrs: dict[str, str] = field(default_factory=dict)  # name -> hex value
     original_removed: bool = True
+    parent: str = ""  # "dev:ino:uid" of the directory it was in
 
 
 def _fsync_dir(path: str | Path) -> None:
@@ -83,6 +86,18 @@ def _copy(src_fd: int, dst_fd: int, pread: bool) -> tuple[int, str]:
             view = view[os.write(dst_fd, view) :]
         off += len(chunk)
     return off, h.hexdigest()
+
+
+def _exists(name: str, dfd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _identity(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}:{st.st_uid}"
 
 
 def _xattrs(fd: int) -> dict[str, str]:
@@ -130,17 +145,25 @@ class Store:
         with self._lock:
             st = os.fstat(fd)
             try:
-                now = os.stat(path, follow_symlinks=False)
+                dfd, name = safepath.open_parent(path)
+            except OSError:
+                return None  # gone, or a symlink now stands in its path
+            try:
+                now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                    return None
+                return self._add(fd, st, dfd, name, path, reason, detail, rules)
             except OSError:
                 return None
-            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-                return None
-            return self._add(fd, st, path, reason, detail, rules)
+            finally:
+                os.close(dfd)
 
     def _add(
         self,
         fd: int,
         st: os.stat_result,
+        dfd: int,
+        name: str,
         path: str,
         reason: str,
         detail: str,
@@ -166,6 +189,7 @@ class Store:
                 rules=tuple(rules),
                 quarantined_at=time.time(),
                 xattrs=_xattrs(fd),
+                parent=_identity(os.fstat(dfd)),
             )
             self._write_meta(tmp / "meta.json", item)
             _fsync_dir(tmp)
@@ -174,7 +198,7 @@ class Store:
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise QuarantineError(f"{path}: cannot quarantine: {e.strerror or e}") from e
-        if not self._remove_original(path, st):
+        if not self._remove_original(dfd, name, st):
             item = Item(**{**asdict(item), "original_removed": False})
             self._write_meta(self.dir / item_id / "meta.json", item)
         return item
@@ -201,13 +225,8 @@ class Store:
         os.replace(tmp, dst)
 
     @staticmethod
-    def _remove_original(path: str, st: os.stat_result) -> bool:
-        """Unlink ``path`` if it still names the quarantined inode; fsync its directory."""
-        parent, name = os.path.split(path)
-        try:
-            dfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return False
+    def _remove_original(dfd: int, name: str, st: os.stat_result) -> bool:
+        """Unlink ``name`` in ``dfd`` if it still names the quarantined inode; fsync the directory."""
         try:
             now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
@@ -217,8 +236,6 @@ class Store:
             return True
         except OSError:
             return False
-        finally:
-            os.close(dfd)
 
     # -------------------------------------------------------------- reading
 
@@ -252,37 +269,63 @@ class Store:
     # ------------------------------------------------------------ restoring
 
     def restore(self, item_id: str, force: bool = False, to: str | None = None) -> str:
-        """Put item ``item_id`` back (at ``to`` if given); returns the path written."""
+        """Put item ``item_id`` back (at ``to`` if given); returns the path written.
+
+        To the original path, the directory is reached without following
+        symlinks and must be the very one the file was taken from: its
+        owner may have swapped it for a link to somewhere root writes.
+        ``to`` is the admin's own choice and is resolved normally.
+        """
         item = self.get(item_id)
-        target = os.path.abspath(to or item.path)
-        if os.path.lexists(target) and not force:
-            raise QuarantineError(
-                f"{target} exists; restore with --force to replace it, or --to PATH elsewhere"
-            )
-        parent = os.path.dirname(target)
-        if not os.path.isdir(parent):
-            raise QuarantineError(f"{parent}: no such directory to restore into")
-        tmp = os.path.join(parent, f".vigild-restore-{secrets.token_hex(6)}")
+        target = os.path.realpath(to) if to else item.path
+        dfd, name = self._restore_dir(item, target, explicit=to is not None)
         try:
-            self._write_restored(item, tmp)
-            if force:
-                os.replace(tmp, target)
-            else:
-                os.link(tmp, target)  # fails if the target appeared meanwhile
-                os.unlink(tmp)
-            _fsync_dir(parent)
-        except OSError as e:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            raise QuarantineError(f"{target}: cannot restore: {e.strerror or e}") from e
+            self._restore_into(item, dfd, name, target, force)
+        finally:
+            os.close(dfd)
         self.delete(item_id)
         return target
 
-    def _write_restored(self, item: Item, dst: str) -> None:
+    @staticmethod
+    def _restore_dir(item: Item, target: str, explicit: bool) -> tuple[int, str]:
+        try:
+            dfd, name = safepath.open_parent(target)
+        except OSError as e:
+            raise QuarantineError(
+                f"{os.path.dirname(target)}: cannot restore there without following a link "
+                f"({e.strerror}); use --to PATH"
+            ) from e
+        if not explicit and item.parent and _identity(os.fstat(dfd)) != item.parent:
+            os.close(dfd)
+            raise QuarantineError(
+                f"{os.path.dirname(target)} is not the directory the file was taken from "
+                "(replaced since?); use --to PATH"
+            )
+        return dfd, name
+
+    def _restore_into(self, item: Item, dfd: int, name: str, target: str, force: bool) -> None:
+        if not force and _exists(name, dfd):
+            raise QuarantineError(
+                f"{target} exists; restore with --force to replace it, or --to PATH elsewhere"
+            )
+        tmp = f".vigild-restore-{secrets.token_hex(6)}"
+        try:
+            self._write_restored(item, dfd, tmp)
+            if force:
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            else:  # fails if the target appeared meanwhile
+                os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+                os.unlink(tmp, dir_fd=dfd)
+            os.fsync(dfd)
+        except OSError as e:
+            if _exists(tmp, dfd):
+                os.unlink(tmp, dir_fd=dfd)
+            raise QuarantineError(f"{target}: cannot restore: {e.strerror or e}") from e
+
+    def _write_restored(self, item: Item, dfd: int, dst: str) -> None:
         src = os.open(self._item_dir(item.id) / "data", os.O_RDONLY | os.O_CLOEXEC)
-        fd = os.open(
-            dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(dst, flags, 0o600, dir_fd=dfd)
         try:
             size, sha = _copy(src, fd, pread=False)
             if (size, sha) != (item.size, item.sha256):
@@ -297,7 +340,7 @@ class Store:
             os.fsync(fd)
         except BaseException:
             os.close(fd)
-            os.unlink(dst)
+            os.unlink(dst, dir_fd=dfd)
             raise
         finally:
             os.close(src)
