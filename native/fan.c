@@ -26,6 +26,12 @@
 
 #define MAX_QUEUE (1u << 20)
 
+/* Name the calling thread for ps and top. */
+void vg_name_thread(const char *name)
+{
+	pthread_setname_np(pthread_self(), name);
+}
+
 /* Add one to a counter shared between threads. */
 void fan_count(uint64_t *counter)
 {
@@ -58,13 +64,16 @@ void fan_latency(struct vg_fan *fan, uint64_t since_ns)
 void fan_respond(struct vg_fan *fan, int fd, int response)
 {
 	struct fanotify_response r = { .fd = fd, .response = (uint32_t)response };
+	int written;
 
 	pthread_mutex_lock(&fan->respond_lock);
-	if (fan->fd >= 0 && write(fan->fd, &r, sizeof(r)) != sizeof(r))
-		fan_count(&fan->stats.errors);
+	written = fan->fd >= 0 && write(fan->fd, &r, sizeof(r)) == sizeof(r);
 	pthread_mutex_unlock(&fan->respond_lock);
-	fan_count(response == VG_ALLOW ? &fan->stats.answered_allow
-				       : &fan->stats.answered_deny);
+	if (!written)
+		fan_count(&fan->stats.errors);
+	else
+		fan_count(response == VG_ALLOW ? &fan->stats.answered_allow
+					       : &fan->stats.answered_deny);
 }
 
 /* The verdict cache key of a file's state under rules @generation. */

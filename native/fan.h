@@ -119,7 +119,7 @@ struct filters *filters_new(const char *const *watch, uint32_t n_watch,
 			    const char *const *exes, uint32_t n_exes,
 			    const uint32_t *uids, uint32_t n_uids);
 void filters_free(struct filters *f);
-int filters_path_scanned(const struct filters *f, const char *path);
+int filters_path_scanned(const struct filters *f, const char *path, int exec);
 int filters_process_excluded(const struct filters *f, pid_t pid);
 
 #endif /* VIGILD_FAN_H */

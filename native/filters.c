@@ -100,12 +100,16 @@ static int under_any(const char *path, char *const *prefixes, uint32_t n)
 	return 0;
 }
 
-/* 1 when an open of @path is to be scanned: watched and not excluded. */
-int filters_path_scanned(const struct filters *f, const char *path)
+/*
+ * 1 when an event on @path is to be scanned: not excluded and, for an
+ * open (not an exec), under a watched prefix. Execs are checked anywhere
+ * on the marked filesystems: malware runs from /var/tmp as well.
+ */
+int filters_path_scanned(const struct filters *f, const char *path, int exec)
 {
-	if (f->n_watch && !under_any(path, f->watch, f->n_watch))
+	if (under_any(path, f->exclude, f->n_exclude))
 		return 0;
-	return !under_any(path, f->exclude, f->n_exclude);
+	return exec || !f->n_watch || under_any(path, f->watch, f->n_watch);
 }
 
 /* The executable of @pid into @buf; 0 or -1 (process gone, kernel thread). */

@@ -380,22 +380,24 @@ int vg_fan_done(struct vg_fan *fan, uint64_t id)
 	return 0;
 }
 
-/* Answer the head of the deadline list by policy. Caller holds q_lock. */
+/*
+ * Answer the head of the deadline list by policy. Caller holds q_lock,
+ * and keeps it while writing: released, the worker could answer late,
+ * release the slot and close the fd, and the reader could receive a new
+ * event on the same fd number before this response reached the kernel,
+ * which matches responses by fd. Lock order q_lock -> respond_lock is the
+ * only one that nests these two.
+ */
 static void expire_head(struct vg_fan *fan)
 {
 	struct slot *s = fan->dl_head;
-	int fd = s->job.fd;
-	uint64_t t0 = s->job.queued_ns;
 
 	s->answered = 1;
 	s->response = fan->cfg.on_deadline;
 	dl_remove(fan, s);
-	/* the slot stays taken (or queued) until its worker is done: fd lives */
-	pthread_mutex_unlock(&fan->q_lock);
-	fan_respond(fan, fd, fan->cfg.on_deadline);
-	fan_latency(fan, t0);
+	fan_respond(fan, s->job.fd, fan->cfg.on_deadline);
+	fan_latency(fan, s->job.queued_ns);
 	fan_count(&fan->stats.deadline_passed);
-	pthread_mutex_lock(&fan->q_lock);
 }
 
 /*
@@ -410,6 +412,7 @@ void *watcher_main(void *arg)
 	struct vg_fan *fan = arg;
 	uint64_t period = fan->cfg.deadline_ms * 1000000ull;
 
+	pthread_setname_np(pthread_self(), "vigild-deadline");
 	pthread_mutex_lock(&fan->q_lock);
 	while (!fan->stopping) {
 		struct slot *head = fan->dl_head;

@@ -47,6 +47,20 @@ static void path_of(int fd, char *buf, size_t len)
 	buf[n < 0 ? 0 : n] = '\0';
 }
 
+/*
+ * 1 when @path, looked up in our mount namespace, is the file of @st.
+ * An open through another namespace (a container's bind mount of a
+ * watched tree) yields a path that means nothing here: such an event is
+ * scanned rather than judged "outside the watch" on a wrong path.
+ */
+static int same_file(const char *path, const struct stat *st)
+{
+	struct stat here;
+
+	return !stat(path, &here) && here.st_dev == st->st_dev &&
+	       here.st_ino == st->st_ino;
+}
+
 /* Fill the parts of a job that come from the event and the file. */
 static void job_from(struct vg_job *job, const struct fanotify_event_metadata *m,
 		     const struct stat *st, uint32_t kind, uint64_t t0)
@@ -97,7 +111,10 @@ static int decide_now(struct vg_fan *fan, const struct fanotify_event_metadata *
 		return 1;
 	}
 	path_of(m->fd, job->path, sizeof(job->path));
-	scanned = !job->path[0] || filters_path_scanned(fan->filters, job->path);
+	scanned = !job->path[0] ||
+		  filters_path_scanned(fan->filters, job->path,
+				       job->kind == VG_EV_EXEC) ||
+		  !same_file(job->path, st);
 	pthread_rwlock_unlock(&fan->filters_lock);
 	if (!scanned)
 		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
@@ -171,7 +188,8 @@ static void notify_event(struct vg_fan *fan, const struct fanotify_event_metadat
 	if (scanned) {
 		path_of(m->fd, job.path, sizeof(job.path));
 		scanned = !job.path[0] ||
-			  filters_path_scanned(fan->filters, job.path);
+			  filters_path_scanned(fan->filters, job.path, 0) ||
+			  !same_file(job.path, &st);
 	}
 	pthread_rwlock_unlock(&fan->filters_lock);
 	if (!scanned) {
@@ -235,8 +253,9 @@ static void handle_batch(struct vg_fan *fan, const char *buf, ssize_t len)
  * The reader thread: poll the group and the wake fd until stopped.
  * It must not die while the group is open (every opener on the marked
  * filesystems would wait forever), so a failed read is counted and
- * retried after a millisecond: EMFILE, for one, clears as fds are closed,
- * and the kernel keeps the event until a read succeeds.
+ * retried after a millisecond. EMFILE: the kernel could not open an event
+ * fd for us, and it denies that event (its opener gets an error); the
+ * daemon keeps queue_size well below RLIMIT_NOFILE so it does not happen.
  */
 void *reader_main(void *arg)
 {
@@ -246,6 +265,7 @@ void *reader_main(void *arg)
 	struct pollfd pfd[2] = { { .fd = fan->fd, .events = POLLIN },
 				 { .fd = fan->wake_fd, .events = POLLIN } };
 
+	pthread_setname_np(pthread_self(), "vigild-reader");
 	for (;;) {
 		ssize_t n;
 

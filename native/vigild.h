@@ -202,6 +202,8 @@ void vg_fan_stats(struct vg_fan *fan, struct vg_fan_stats *out);
 int vg_fan_stop(struct vg_fan *fan);
 void vg_fan_free(struct vg_fan *fan);
 
+void vg_name_thread(const char *name);
+
 /* CDEF-END */
 
 /* Internal helpers shared between C files; not part of the cdef. */

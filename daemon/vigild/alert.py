@@ -187,6 +187,9 @@ class Alerts:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        from vigild.native import name_thread
+
+        name_thread("vigild-alerts")
         while True:
             try:
                 alert = self._q.get(timeout=1.0)

@@ -112,7 +112,7 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class OnAccessConfig:
-    watch: tuple[str, ...] = ("/home", "/srv", "/var/www", "/tmp")
+    watch: tuple[str, ...] = ("/home", "/srv", "/var/www", "/tmp", "/var/tmp", "/dev/shm")
     events: tuple[EventKind, ...] = (EventKind.OPEN, EventKind.EXEC, EventKind.CLOSE_WRITE)
     mark: MarkKind = MarkKind.FILESYSTEM
     exclude_paths: tuple[str, ...] = ()

@@ -403,3 +403,8 @@ def cache_import(cache: Cache, keys: bytes, value: int = 1) -> None:
     if rest:
         raise ValueError("key blob has a partial key")
     lib.vg_cache_import(cache.handle, keys, n, value)
+
+
+def name_thread(name: str) -> None:
+    """Give the calling thread a name that ps and top show (15 bytes at most)."""
+    lib.vg_name_thread(name.encode()[:15])

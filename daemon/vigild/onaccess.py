@@ -56,6 +56,18 @@ KIND_OF = {
 _CACHEABLE = (Reason.CLEAN, Reason.CACHED_CLEAN)
 
 
+def _repeats(verdict: Verdict) -> bool:
+    """Whether this answer is the same for the unchanged file under these rules and policy.
+
+    A file too large to scan, allowed by policy, is allowed again; the
+    generation carries the limits and the policy, so a reload that changes
+    them retires the cached answer.
+    """
+    if verdict.reason in _CACHEABLE:
+        return True
+    return verdict.reason is Reason.TOO_LARGE and verdict.action is Action.ALLOW
+
+
 @dataclass
 class Counters:
     """What the workers did; read by status without locks (ints, GIL-atomic)."""
@@ -66,6 +78,16 @@ class Counters:
     late: int = 0
     errors: int = 0
     last_progress: float = field(default_factory=time.monotonic)
+
+
+def _named(name: str, loop: Callable[[], None]) -> Callable[[], None]:
+    """``loop``, run in a thread that ps and top show as ``name``."""
+
+    def run() -> None:
+        native.name_thread(name)
+        loop()
+
+    return run
 
 
 class Workers:
@@ -102,15 +124,18 @@ class Workers:
 
     def _start(self, count: int, loop: Callable[[], None]) -> None:
         for i in range(count):
-            t = threading.Thread(target=loop, name=f"vigild-worker-{i}", daemon=True)
+            name = f"vigild-worker-{i}"
+            t = threading.Thread(target=_named(name, loop), name=name, daemon=True)
             t.start()
             self._threads.append(t)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Ask the workers to end (fanotify ones end when the group stops) and join them."""
+    def stop(self, timeout: float = 20.0) -> None:
+        """Ask the workers to end (fanotify ones end when the group stops); join them
+        all within ``timeout`` in total (systemd's TimeoutStopSec= is 30 s)."""
         self._stop.set()
+        end = time.monotonic() + timeout
         for t in self._threads:
-            t.join(timeout)
+            t.join(max(0.0, end - time.monotonic()))
 
     def alive(self) -> int:
         return sum(t.is_alive() for t in self._threads)
@@ -147,9 +172,10 @@ class Workers:
         kind = KIND_OF[job.kind]
         verdict, finding = self._examine(det, job.fd, job.path, self.policies[kind])
         cache = 0
-        if verdict.malicious or verdict.reason in _CACHEABLE:
-            # an ignore mark outlives a rename: not for rules that read the path
-            cache = native.CACHE_VERDICT | (0 if det.path_dependent else native.CACHE_MARK)
+        if not det.path_dependent and (verdict.malicious or _repeats(verdict)):
+            # rules that read the name see a hard link differently from its
+            # twin, and an ignore mark outlives a rename: no caching for them
+            cache = native.CACHE_VERDICT | native.CACHE_MARK
         try:
             who = process_fields(job.pid) if verdict.malicious else {}
             late = fan.answer(job, verdict.action is Action.ALLOW, cache, det.ruleset.generation)

@@ -225,8 +225,12 @@ def hash_database(sources: Sequence[str], directory: Path | None) -> native.Hash
     return db
 
 
-def load(cfg: RulesConfig, timeout: int, save: bool = True) -> RuleSet:
-    """Build the rule set ``cfg`` describes; raises RuleError / HashListError / NativeError."""
+def load(cfg: RulesConfig, timeout: int, save: bool = True, salt: str = "") -> RuleSet:
+    """Build the rule set ``cfg`` describes; raises RuleError / HashListError / NativeError.
+
+    ``salt`` (the daemon passes its scan limits and policy) goes into the
+    generation, so that a reload changing them retires cached answers too.
+    """
     engine = backend(cfg.engine, timeout)
     files = rule_files(cfg.rule_dirs())
     src = _read_sources(engine, files)
@@ -239,7 +243,7 @@ def load(cfg: RulesConfig, timeout: int, save: bool = True) -> RuleSet:
         files=tuple(str(f) for f in files),
         count=src.count,
         fingerprint=src.fingerprint,
-        generation=generation_of(src.fingerprint, db),
+        generation=generation_of(src.fingerprint + salt, db),
         hashdb=db,
         hash_entries=_entries(db),
         from_cache=from_cache,

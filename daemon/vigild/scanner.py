@@ -3,7 +3,9 @@
 An ``EngineBackend`` compiles rule files into ``CompiledRules``, saves them
 and loads them back; ``CompiledRules.match`` scans a buffer of bytes the
 caller already read through its fd (never a path) and is safe to call from
-several threads at once. Both engines release the GIL while they scan.
+several threads at once. yara-python releases the GIL while it scans;
+YARA-X (yara_x 1.x) holds it, so its scans run one at a time in a process
+(vigild scan uses worker processes for that reason).
 
 yara-python is the default. Its ``match.strings`` changed shape in 4.3
 (tuples in Debian's 4.2, ``StringMatch`` objects in PyPI's 4.5); both are

@@ -73,6 +73,11 @@ def _raise_nofile() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _salt(cfg: Config) -> str:
+    """What besides the rules decides an answer: it goes into the generation."""
+    return f"|{cfg.scan.max_file_size}|{cfg.scan.oversize.value}|{cfg.policy}"
+
+
 def percentile_us(buckets: list[int], q: float) -> int:
     """Upper bound (us) of the latency bucket holding quantile ``q``; 0 if empty."""
     total = sum(buckets)
@@ -155,15 +160,17 @@ class Daemon:
         self.alerts.emit(Alert(Kind.LOG, f"thread {name} died: {what}", priority=2))
 
     def _route_logging(self) -> None:
-        root = logging.getLogger("vigild")
-        root.handlers[:] = [AlertLogHandler(self.alerts)]
-        root.propagate = False
-        root.setLevel(logging.INFO)
+        for name in ("vigild", "pyinotify"):  # pyinotify would write stderr itself
+            logger = logging.getLogger(name)
+            logger.handlers[:] = [AlertLogHandler(self.alerts)]
+            logger.propagate = False
+            logger.setLevel(logging.INFO)
 
     def _start(self) -> None:
         cfg = self.cfg
         _raise_nofile()
-        self.ruleset = ruleset.load(cfg.rules, cfg.scan.timeout)
+        self.ruleset = ruleset.load(cfg.rules, cfg.scan.timeout, salt=_salt(cfg))
+        self._fit_queue_to_fds()
         store = Store(cfg.daemon.quarantine_dir)
         store.prepare()
         Path(cfg.daemon.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -183,6 +190,21 @@ class Daemon:
         self._announce(restored)
         notify("READY=1\nSTATUS=" + self.status_line())
 
+    def _fit_queue_to_fds(self) -> None:
+        """Keep queue_size well below the fd limit: every queued event holds an fd,
+        and when the kernel cannot open one for an event it denies that open."""
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        room = max(16, soft - 512)
+        oa = self.cfg.onaccess
+        if soft != resource.RLIM_INFINITY and oa.queue_size > room:
+            log.warning(
+                "onaccess.queue_size %d lowered to %d: the fd limit is %d",
+                oa.queue_size,
+                room,
+                soft,
+            )
+            self.cfg = replace(self.cfg, onaccess=replace(oa, queue_size=room))
+
     def _open_source(self, nworkers: int) -> None:
         assert self.workers is not None and self.ruleset is not None
         mode = self.cfg.daemon.mode
@@ -195,9 +217,9 @@ class Daemon:
                     raise StartError(f"fanotify: {_one_line(e)}") from e
                 self.mode_reason = f"fanotify permission events unavailable: {e.strerror}"
             else:
+                self.source, self.mode = source, "block"  # so that a failure below closes it
                 self.workers.start_fanotify(source.fan, nworkers)
                 source.start()
-                self.source, self.mode = source, "block"
                 return
         else:
             self.mode_reason = "daemon.mode = detect"
@@ -259,7 +281,7 @@ class Daemon:
         assert old is not None
         try:
             cfg = self.overrides(config.load(self.config_path))
-            rs = ruleset.load(cfg.rules, cfg.scan.timeout)
+            rs = ruleset.load(cfg.rules, cfg.scan.timeout, salt=_salt(cfg))
         except Exception as e:  # whatever it is, the old set stays live (invariant 5)
             self.reload_failures += 1
             self.alerts.emit(
@@ -472,8 +494,8 @@ class Daemon:
             self.source.stop()  # fanotify: the group closes first; the kernel allows the rest
         if self.workers is not None:
             self.workers.stop()
-        if self.source is not None:
-            self.source.close()
+        if self.source is not None and (self.workers is None or not self.workers.alive()):
+            self.source.close()  # a worker still in C would use it after it is freed
         if self.ruleset is not None:
             try:
                 cleancache.save(self._cache_file(), self._clean, self.ruleset.generation)

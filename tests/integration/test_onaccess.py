@@ -504,3 +504,45 @@ def test_a_users_file_gets_no_ignore_mark_and_a_new_mapping_is_seen(
     finally:
         w.kill()
         w.wait(10)
+
+
+def test_exec_is_checked_outside_the_watched_paths(ns: Namespace, daemon: OnAccess) -> None:
+    watched, other = ns.mnt / "watched", ns.mnt / "var-tmp"
+    ns.sh(f"mkdir {watched} {other}")
+    _put(ns, other / "run.sh", b"#!/bin/sh\n# " + MARKER + b"\necho ran\n", 0o755)
+    _put(ns, other / "data.txt", MARKER)
+    daemon.start([TEST_RULES], watch=[watched], extra=NO_CLOSE_WRITE)
+    assert daemon.read(other / "data.txt") == f"ok {len(MARKER)}"  # an open outside: not held
+    r = ns.sh(str(other / "run.sh"), check=False)
+    assert r.returncode == 126 and "ran" not in r.stdout  # an exec anywhere: checked
+
+
+def test_an_open_through_another_mount_namespace_is_scanned(
+    ns: Namespace, daemon: OnAccess
+) -> None:
+    """A container's bind mount of a watched tree: its path means nothing to vigild, so it scans."""
+    watched, decoy = ns.mnt / "watched", ns.mnt / "decoy"
+    ns.sh(f"mkdir {watched} {decoy}")
+    _put(ns, watched / "evil.txt", MARKER)
+    daemon.start([TEST_RULES], watch=[watched], extra=NO_CLOSE_WRITE)
+    r = ns.sh(
+        f"unshare --mount --propagation private sh -c 'mount --bind {watched} {decoy} && cat {decoy}/evil.txt'",
+        check=False,
+    )
+    assert r.returncode == 1 and "Operation not permitted" in r.stderr, r
+
+
+def test_rules_that_read_the_name_see_each_hard_link(
+    ns: Namespace, daemon: OnAccess, tmp_path: Path
+) -> None:
+    rules = tmp_path / "by-name"
+    rules.mkdir()
+    (rules / "php.yar").write_text(
+        'rule Dropped_Php { strings: $a = "payload" condition: $a and extension == ".php" }\n'
+    )
+    _put(ns, ns.mnt / "note.txt", b"a payload in a text file\n")
+    _age(ns)
+    daemon.start([rules], extra=NO_CLOSE_WRITE)
+    assert daemon.read(ns.mnt / "note.txt").startswith("ok")  # not .php: clean
+    ns.sh(f"ln {ns.mnt}/note.txt {ns.mnt}/shell.php")
+    assert daemon.read(ns.mnt / "shell.php") == "EPERM"  # the same inode, another name
