@@ -392,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         hashes.HashListError,
         QuarantineError,
         UsageError,
+        scan.WorkerDied,
         OSError,
     ) as e:
         print(f"vigild: {_one_line(e)}", file=sys.stderr)

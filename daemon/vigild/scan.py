@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -407,6 +409,49 @@ def _record(reporter: Reporter, outcome: Outcome) -> None:
             reporter.totals.special += 1
 
 
+class WorkerDied(Exception):
+    """A scan worker process ended (killed, out of memory); the scan cannot finish."""
+
+
+def _in_processes(
+    batches: Iterator[list[tuple[str, bool]]],
+    workers: int,
+    reporter: Reporter,
+    start_progress: Callable[[], None],
+) -> None:
+    """Scan the batches in worker processes, at most two a worker in flight.
+
+    ProcessPoolExecutor, not multiprocessing.Pool: a Pool replaces a dead
+    worker and waits forever for the batch it held; the executor says so.
+    """
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_child) as pool:
+        pending: set[Future[list[Outcome]]] = set()
+        started = False
+        for batch in batches:
+            pending.add(pool.submit(_scan_batch, batch))
+            if not started:  # the workers are forked at the first submit
+                start_progress()
+                started = True
+            if len(pending) >= 2 * workers:
+                pending = _collect(pending, reporter, FIRST_COMPLETED)
+        _collect(pending, reporter, ALL_COMPLETED)
+
+
+def _collect(
+    pending: set[Future[list[Outcome]]], reporter: Reporter, when: str
+) -> set[Future[list[Outcome]]]:
+    done, rest = wait(pending, return_when=when)
+    for future in done:
+        try:
+            outcomes = future.result()
+        except BrokenProcessPool as e:
+            raise WorkerDied("a scan worker process died (killed, or out of memory)") from e
+        for outcome in outcomes:
+            _record(reporter, outcome)
+    return rest
+
+
 def run(
     paths: list[str],
     detector: Detector,
@@ -454,12 +499,7 @@ def run(
                     _record(reporter, examine_path(detector, path, follow_this))
         else:
             _DETECTOR = detector
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(workers, initializer=_quiet_child) as pool:
-                start_progress()  # after the fork: no thread is copied into the workers
-                for outcomes in pool.imap_unordered(_scan_batch, batches()):
-                    for outcome in outcomes:
-                        _record(reporter, outcome)
+            _in_processes(batches(), workers, reporter, start_progress)
     finally:
         _DETECTOR = None
         if reporter.progress:

@@ -288,3 +288,40 @@ def test_rules_check_prints_warnings_without_failing(tmp_path: Path, cfg: Path) 
     assert (
         f'{rules / "w.yar"}:1: warning: string "$a" may slow down scanning' in r.stderr.splitlines()
     )
+
+
+def test_a_killed_worker_ends_the_scan_with_an_error_not_a_hang(tmp_path: Path, cfg: Path) -> None:
+    """A worker killed mid-scan (OOM killer): exit 2 with a message, within the timeout."""
+    slow_file = tmp_path / "t" / "slow.bin"
+    slow_file.parent.mkdir()
+    slow_file.write_bytes(bytes(200_000))
+    for i in range(8):
+        (tmp_path / "t" / f"f{i}").write_text("x")
+    import signal
+    import subprocess
+    import time
+
+    from support import VIGILD
+
+    p = subprocess.Popen(
+        [VIGILD, "scan", "--config", str(cfg), "--rules", str(DATA / "slow"), "--no-progress",
+         "--workers", "2", str(tmp_path / "t")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        children: list[str] = []
+        for _ in range(100):
+            children = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+            if len(children) >= 2:
+                break
+            time.sleep(0.05)
+        assert children, "no worker processes appeared"
+        time.sleep(0.3)
+        for c in children:
+            os.kill(int(c), signal.SIGKILL)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+        p.wait(10)
+    assert p.returncode == 2
+    assert "a scan worker process died" in err
