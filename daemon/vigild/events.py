@@ -219,6 +219,10 @@ class _Handler(pyinotify.ProcessEvent):  # type: ignore[misc]
         super().__init__()
         self.source = source
 
+    def process_IN_Q_OVERFLOW(self, event: object) -> None:
+        # the kernel dropped events: files written meanwhile were not seen
+        self.source.dropped += 1
+
     def process_IN_CLOSE_WRITE(self, event: object) -> None:
         self.source.offer(event.pathname)  # type: ignore[attr-defined]
 

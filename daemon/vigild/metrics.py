@@ -7,7 +7,9 @@ never reads half a file.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,12 +151,20 @@ def render(status: dict[str, Any]) -> str:
 
 
 def write(path: str, status: dict[str, Any]) -> None:
-    """Replace ``path`` with the rendering of ``status``."""
+    """Replace ``path`` with the rendering of ``status``.
+
+    The temporary file gets an unpredictable name and O_EXCL (mkstemp):
+    the textfile directory may belong to the node_exporter user, who must
+    not be able to point root's write elsewhere with a symlink.
+    """
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
-        os.write(fd, render(status).encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o644)
+            f.write(render(status))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
