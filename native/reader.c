@@ -61,6 +61,20 @@ static int same_file(const char *path, const struct stat *st)
 	       here.st_ino == st->st_ino;
 }
 
+/*
+ * 1 when the name the file was written under is gone (the kernel reports
+ * "PATH (deleted)"): a temporary name linked into place and unlinked,
+ * as restores and editors do. A scan after such a write would judge the
+ * inode by a name it no longer has; its other names decide at their open.
+ */
+static int unlinked(const char *path)
+{
+	static const char suffix[] = " (deleted)";
+	size_t n = strlen(path), s = sizeof(suffix) - 1;
+
+	return n > s && !strcmp(path + n - s, suffix);
+}
+
 /* Fill the parts of a job that come from the event and the file. */
 static void job_from(struct vg_job *job, const struct fanotify_event_metadata *m,
 		     const struct stat *st, uint32_t kind, uint64_t t0)
@@ -187,9 +201,10 @@ static void notify_event(struct vg_fan *fan, const struct fanotify_event_metadat
 		  !filters_process_excluded(fan->filters, m->pid);
 	if (scanned) {
 		path_of(m->fd, job.path, sizeof(job.path));
-		scanned = !job.path[0] ||
-			  filters_path_scanned(fan->filters, job.path, 0) ||
-			  !same_file(job.path, &st);
+		scanned = !unlinked(job.path) &&
+			  (!job.path[0] ||
+			   filters_path_scanned(fan->filters, job.path, 0) ||
+			   !same_file(job.path, &st));
 	}
 	pthread_rwlock_unlock(&fan->filters_lock);
 	if (!scanned) {
