@@ -14,74 +14,25 @@ a timeout.
 
 from __future__ import annotations
 
-import ctypes
-import os
-import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
+
+import support
 
 DEFAULT_TIMEOUT = 60.0
 
 
 def fanotify_unavailable() -> str | None:
     """None when fanotify permission events can be used here, else why not."""
-    if os.geteuid() != 0:
-        return "needs root (CAP_SYS_ADMIN) for fanotify permission events"
-    missing = [t for t in ("unshare", "nsenter", "mount", "umount") if shutil.which(t) is None]
-    if missing:
-        return f"{', '.join(missing)} not installed (util-linux, mount)"
-    libc = ctypes.CDLL(None, use_errno=True)
-    fan_class_content, o_rdonly = 0x04, 0
-    fd = libc.fanotify_init(fan_class_content, o_rdonly)
-    if fd < 0:
-        return f"fanotify permission events unavailable: {os.strerror(ctypes.get_errno())}"
-    os.close(fd)
-    return None
+    return support.fanotify_unavailable()
 
 
-class PrivateTmpfs:
-    """A private mount namespace with one tmpfs at ``mnt``."""
+class PrivateTmpfs(support.PrivateMount):
+    """The shared private tmpfs (tests/support.py), with the benchmark's run/popen."""
 
     def __init__(self, root: Path, size: str = "1g") -> None:
-        self.mnt = root / "mnt"
-        self.mnt.mkdir()
-        self.holder = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sleep", "infinity"]
-        )
-        try:
-            self._wait_for_namespace()
-            self.run(
-                [
-                    "mount",
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    f"size={size},mode=0755",
-                    "vigild-bench",
-                    str(self.mnt),
-                ]
-            )
-        except BaseException:
-            self._kill_holder()
-            raise
-
-    def _wait_for_namespace(self) -> None:
-        mine = os.readlink("/proc/self/ns/mnt")
-        end = time.monotonic() + 5
-        while time.monotonic() < end:
-            try:
-                if os.readlink(f"/proc/{self.holder.pid}/ns/mnt") != mine:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.01)
-        raise RuntimeError("unshare did not create a mount namespace")
-
-    def cmd(self, *args: str) -> list[str]:
-        """``args`` run inside the namespace (nsenter execs it: same pid)."""
-        return ["nsenter", "-t", str(self.holder.pid), "-m", "--", *args]
+        super().__init__(root, size=size, label="vigild-bench")
 
     def run(
         self, args: list[str], timeout: float = DEFAULT_TIMEOUT, check: bool = True
@@ -95,18 +46,6 @@ class PrivateTmpfs:
     def popen(self, args: list[str], **kw: Any) -> subprocess.Popen[str]:
         """Start ``args`` inside the namespace; the caller stops it by pid."""
         return subprocess.Popen(self.cmd(*args), text=True, **kw)
-
-    def close(self) -> None:
-        """Unmount the tmpfs and end the namespace (its last process is the holder)."""
-        try:
-            subprocess.run(self.cmd("umount", "-l", str(self.mnt)), capture_output=True, timeout=20)
-        finally:
-            self._kill_holder()
-
-    def _kill_holder(self) -> None:
-        if self.holder.poll() is None:
-            self.holder.kill()
-        self.holder.wait(10)
 
 
 def stop(proc: subprocess.Popen[Any], timeout: float = 20.0) -> int:

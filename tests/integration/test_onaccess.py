@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_RULES, SLOW_RULES, TEST_RULES, Namespace, OnAccess, needs_fanotify
+from onaccess_harness import (
+    DEFAULT_RULES,
+    SLOW_RULES,
+    TEST_RULES,
+    Namespace,
+    OnAccess,
+    needs_fanotify,
+)
 from support import MARKER, VIGILD, eicar
 
 pytestmark = [needs_fanotify, pytest.mark.root]

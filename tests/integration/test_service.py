@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
+from onaccess_harness import (
     DEFAULT_RULES,
     SLOW_RULES,
     TEST_RULES,

@@ -18,7 +18,6 @@ test failed.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import json
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import support
 from support import REPO
 
 CACHE = Path("/var/cache/vigild-test")
@@ -81,13 +81,7 @@ def timed(what: str) -> Iterator[None]:
 
 def fanotify_permission_events() -> str | None:
     """None when fanotify permission events work here, else why not."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fan_class_content, o_rdonly = 0x04, 0
-    fd = libc.fanotify_init(fan_class_content, o_rdonly)
-    if fd < 0:
-        return f"fanotify permission events unavailable: {os.strerror(ctypes.get_errno())}"
-    os.close(fd)
-    return None
+    return support.fanotify_unavailable()
 
 
 def apt_sources() -> Path | None:
