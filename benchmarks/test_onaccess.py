@@ -54,6 +54,7 @@ from bench_corpus import EICAR, Corpus
 from bench_namespace import PrivateTmpfs, fanotify_unavailable, stop
 from bench_report import Figure, Row, Summary, check_targets, verdict
 from bench_timing import ROUNDS, Contest, Timed
+from support import VIGILD as VIGILD_BIN
 
 HERE = Path(__file__).resolve().parent
 EICAR_FILES = 30  # fresh EICAR files opened per round, twice
@@ -158,15 +159,6 @@ def _build(tmp: Path, name: str) -> str:
     return str(out)
 
 
-def _vigild_bin() -> str:
-    """The ``vigild`` of the interpreter running the benchmarks (the venv's)."""
-    beside = Path(sys.executable).with_name("vigild")
-    found = str(beside) if beside.exists() else shutil.which("vigild")
-    if not found:
-        pytest.fail("no vigild executable beside the interpreter nor on PATH")
-    return found
-
-
 # ------------------------------------------------------------- contenders
 
 
@@ -209,7 +201,7 @@ class Daemon:
     """``vigild run`` inside the namespace, with its own state and runtime dirs."""
 
     def __init__(self, bench: Bench, compiled: Path, rules: Path, where: Path) -> None:
-        self.vigild = _vigild_bin()
+        self.vigild = VIGILD_BIN
         self.config = where / "vigild.toml"
         self.runtime = where / "run"
         self.log_path = where / "daemon.log"

@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import pytest
 from bench_corpus import Corpus
 from bench_report import Figure, Row, Summary, check_targets, verdict
 from bench_timing import ROUNDS, Contest
+from support import VIGILD as VIGILD_BIN
 from vigild import ruleset
 from vigild.scanner import EXTERNALS, RuleError
 
@@ -62,15 +62,6 @@ class Rules:
     name: str
     path: Path
     files: list[Path]
-
-
-def _vigild_bin() -> str:
-    """The ``vigild`` of the interpreter running the benchmarks (the venv's)."""
-    beside = Path(sys.executable).with_name("vigild")
-    found = str(beside) if beside.exists() else shutil.which("vigild")
-    if not found:
-        pytest.fail("no vigild executable beside the interpreter nor on PATH")
-    return found
 
 
 def _locate(name: str, repo: Path) -> tuple[Path, str]:
@@ -210,7 +201,7 @@ def _prepare(rules: Rules, tmp: Path) -> tuple[Commands, str, str | None]:
     error = _yarac(rules, compiled)
     if error:
         raise _Skip(f"yarac {_yara_version()} cannot compile {rules.path}: {error}")
-    vigild = _vigild_bin()
+    vigild = VIGILD_BIN
     config = tmp / "vigild.toml"
     config.write_text(f'[rules]\ncompiled_dir = "{tmp / "compiled"}"\n')
     report = _vigild_compile(vigild, config, rules, "yara")  # failing here fails the test
