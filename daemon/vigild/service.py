@@ -40,7 +40,7 @@ from vigild.detector import Detector
 from vigild.events import UNAVAILABLE, FanotifySource, InotifySource, Watch, existing
 from vigild.hashes import HashListError
 from vigild.onaccess import Workers
-from vigild.quarantine import QuarantineError, Store
+from vigild.quarantine import Store
 from vigild.scanner import RuleError
 from vigild.verdict import Policy
 
@@ -49,7 +49,6 @@ log = logging.getLogger("vigild")
 EXIT_CONFIG = 2  # bad config or rules: systemd should not restart (RestartPreventExitStatus)
 EXIT_FAILED = 1
 METRICS_EVERY = 5.0  # seconds between OpenMetrics file writes
-_LOAD_ERRORS = (ConfigError, RuleError, HashListError, native.NativeError, QuarantineError, OSError)
 
 
 class StartError(Exception):
@@ -264,10 +263,6 @@ class Daemon:
                 self._reload.clear()
                 self.reload()
             self._monitor()
-
-    def request_reload(self) -> bool:
-        """Reload now (from the control socket); True when the new set is live."""
-        return self.reload()
 
     def reload(self) -> bool:
         with self._reload_lock:

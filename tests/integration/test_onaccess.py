@@ -12,6 +12,7 @@ import pytest
 
 from onaccess_harness import (
     DEFAULT_RULES,
+    PYTHON,
     SLOW_RULES,
     TEST_RULES,
     Namespace,
@@ -451,9 +452,7 @@ for line in sys.stdin:
 
 
 def _writer(ns: Namespace, path: Path) -> subprocess.Popen[str]:
-    return ns.popen(
-        daemon_python(), "-c", WRITER, str(path), stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
+    return ns.popen(PYTHON, "-c", WRITER, str(path), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
 def _tell(w: subprocess.Popen[str], cmd: str) -> None:
@@ -461,12 +460,6 @@ def _tell(w: subprocess.Popen[str], cmd: str) -> None:
     w.stdin.write(cmd + "\n")
     w.stdin.flush()
     assert w.stdout.readline().strip() == "done"
-
-
-def daemon_python() -> str:
-    import sys
-
-    return sys.executable
 
 
 def test_no_clean_verdict_is_cached_while_a_writer_holds_the_file(

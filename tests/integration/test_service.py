@@ -17,6 +17,7 @@ import pytest
 
 from onaccess_harness import (
     DEFAULT_RULES,
+    PYTHON,
     SLOW_RULES,
     TEST_RULES,
     Namespace,
@@ -123,7 +124,7 @@ def test_detection_lands_in_the_journal_with_every_field(ns: Namespace, daemon: 
     assert e["VIGILD_EVENT"] == "open"
     assert e["VIGILD_REASON"] == "rule-match"
     assert e["VIGILD_SHA256"] == "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
-    assert e["VIGILD_EXE"] == os.path.realpath(os.path.realpath(daemon_python()))
+    assert e["VIGILD_EXE"] == os.path.realpath(PYTHON)
     assert e["VIGILD_COMM"].startswith("python")  # type: ignore[union-attr]
     assert e["VIGILD_UID"] == "0"
     assert int(e["VIGILD_PID"]) > 1  # type: ignore[arg-type]
@@ -132,12 +133,6 @@ def test_detection_lands_in_the_journal_with_every_field(ns: Namespace, daemon: 
     # plain journalctl filters work without vigild's CLI
     assert ns.journal("VIGILD_RULE=EICAR_Test_File")
     assert ns.journal("SYSLOG_IDENTIFIER=vigild", f"VIGILD_PATH={target}")
-
-
-def daemon_python() -> str:
-    import sys
-
-    return sys.executable
 
 
 def test_journalctl_x_explains_the_alert(ns: Namespace, daemon: OnAccess) -> None:
@@ -203,8 +198,7 @@ def test_reload_under_a_stream_of_opens_loses_no_answer(ns: Namespace, daemon: O
         "print(n, bad)\n"
     )
     readers = [
-        ns.popen(daemon_python(), "-c", loop, str(ns.mnt / "t"), stdout=subprocess.PIPE)
-        for _ in range(4)
+        ns.popen(PYTHON, "-c", loop, str(ns.mnt / "t"), stdout=subprocess.PIPE) for _ in range(4)
     ]
     assert daemon.proc is not None
     for _ in range(6):
@@ -317,7 +311,7 @@ def test_a_journald_that_stops_reading_never_stalls_answers(
     """journald alive but not reading (restarting, disk full): opens are still answered."""
     ns.sh("mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal")
     mute = ns.popen(
-        daemon_python(), "-c",
+        PYTHON, "-c",
         "import socket, time; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM);"
         "s.bind('/run/systemd/journal/socket'); print('bound', flush=True); time.sleep(600)",
         stdout=subprocess.PIPE,
