@@ -27,6 +27,7 @@ from enum import Enum
 from typing import IO, ClassVar
 
 from vigild import journal
+from vigild.fields import Field
 
 SYSLOG_IDENTIFIER = "vigild"
 
@@ -226,7 +227,7 @@ class Alerts:
                 Kind.SUPPRESSED,
                 f"{n} more {kind.name.lower().replace('_', ' ')} alerts suppressed "
                 f"in the last {self.WINDOW:.0f} s",
-                {"VIGILD_SUPPRESSED_KIND": kind.name, "VIGILD_SUPPRESSED": str(n)},
+                {Field.SUPPRESSED_KIND: kind.name, Field.SUPPRESSED: str(n)},
             )
             with contextlib.suppress(Exception):  # a sink must never end the thread
                 self.sink(summary)

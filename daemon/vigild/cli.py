@@ -19,12 +19,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from vigild import __version__, config, control, hashes, native, ruleset, scan
+from vigild import __version__, config, control, hashes, native, ruleset, scan, snapshot
 from vigild.config import Config, ConfigError, Engine
-from vigild.detector import Detector
 from vigild.quarantine import QuarantineError, Store
 from vigild.scanner import RuleError
-from vigild.verdict import Policy
+from vigild.status import Status, render_text
 
 log = logging.getLogger("vigild")
 
@@ -65,12 +64,11 @@ def _size_arg(text: str) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
-    rs = ruleset.load(cfg.rules, cfg.scan.timeout)
-    clean = native.Cache(cfg.scan.cache_entries)
-    detector = Detector(rs, cfg.scan, Policy.from_config(cfg.policy), clean)
+    snap = snapshot.build(cfg, native.Cache(cfg.scan.cache_entries))
+    rs = snap.rules
     workers = cfg.scan.workers or os.cpu_count() or 1
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
-    totals = scan.run(args.paths, detector, workers, args.json, args.follow_symlinks, progress)
+    totals = scan.run(args.paths, snap, workers, args.json, args.follow_symlinks, progress)
     scan.Reporter(sys.stdout, args.json, totals).summary(
         {"engine": rs.engine, "rules": rs.count, "hash_entries": rs.hash_entries}
     )
@@ -147,32 +145,15 @@ def _ask(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    s = _ask(args, "status")
+    raw = _ask(args, "status")
+    try:
+        s = Status.from_dict(raw)
+    except (KeyError, TypeError) as e:
+        raise UsageError(f"the daemon's status record is not this vigild's: {e}") from e
     if args.json:
-        print(json.dumps(s, indent=2))
+        print(json.dumps(s.to_dict(), indent=2))
         return EXIT_OK
-    ev, r, w = s["events"], s["rules"], s["workers"]
-    mode = s["mode"].upper() if s["mode"] == "detect" else s["mode"]
-    lines = [
-        f"vigild (pid {s['pid']}) running in {mode} mode"
-        + (f": {s['mode_reason']}" if s["mode_reason"] else ""),
-        f"  watching:  {', '.join(s['watching'])}"
-        + (f" (missing, skipped: {', '.join(s['missing'])})" if s["missing"] else ""),
-        f"  rules:     {r['count']} rules in {r['files']} files ({r['engine']}), "
-        f"{r['hash_entries']} known-bad hashes, generation {r['generation']}, "
-        f"{r['reloads']} reloads ({r['reload_failures']} failed)",
-        f"  events:    {ev.get('perm_events', 0)} opens/execs, {ev.get('notify_events', 0)} close-writes; "
-        f"{ev.get('queued', 0)} scanned, {ev.get('self_allowed', 0) + ev.get('filtered', 0)} passed at once, "
-        f"{ev.get('excluded', 0)} excluded",
-        f"  caches:    verdict hit ratio {s['verdict_cache_hit_ratio'] * 100:.1f}%, "
-        f"{ev.get('ignore_marks', 0)} ignore marks, clean-content {s['clean_cache']['entries']} entries",
-        f"  queue:     {ev.get('queue_depth', 0)} waiting, {ev.get('in_flight', 0)} in flight, "
-        f"{ev.get('queue_full', 0)} answered full, {ev.get('deadline_passed', 0)} past deadline",
-        f"  latency:   p50 <= {s['latency_us']['p50']} us, p99 <= {s['latency_us']['p99']} us",
-        f"  blocked:   {s['blocked']}; detections {w['detections']} ({w['late']} late), "
-        f"quarantined {w['quarantined']}, scan errors {w['errors']}",
-    ]
-    print("\n".join(lines))
+    print(render_text(s))
     return EXIT_OK
 
 

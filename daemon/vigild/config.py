@@ -124,7 +124,14 @@ class OnAccessConfig:
     on_queue_full: Fallback = Fallback.ALLOW
     on_deadline: Fallback = Fallback.ALLOW
     ignore_marks: bool = True
+    # where ignore marks may be used: local filesystems whose writes clear them
+    ignore_mark_filesystems: tuple[str, ...] = ("ext4", "xfs", "btrfs", "tmpfs", "f2fs")
     verdict_cache_entries: int = 65536
+    # a file changed this recently is not remembered as clean: before kernel
+    # 6.13 a rewrite within the same clock tick can keep its ctime
+    fresh_window_ms: int = 20
+    close_write_share: int = 50  # percent of queue_size that scans after writes may hold
+    exec_anywhere: bool = True  # executions checked anywhere on a marked filesystem
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,26 @@ def _duration_ms(value: Any) -> int:
             scale = {"ms": 1, "s": 1000, "m": 60000, None: 1000}[m.group(2)]
             return max(1, round(float(m.group(1)) * scale))
     raise ValueError(f'expected a duration such as 5, "250ms" or "5s", got {value!r}')
+
+
+def _window_ms(value: Any) -> int:
+    """A duration up to one second; 0 turns the window off."""
+    ms = 0 if value == 0 else _duration_ms(value)
+    if ms > 1000:
+        raise ValueError(f"must be at most 1s, got {value!r}")
+    return ms
+
+
+def _filesystems(value: Any) -> tuple[str, ...]:
+    """Filesystem type names that vigild knows the magic number of."""
+    from vigild.native import FS_MAGIC  # config stays importable without the C part
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of filesystem type names, got {value!r}")
+    unknown = [v for v in value if v not in FS_MAGIC]
+    if unknown:
+        raise ValueError(f"unknown filesystem type {unknown[0]!r} (known: {', '.join(FS_MAGIC)})")
+    return tuple(value)
 
 
 def _bool(value: Any) -> bool:
@@ -284,7 +311,11 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "on_queue_full": ("on_queue_full", _choice(Fallback)),
         "on_deadline": ("on_deadline", _choice(Fallback)),
         "ignore_marks": ("ignore_marks", _bool),
+        "ignore_mark_filesystems": ("ignore_mark_filesystems", _filesystems),
         "verdict_cache_entries": ("verdict_cache_entries", _int_range(1024, 1 << 28)),
+        "fresh_window": ("fresh_window_ms", _window_ms),
+        "close_write_share": ("close_write_share", _int_range(1, 100)),
+        "exec_anywhere": ("exec_anywhere", _bool),
     },
     "daemon": {
         "mode": ("mode", _choice(Mode)),

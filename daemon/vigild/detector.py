@@ -52,22 +52,14 @@ def _externals(path: str, wanted: tuple[str, ...]) -> dict[str, str]:
 
 
 class Detector:
-    """Thread-safe; one per rule set. Call ``examine`` from any thread."""
+    """Thread-safe; one per snapshot. Call ``examine`` from any thread."""
 
-    @property
-    def path_dependent(self) -> bool:
-        """True when some rule reads the file's name or path (see __init__)."""
-        return bool(self.ruleset.externals)
-
-    def __init__(
-        self, ruleset: RuleSet, scan: ScanConfig, policy: Policy, clean: native.Cache | None
-    ) -> None:
+    def __init__(self, ruleset: RuleSet, scan: ScanConfig, clean: native.Cache | None) -> None:
+        """``clean``: the clean-content cache, or None where a verdict may not be
+        remembered by content (vigild.snapshot decides)."""
         self.ruleset = ruleset
         self.scan = scan
-        self.policy = policy
-        # Rules reading filename/filepath/extension make a verdict depend on
-        # the path, not only on the bytes: a clean-content hit would be wrong.
-        self.clean = None if ruleset.externals else clean
+        self.clean = clean
         self._local = threading.local()
 
     def _buffer(self) -> mmap.mmap:
@@ -76,15 +68,11 @@ class Detector:
             buf = self._local.buf = mmap.mmap(-1, self.scan.max_file_size)
         return buf
 
-    def examine(
-        self, fd: int, path: str, policy: Policy | None = None, size: int | None = None
-    ) -> Finding:
+    def examine(self, fd: int, path: str, policy: Policy, size: int | None = None) -> Finding:
         """The verdict for the regular file open at ``fd`` (shown as ``path``).
 
-        ``policy`` overrides the detector's (on-access passes the one of the
-        event kind); ``size`` saves an fstat when the caller has one.
+        ``size`` saves an fstat when the caller has one.
         """
-        policy = policy or self.policy
         if size is None:
             size = os.fstat(fd).st_size
         skip = size > self.scan.max_file_size and self.scan.oversize is Oversize.SKIP

@@ -3,6 +3,8 @@
 Block mode marks the filesystem (or mount) of each watched path and tells
 the C reader which prefixes to scan; opens elsewhere on those filesystems
 are answered at once in C. vigild's own directories are always excluded.
+Both sources take their filters from the current snapshot (``apply``) and
+report their counters under the names of ``vigild.status.EventCounters``.
 
 Detect mode, for where fanotify permission events are not allowed (no
 CAP_SYS_ADMIN, a kernel without them, an unprivileged container), watches
@@ -20,12 +22,17 @@ import os
 import queue
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyinotify
 
 from vigild import native
-from vigild.config import Config, EventKind, Fallback, MarkKind
+from vigild.config import Config, EventKind, MarkKind
+
+if TYPE_CHECKING:
+    from vigild.onaccess import Workers
+    from vigild.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -58,34 +65,29 @@ def existing(paths: Iterable[str]) -> Watch:
     return Watch(tuple(found), tuple(missing))
 
 
-def own_dirs(cfg: Config) -> list[str]:
-    """vigild's own files: never scanned (invariant 2).
+class Source(Protocol):
+    """What the daemon asks of an event source, whichever it is."""
 
-    Its state, runtime, quarantine and compiled directories, and its rules
-    and hash lists: a rule file holds the very strings it detects, so an
-    admin editing one on a watched filesystem would be denied.
-    """
-    dirs = [
-        cfg.daemon.state_dir,
-        cfg.daemon.runtime_dir,
-        cfg.daemon.quarantine_dir,
-        cfg.rules.compiled_dir,
-        *cfg.rules.rule_dirs(),
-        *cfg.rules.hashes,
-    ]
-    return [os.path.realpath(d) for d in dirs]
+    def open(self, snap: Snapshot) -> None: ...
+    def apply(self, snap: Snapshot) -> None: ...
+    def start(self, workers: Workers, count: int) -> None: ...
+    def stop(self) -> None: ...
+    def close(self) -> None: ...
+    def counters(self) -> dict[str, Any]: ...
+    def waiting(self) -> int: ...
+    def settings(self) -> dict[str, Any]: ...
 
 
 @dataclass
 class FanotifySource:
-    """The fanotify group, marked and filtered as the config says."""
+    """The fanotify group, marked as the config says, filtered as the snapshot says."""
 
     cfg: Config
     watch: Watch
     fan: native.Fanotify = field(init=False)
     marked: list[str] = field(default_factory=list)
 
-    def open(self, generation: int) -> None:
+    def open(self, snap: Snapshot) -> None:
         """Create the group and mark every watched filesystem; raises NativeError.
 
         Nothing reads the group yet: openers on the marked filesystems wait
@@ -99,16 +101,11 @@ class FanotifySource:
             native.FanConfig(
                 events=events,
                 queue_size=oa.queue_size,
-                deadline_ms=oa.deadline_ms,
-                on_queue_full=native.ALLOW if oa.on_queue_full is Fallback.ALLOW else native.DENY,
-                on_deadline=native.ALLOW if oa.on_deadline is Fallback.ALLOW else native.DENY,
                 cache_entries=oa.verdict_cache_entries,
-                ignore_marks=oa.ignore_marks,
             )
         )
         try:
-            self.set_filters(self.cfg)
-            self.fan.set_generation(generation)
+            self.apply(snap)
             self._mark_all()
         except native.NativeError:
             self.fan.close()  # never started: nothing is held
@@ -128,14 +125,26 @@ class FanotifySource:
                 seen.add(dev)
                 self.marked.append(path)
 
-    def set_filters(self, cfg: Config) -> None:
-        """Scan the watched prefixes but the excluded paths, executables and users of ``cfg``."""
-        oa = cfg.onaccess
-        exclude = [os.path.realpath(p) for p in oa.exclude_paths] + own_dirs(cfg)
-        exes = [os.path.realpath(p) for p in oa.exclude_executables]
-        self.fan.set_filters(list(self.watch.paths), exclude, exes, list(oa.exclude_users))
+    def apply(self, snap: Snapshot) -> None:
+        """Push the snapshot's reader settings (filters, policies, generation) to C."""
+        self.fan.configure(snap.reader_settings(self.watch.paths))
 
-    def start(self) -> None:
+    def settings(self) -> dict[str, Any]:
+        """The C reader's live settings, for status (filters left out)."""
+        s = asdict(self.fan.settings)
+        for key in ("watch", "exclude", "exes", "uids"):
+            s.pop(key, None)
+        s["generation"] = f"{s['generation']:016x}"
+        return s
+
+    def counters(self) -> dict[str, Any]:
+        return self.fan.stats()
+
+    def waiting(self) -> int:
+        return int(self.fan.stats()["in_flight"])
+
+    def start(self, workers: Workers, count: int) -> None:
+        workers.start_fanotify(self.fan, count)
         self.fan.start()
 
     def stop(self) -> None:
@@ -151,27 +160,37 @@ class InotifySource:
     def __init__(self, cfg: Config, watch: Watch) -> None:
         self.cfg = cfg
         self.watch = watch
+        self.snap: Snapshot | None = None
         self.paths: queue.Queue[str] = queue.Queue(maxsize=cfg.onaccess.queue_size)
         self.dropped = 0
         # path -> written again while queued or being scanned; one entry per
         # path, so a file reported twice (event and walk) is scanned once
         self._pending: dict[str, bool] = {}
         self._lock = threading.Lock()
-        self.set_filters(cfg)
         self._wm = pyinotify.WatchManager()
         self._notifier = pyinotify.ThreadedNotifier(self._wm, _Handler(self))
         self._notifier.name = "vigild-inotify"
         self._notifier.daemon = True
         self._mask = pyinotify.IN_CLOSE_WRITE | pyinotify.IN_MOVED_TO | pyinotify.IN_CREATE
 
-    def set_filters(self, cfg: Config) -> None:
-        self._exclude = [os.path.realpath(p) for p in cfg.onaccess.exclude_paths] + own_dirs(cfg)
+    def open(self, snap: Snapshot) -> None:
+        self.apply(snap)
 
-    def excluded(self, path: str) -> bool:
-        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self._exclude)
+    def apply(self, snap: Snapshot) -> None:
+        self.snap = snap  # one reference, swapped whole: the exclusions come with it
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def counters(self) -> dict[str, Any]:
+        return {"dropped": self.dropped, "queue_depth": self.paths.qsize()}
+
+    def waiting(self) -> int:
+        return self.paths.qsize()
 
     def offer(self, path: str) -> None:
-        if self.excluded(path):
+        snap = self.snap
+        if snap is None or snap.excluded(path):
             return
         with self._lock:
             if path in self._pending:
@@ -202,7 +221,8 @@ class InotifySource:
                 if os.path.isfile(path) and not os.path.islink(path):
                     self.offer(path)
 
-    def start(self) -> None:
+    def start(self, workers: Workers, count: int) -> None:
+        workers.start_paths(self, count)
         for path in self.watch.paths:
             self._wm.add_watch(path, self._mask, rec=True, auto_add=True, quiet=False)
         self._notifier.start()

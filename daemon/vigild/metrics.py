@@ -1,7 +1,7 @@
 """vigild's counters as an OpenMetrics text file, for node_exporter's textfile collector.
 
-Rendered from the same status dictionary ``vigild status --json`` prints,
-and written atomically (temporary file, then rename) so the collector
+Rendered from the same typed status record ``vigild status`` shows, and
+written atomically (temporary file, then rename) so the collector
 never reads half a file.
 """
 
@@ -12,9 +12,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-# (metric, type, help, path into the status dictionary)
+from vigild.status import Status
+
+# (metric, type, help, attribute path into the status record)
 _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
     (
         "vigild_perm_events",
@@ -87,6 +88,12 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("workers", "late"),
     ),
     ("vigild_scan_errors", "counter", "Scans that failed or timed out.", ("workers", "errors")),
+    (
+        "vigild_internal_errors",
+        "counter",
+        "Jobs or reports that raised (a bug); answered by policy.",
+        ("workers", "internal_errors"),
+    ),
     ("vigild_rule_reloads", "counter", "Successful rule reloads.", ("rules", "reloads")),
     (
         "vigild_rule_reload_failures",
@@ -100,6 +107,13 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
         "Alerts dropped because their queue was full.",
         ("alerts", "dropped"),
     ),
+    (
+        "vigild_alerts_journal_busy",
+        "counter",
+        "Alerts journald had no room for.",
+        ("alerts", "journal_busy"),
+    ),
+    ("vigild_alerts_written", "counter", "Alerts written.", ("alerts", "written")),
     ("vigild_queue_depth", "gauge", "Events waiting for a worker.", ("events", "queue_depth")),
     ("vigild_in_flight", "gauge", "Events waiting or being scanned.", ("events", "in_flight")),
     ("vigild_rules", "gauge", "Rules loaded.", ("rules", "count")),
@@ -107,38 +121,38 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
         "vigild_verdict_cache_hit_ratio",
         "gauge",
         "Verdict cache hits per look-up.",
-        ("verdict_cache_hit_ratio",),
+        ("events", "cache_hit_ratio"),
     ),
     (
         "vigild_latency_p50_microseconds",
         "gauge",
         "Median time to answer (upper bound).",
-        ("latency_us", "p50"),
+        ("latency_p50_us",),
     ),
     (
         "vigild_latency_p99_microseconds",
         "gauge",
         "99th percentile time to answer (upper bound).",
-        ("latency_us", "p99"),
+        ("latency_p99_us",),
     ),
 ]
 
 
-def _get(status: dict[str, Any], path: tuple[str, ...]) -> float:
-    value: Any = status
-    for key in path:
-        value = value.get(key, 0) if isinstance(value, dict) else 0
-    return float(value or 0)
+def _get(status: Status, path: tuple[str, ...]) -> float:
+    value: object = status
+    for name in path:
+        value = getattr(value, name)
+    assert isinstance(value, int | float)
+    return float(value)
 
 
-def render(status: dict[str, Any]) -> str:
-    """The text file for one status snapshot."""
+def render(status: Status) -> str:
+    """The text file for one status record."""
 
     def lines() -> Iterator[str]:
-        mode = status.get("mode", "")
         yield "# TYPE vigild_info gauge"
         yield "# HELP vigild_info vigild's mode and rules generation."
-        yield f'vigild_info{{mode="{mode}",generation="{status.get("rules", {}).get("generation", "")}"}} 1'
+        yield f'vigild_info{{mode="{status.mode}",generation="{status.rules.generation}"}} 1'
         for name, kind, help_text, path in _METRICS:
             yield f"# TYPE {name} {kind}"
             yield f"# HELP {name} {help_text}"
@@ -150,7 +164,7 @@ def render(status: dict[str, Any]) -> str:
     return "\n".join(lines()) + "\n"
 
 
-def write(path: str, status: dict[str, Any]) -> None:
+def write(path: str, status: Status) -> None:
     """Replace ``path`` with the rendering of ``status``.
 
     The temporary file gets an unpredictable name and O_EXCL (mkstemp):

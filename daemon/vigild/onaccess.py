@@ -1,16 +1,16 @@
-"""On-access workers: take an event, examine the file, answer, then report.
+"""On-access workers: take an event, examine the file, answer, hand over.
 
-Each worker blocks in C for the next job (the GIL released), examines the
-file through the event's fd, and answers the kernel before anything else:
-alerts, quarantine and caching all come after the answer. The one thing
-done before answering a detection is reading the opener's details from
-/proc (it is blocked on us, so certainly alive); it never touches the
-journal.
+Each worker blocks in C for the next job (the GIL released), reads the
+current snapshot once, examines the file through the event's fd with the
+policy of the event's kind, and answers the kernel. Only then is the event
+handed over (``vigild.report``: quarantine and the alert, worded there).
+The one thing done before answering a detection is reading the opener's
+details from /proc (it is blocked on us, so certainly alive); a worker
+never touches the journal.
 
-Every job is released with ``done`` in a ``finally``: an exception in a
-worker costs one answer by policy, never a hung opener. Workers read the
-current Detector once per job, so a reload swaps rules between jobs,
-never in the middle of one.
+Every job is released with ``done`` in a ``finally``: an exception costs
+one answer by policy, never a hung opener, and never the worker: the loop
+catches whatever a job raised, counts it and takes the next job.
 
 In detect mode the same workers take file paths from the inotify source
 instead, and every detection is quarantined: nothing was blocked.
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from vigild import native, safepath
-from vigild.alert import Alert, Alerts, Kind
-from vigild.config import EventKind, OnAccessConfig, PolicyConfig
-from vigild.detector import Detector, Finding
+from vigild.config import EventKind
+from vigild.detector import Finding
 from vigild.procinfo import process_fields
-from vigild.quarantine import QuarantineError, Store
-from vigild.verdict import Action, Policy, Reason, ScanResult, ScanStatus, Verdict, decide
+from vigild.report import Outcome, Reporter
+from vigild.snapshot import Snapshot
+from vigild.verdict import Action, Policy, ScanResult, ScanStatus, Verdict, decide
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,6 @@ KIND_OF = {
     native.EV_EXEC: EventKind.EXEC,
     native.EV_CLOSE_WRITE: EventKind.CLOSE_WRITE,
 }
-_CACHEABLE = (Reason.CLEAN, Reason.CACHED_CLEAN)
-
-
-def _repeats(verdict: Verdict) -> bool:
-    """Whether this answer is the same for the unchanged file under these rules and policy.
-
-    A file too large to scan, allowed by policy, is allowed again; the
-    generation carries the limits and the policy, so a reload that changes
-    them retires the cached answer.
-    """
-    if verdict.reason in _CACHEABLE:
-        return True
-    return verdict.reason is Reason.TOO_LARGE and verdict.action is Action.ALLOW
 
 
 @dataclass
@@ -73,10 +60,7 @@ class Counters:
     """What the workers did; read by status without locks (ints, GIL-atomic)."""
 
     scanned: int = 0
-    detections: int = 0
-    quarantined: int = 0
-    late: int = 0
-    errors: int = 0
+    internal_errors: int = 0  # a job raised: answered by policy, worker kept
     last_progress: float = field(default_factory=time.monotonic)
 
 
@@ -93,24 +77,10 @@ def _named(name: str, loop: Callable[[], None]) -> Callable[[], None]:
 class Workers:
     """The worker threads, for fanotify jobs or (detect mode) inotify paths."""
 
-    def __init__(
-        self,
-        detector: Callable[[], Detector],
-        onaccess: OnAccessConfig,
-        policy: PolicyConfig,
-        alerts: Alerts,
-        store: Store,
-    ) -> None:
-        self.detector = detector
-        self.alerts = alerts
-        self.store = store
+    def __init__(self, current: Callable[[], Snapshot], reporter: Reporter) -> None:
+        self.current = current
+        self.reporter = reporter
         self.counters = Counters()
-        self.policies = {
-            kind: Policy.from_config(policy, quarantine=kind in onaccess.quarantine_on)
-            for kind in EventKind
-        }
-        # detect mode blocks nothing, so every detection is quarantined
-        self.detect_policy = Policy.from_config(policy, quarantine=True)
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
 
@@ -137,11 +107,26 @@ class Workers:
         for t in self._threads:
             t.join(max(0.0, end - time.monotonic()))
 
+    @property
+    def threads(self) -> int:
+        return len(self._threads)
+
     def alive(self) -> int:
         return sum(t.is_alive() for t in self._threads)
 
     def _tick(self) -> None:
         self.counters.last_progress = time.monotonic()
+
+    def _examine(
+        self, snap: Snapshot, fd: int, path: str, policy: Policy
+    ) -> tuple[Verdict, Finding | None]:
+        try:
+            finding = snap.detector.examine(fd, path, policy)
+        except Exception as e:  # a bug here must cost one answer by policy, nothing more
+            self.counters.internal_errors += 1
+            failed = ScanResult(ScanStatus.ERROR, error=f"internal error: {e!r}")
+            return decide(None, failed, policy), None
+        return finding.verdict, finding
 
     # ------------------------------------------------------------- fanotify
 
@@ -152,35 +137,26 @@ class Workers:
             except native.Shutdown:
                 return
             self._tick()
-            if job is not None:
+            if job is None:
+                continue
+            try:
                 self._handle_job(fan, job)
-                self._tick()
-
-    def _examine(
-        self, det: Detector, fd: int, path: str, policy: Policy
-    ) -> tuple[Verdict, Finding | None]:
-        try:
-            finding = det.examine(fd, path, policy)
-        except Exception as e:  # a bug here must cost one answer by policy, nothing more
-            self.counters.errors += 1
-            failed = ScanResult(ScanStatus.ERROR, error=f"internal error: {e!r}")
-            return decide(None, failed, policy), None
-        return finding.verdict, finding
+            except Exception:  # answered by policy in done(); the worker lives on
+                self.counters.internal_errors += 1
+                log.exception("%s: job failed", job.path)
+            self._tick()
 
     def _handle_job(self, fan: native.Fanotify, job: native.Job) -> None:
-        det = self.detector()
-        kind = KIND_OF[job.kind]
-        verdict, finding = self._examine(det, job.fd, job.path, self.policies[kind])
-        cache = 0
-        if not det.path_dependent and (verdict.malicious or _repeats(verdict)):
-            # rules that read the name see a hard link differently from its
-            # twin, and an ignore mark outlives a rename: no caching for them
-            cache = native.CACHE_VERDICT | native.CACHE_MARK
         try:
+            snap = self.current()
+            kind = KIND_OF[job.kind]
+            verdict, finding = self._examine(snap, job.fd, job.path, snap.policies[kind])
             who = process_fields(job.pid) if verdict.malicious else {}
-            late = fan.answer(job, verdict.action is Action.ALLOW, cache, det.ruleset.generation)
+            allow = verdict.action is Action.ALLOW
+            late = fan.answer(job, allow, snap.cache_bits(verdict), snap.generation)
             self.counters.scanned += 1
-            self._report(kind, job.fd, job.path, verdict, finding, late, who, det)
+            outcome = Outcome(kind, job.path, verdict, finding, snap.generation, late, who)
+            self.reporter.hand_over(outcome, job.fd)
         finally:
             fan.done(job)
 
@@ -196,6 +172,9 @@ class Workers:
             self._tick()
             try:
                 self._handle_path(path)
+            except Exception:
+                self.counters.internal_errors += 1
+                log.exception("%s: scan failed", path)
             finally:
                 source.done(path)
 
@@ -211,126 +190,10 @@ class Workers:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return
-            det = self.detector()
-            verdict, finding = self._examine(det, fd, path, self.detect_policy)
+            snap = self.current()
+            verdict, finding = self._examine(snap, fd, path, snap.detect_policy)
             self.counters.scanned += 1
-            self._report(EventKind.CLOSE_WRITE, fd, path, verdict, finding, False, {}, det)
+            outcome = Outcome(EventKind.CLOSE_WRITE, path, verdict, finding, snap.generation)
+            self.reporter.hand_over(outcome, fd)
         finally:
             os.close(fd)
-
-    # ------------------------------------------------------------ reporting
-
-    def _report(
-        self,
-        kind: EventKind,
-        fd: int,
-        path: str,
-        verdict: Verdict,
-        finding: Finding | None,
-        late: bool,
-        who: dict[str, str],
-        det: Detector,
-    ) -> None:
-        """After the answer: quarantine, then one alert."""
-        if late:
-            self.counters.late += 1
-        if not verdict.malicious:
-            self._report_inconclusive(kind, path, verdict, late)
-            return
-        self.counters.detections += 1
-        fields = {
-            "VIGILD_PATH": path,
-            "VIGILD_DETECTION": verdict.detail,  # rule names, or the hash list's name
-            "VIGILD_EVENT": kind.value,
-            "VIGILD_REASON": verdict.reason.value,
-            "VIGILD_GENERATION": f"{det.ruleset.generation:016x}",
-            **who,
-        }
-        rules: tuple[str, ...] = ()
-        if finding is not None:
-            fields["VIGILD_SHA256"] = finding.sha256
-            fields["VIGILD_SIZE"] = str(finding.size)
-            rules = tuple(m.rule for m in finding.matches)
-            if rules:
-                fields["VIGILD_RULE"] = rules  # type: ignore[assignment]
-                fields["VIGILD_RULE_FILE"] = tuple(
-                    dict.fromkeys(m.namespace for m in finding.matches)
-                )  # type: ignore[assignment]
-                sev = [str(m.get("severity")) for m in finding.matches if m.get("severity")]
-                if sev:
-                    fields["VIGILD_SEVERITY"] = sev[0]
-            else:
-                fields["VIGILD_HASH_NAME"] = verdict.detail
-        quarantined = None
-        if verdict.action is Action.QUARANTINE or late:
-            quarantined = self._quarantine(fd, path, verdict, rules)
-            if quarantined:
-                fields["VIGILD_QUARANTINE_ID"] = quarantined
-        self._alert_detection(kind, path, verdict, late, quarantined, fields)
-
-    def _quarantine(
-        self, fd: int, path: str, verdict: Verdict, rules: tuple[str, ...]
-    ) -> str | None:
-        try:
-            item = self.store.add(fd, path, verdict.reason.value, verdict.detail, rules)
-        except QuarantineError as e:
-            self.alerts.emit(Alert(Kind.QUARANTINE_FAILED, str(e), {"VIGILD_PATH": path}))
-            return None
-        if item is None:
-            return None  # already moved in by another event for the same write, or moved away
-        self.counters.quarantined += 1
-        return item.id
-
-    def _alert_detection(
-        self,
-        kind: EventKind,
-        path: str,
-        verdict: Verdict,
-        late: bool,
-        quarantined: str | None,
-        fields: dict[str, str],
-    ) -> None:
-        what = verdict.detail or verdict.reason.value
-        if late:
-            alert_kind = Kind.DETECTED_LATE
-            action = "allowed by the deadline policy, then detected"
-        elif quarantined:
-            alert_kind = Kind.DETECTED_QUARANTINED
-            action = (
-                "denied and quarantined" if kind is not EventKind.CLOSE_WRITE else "quarantined"
-            )
-        else:
-            alert_kind = Kind.DETECTED_DENIED
-            action = (
-                "denied" if kind is not EventKind.CLOSE_WRITE else "detected, opens will be denied"
-            )
-        if quarantined:
-            action += f" as {quarantined}"
-        fields["VIGILD_ACTION"] = "quarantine" if quarantined else ("allow" if late else "deny")
-        self.alerts.emit(Alert(alert_kind, f"{path}: {what} ({kind.value}): {action}", fields))
-
-    def _report_inconclusive(
-        self, kind: EventKind, path: str, verdict: Verdict, late: bool
-    ) -> None:
-        if late:
-            self.alerts.emit(
-                Alert(
-                    Kind.DEADLINE_PASSED,
-                    f"{path}: answered by the deadline policy before the scan finished ({kind.value})",
-                    {"VIGILD_PATH": path, "VIGILD_EVENT": kind.value},
-                )
-            )
-        if verdict.reason in (Reason.SCAN_ERROR, Reason.SCAN_TIMEOUT):
-            self.counters.errors += 1
-            self.alerts.emit(
-                Alert(
-                    Kind.SCAN_ERROR,
-                    f"{path}: {verdict.detail} ({kind.value}): {verdict.action.value}ed by policy",
-                    {
-                        "VIGILD_PATH": path,
-                        "VIGILD_EVENT": kind.value,
-                        "VIGILD_REASON": verdict.reason.value,
-                        "VIGILD_ACTION": verdict.action.value,
-                    },
-                )
-            )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from vigild.fields import Field
+
 _CONTAINER = [
     re.compile(r"docker-([0-9a-f]{12,64})\.scope"),
     re.compile(r"/docker/([0-9a-f]{12,64})"),
@@ -52,23 +54,23 @@ def unit_and_container(cgroup_text: str) -> tuple[str, str]:
 
 def process_fields(pid: int) -> dict[str, str]:
     """``VIGILD_*`` fields describing process ``pid`` (missing ones left out)."""
-    out = {"VIGILD_PID": str(pid)}
+    out: dict[str, str] = {Field.PID: str(pid)}
     try:
         import os
 
-        out["VIGILD_EXE"] = os.readlink(f"/proc/{pid}/exe")
+        out[Field.EXE] = os.readlink(f"/proc/{pid}/exe")
     except OSError:
         pass
     comm = _read(f"/proc/{pid}/comm").strip()
     if comm:
-        out["VIGILD_COMM"] = comm
+        out[Field.COMM] = comm
     for line in _read(f"/proc/{pid}/status").splitlines():
         if line.startswith("Uid:"):
-            out["VIGILD_UID"] = line.split()[1]
+            out[Field.UID] = line.split()[1]
             break
     unit, container = unit_and_container(_read(f"/proc/{pid}/cgroup"))
     if unit:
-        out["VIGILD_UNIT"] = unit
+        out[Field.UNIT] = unit
     if container:
-        out["VIGILD_CONTAINER"] = container
+        out[Field.CONTAINER] = container
     return out

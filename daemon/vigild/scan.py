@@ -4,7 +4,7 @@ The walker lists regular files (never following symlinks below the paths
 given, unless asked; paths given on the command line are followed, as
 ``find -H`` does) and hands them in batches to one worker process a CPU,
 forked once the rules are loaded; each opens its files and hands the fd
-to the Detector. The parent prints as results come back.
+to the snapshot's Detector. The parent prints as results come back.
 
 FIFOs, sockets and devices are skipped and counted; they are never opened
 (and a file swapped for one after the walk is opened non-blocking, seen by
@@ -27,10 +27,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from vigild.detector import Detector, Finding
+from vigild.detector import Finding
 from vigild.verdict import Reason
+
+if TYPE_CHECKING:
+    from vigild.snapshot import Snapshot
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -356,8 +359,8 @@ class Progress:
 _BATCH_FILES = 16
 _BATCH_BYTES = 8 << 20
 
-# The detector a worker process inherits at fork (rules already loaded).
-_DETECTOR: Detector | None = None
+# The snapshot a worker process inherits at fork (rules already loaded).
+_SNAPSHOT: Snapshot | None = None
 
 # ("clean", size) | ("finding", Finding) | ("error", (path, why)) | ("special", path);
 # a clean file travels back from a worker as its size alone
@@ -365,7 +368,7 @@ Outcome = tuple[str, Any]
 _CLEAN = (Reason.CLEAN, Reason.CACHED_CLEAN, Reason.CLEAN_TRUNCATED)
 
 
-def examine_path(detector: Detector, path: str, follow: bool) -> Outcome:
+def examine_path(snap: Snapshot, path: str, follow: bool) -> Outcome:
     """Open one file and examine it; never raises for one bad file."""
     try:
         opened = open_for_scan(path, follow)
@@ -375,7 +378,7 @@ def examine_path(detector: Detector, path: str, follow: bool) -> Outcome:
         return ("special", path)
     fd, size = opened
     try:
-        finding = detector.examine(fd, path, size=size)
+        finding = snap.detector.examine(fd, path, snap.scan_policy, size)
     except Exception as e:  # one bad file must not end the scan
         return ("error", (path, f"internal error: {e!r}"))
     finally:
@@ -386,9 +389,9 @@ def examine_path(detector: Detector, path: str, follow: bool) -> Outcome:
 
 
 def _scan_batch(batch: list[tuple[str, bool]]) -> list[Outcome]:
-    """In a worker process: examine a batch with the inherited detector."""
-    assert _DETECTOR is not None
-    return [examine_path(_DETECTOR, path, follow) for path, follow in batch]
+    """In a worker process: examine a batch with the inherited snapshot."""
+    assert _SNAPSHOT is not None
+    return [examine_path(_SNAPSHOT, path, follow) for path, follow in batch]
 
 
 def _quiet_child() -> None:
@@ -454,7 +457,7 @@ def _collect(
 
 def run(
     paths: list[str],
-    detector: Detector,
+    snap: Snapshot,
     workers: int,
     as_json: bool,
     follow: bool,
@@ -467,7 +470,7 @@ def run(
     threads: YARA-X holds the GIL while it scans, and even yara-python
     loses time to the GIL around each call. The walker feeds them batches.
     """
-    global _DETECTOR
+    global _SNAPSHOT
     totals, walked = Totals(), Totals()
     reporter = Reporter(out, as_json, totals)
     walker = Walker(follow, reporter.error, totals, reporter.lock, sizes=progress)
@@ -496,12 +499,12 @@ def run(
             start_progress()
             for batch in batches():
                 for path, follow_this in batch:
-                    _record(reporter, examine_path(detector, path, follow_this))
+                    _record(reporter, examine_path(snap, path, follow_this))
         else:
-            _DETECTOR = detector
+            _SNAPSHOT = snap
             _in_processes(batches(), workers, reporter, start_progress)
     finally:
-        _DETECTOR = None
+        _SNAPSHOT = None
         if reporter.progress:
             reporter.progress.walk_done = True
             reporter.progress.stop()

@@ -13,9 +13,11 @@ the file and line. Stop (SIGTERM, SIGINT): STOPPING=1, close the fanotify
 group first (the kernel then allows every event it still holds), join the
 workers, save the clean-content cache.
 
-sd_notify: READY / RELOADING / STOPPING around those steps; STATUS= once
-a second; WATCHDOG=1 only while jobs are being completed or none wait,
-so a wedged worker stops the pings and systemd restarts the daemon.
+What a reload swaps is one ``Snapshot`` (vigild.snapshot): rules,
+detector, policies, exclusions, generation. The C reader's settings are
+pushed from it first, then the Python pointer is swapped; workers read it
+once per job. sd_notify: READY / RELOADING / STOPPING around those steps;
+STATUS=, WATCHDOG=1 and the metrics file come from vigild.monitor.
 """
 
 from __future__ import annotations
@@ -28,27 +30,29 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vigild import cleancache, config, journal, metrics, native, ruleset
+from vigild import cleancache, config, journal, native, snapshot
 from vigild.alert import Alert, AlertLogHandler, Alerts, Kind
 from vigild.config import Config, ConfigError, Mode
 from vigild.control import ControlServer
-from vigild.detector import Detector
-from vigild.events import UNAVAILABLE, FanotifySource, InotifySource, Watch, existing
+from vigild.events import UNAVAILABLE, FanotifySource, InotifySource, Source, Watch, existing
+from vigild.fields import Field
 from vigild.hashes import HashListError
+from vigild.monitor import Monitor
 from vigild.onaccess import Workers
 from vigild.quarantine import Store
+from vigild.report import Reporter
 from vigild.scanner import RuleError
-from vigild.verdict import Policy
+from vigild.snapshot import Snapshot
+from vigild.status import status_line
 
 log = logging.getLogger("vigild")
 
 EXIT_CONFIG = 2  # bad config or rules: systemd should not restart (RestartPreventExitStatus)
 EXIT_FAILED = 1
-METRICS_EVERY = 5.0  # seconds between OpenMetrics file writes
 
 
 class StartError(Exception):
@@ -72,28 +76,18 @@ def _raise_nofile() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _salt(cfg: Config) -> str:
-    """What besides the rules decides an answer: it goes into the generation."""
-    return f"|{cfg.scan.max_file_size}|{cfg.scan.oversize.value}|{cfg.policy}"
-
-
-def percentile_us(buckets: list[int], q: float) -> int:
-    """Upper bound (us) of the latency bucket holding quantile ``q``; 0 if empty."""
-    total = sum(buckets)
-    if not total:
-        return 0
-    seen = 0
-    for i, n in enumerate(buckets):
-        seen += n
-        if seen >= q * total:
-            return 2 << i
-    return 2 << (len(buckets) - 1)
-
-
-@dataclass
-class _Progress:
-    completed: int = 0
-    at: float = 0.0
+def _fit_queue_to_fds(cfg: Config) -> Config:
+    """Keep queue_size well below the fd limit: every queued event holds an fd,
+    and when the kernel cannot open one for an event it denies that open."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    room = max(16, soft - 512)
+    oa = cfg.onaccess
+    if soft == resource.RLIM_INFINITY or oa.queue_size <= room:
+        return cfg
+    log.warning(
+        "onaccess.queue_size %d lowered to %d: the fd limit is %d", oa.queue_size, room, soft
+    )
+    return replace(cfg, onaccess=replace(oa, queue_size=room))
 
 
 class Daemon:
@@ -104,33 +98,41 @@ class Daemon:
         overrides: Callable[[Config], Config] = lambda c: c,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cfg = cfg
+        self.first_cfg = cfg  # until the first snapshot; then snap.config is the truth
         self.config_path = config_path
         self.overrides = overrides  # --watch / --rules, re-applied at reload
-        self.clock = clock
         self.alerts = Alerts()
         self.started_at = time.time()
         self.mode = "starting"
         self.mode_reason = ""
         self.watch = Watch(())
-        self.ruleset: ruleset.RuleSet | None = None
-        self.source: FanotifySource | InotifySource | None = None
+        self.snap: Snapshot | None = None
+        self.source: Source | None = None
         self.workers: Workers | None = None
+        self.reporter = Reporter(self.alerts, Store(cfg.daemon.quarantine_dir))
         self.control: ControlServer | None = None
         self.reloads = 0
         self.reload_failures = 0
-        self._detector: Detector | None = None
-        self._clean = native.Cache(cfg.scan.cache_entries)
+        self.clean = native.Cache(cfg.scan.cache_entries)
+        self.monitor = Monitor(self, clock)
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._reload_lock = threading.Lock()
-        self._last_stats: dict[str, Any] = {}
-        self._progress = _Progress(at=clock())
-        self._metrics_at = -METRICS_EVERY
 
-    def detector(self) -> Detector:
-        assert self._detector is not None
-        return self._detector
+    def current(self) -> Snapshot:
+        """The snapshot now in force (workers read it once per job)."""
+        assert self.snap is not None
+        return self.snap
+
+    @property
+    def cfg(self) -> Config:
+        return self.snap.config if self.snap else self.first_cfg
+
+    def stall_timeout_ms(self) -> int:
+        return self.cfg.daemon.stall_timeout_ms
+
+    def metrics_file(self) -> str:
+        return self.cfg.daemon.metrics_file
 
     # ------------------------------------------------------------ start-up
 
@@ -166,75 +168,54 @@ class Daemon:
             logger.setLevel(logging.INFO)
 
     def _start(self) -> None:
-        cfg = self.cfg
         _raise_nofile()
-        self.ruleset = ruleset.load(cfg.rules, cfg.scan.timeout, salt=_salt(cfg))
-        self._fit_queue_to_fds()
-        store = Store(cfg.daemon.quarantine_dir)
-        store.prepare()
+        cfg = _fit_queue_to_fds(self.first_cfg)
+        snap = snapshot.build(cfg, self.clean)
+        self.reporter.store.prepare()
         Path(cfg.daemon.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-        restored = cleancache.load(self._cache_file(), self._clean, self.ruleset.generation)
-        self._detector = Detector(
-            self.ruleset, cfg.scan, Policy.from_config(cfg.policy), self._clean
-        )
+        restored = cleancache.load(self._cache_file(), self.clean, snap.generation)
+        self.snap = snap
         self.watch = existing(cfg.onaccess.watch)
         if not self.watch.paths:
             raise StartError(f"none of the watched paths exists: {', '.join(cfg.onaccess.watch)}")
         for path in self.watch.missing:
             log.warning("watched path %s does not exist: skipped", path)
-        self.workers = Workers(self.detector, cfg.onaccess, cfg.policy, self.alerts, store)
+        self.workers = Workers(self.current, self.reporter)
         self._open_source(cfg.scan.workers or os.cpu_count() or 1)
         self.control = ControlServer(cfg.daemon.runtime_dir, self._command)
         self.control.start()
         self._announce(restored)
-        notify("READY=1\nSTATUS=" + self.status_line())
-
-    def _fit_queue_to_fds(self) -> None:
-        """Keep queue_size well below the fd limit: every queued event holds an fd,
-        and when the kernel cannot open one for an event it denies that open."""
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        room = max(16, soft - 512)
-        oa = self.cfg.onaccess
-        if soft != resource.RLIM_INFINITY and oa.queue_size > room:
-            log.warning(
-                "onaccess.queue_size %d lowered to %d: the fd limit is %d",
-                oa.queue_size,
-                room,
-                soft,
-            )
-            self.cfg = replace(self.cfg, onaccess=replace(oa, queue_size=room))
+        notify("READY=1\nSTATUS=" + status_line(self.monitor.status()))
 
     def _open_source(self, nworkers: int) -> None:
-        assert self.workers is not None and self.ruleset is not None
+        assert self.workers is not None and self.snap is not None
         mode = self.cfg.daemon.mode
         if mode is not Mode.DETECT:
-            source = FanotifySource(self.cfg, self.watch)
+            fan = FanotifySource(self.cfg, self.watch)
             try:
-                source.open(self.ruleset.generation)
+                fan.open(self.snap)
             except native.NativeError as e:
                 if mode is Mode.BLOCK or e.errno not in UNAVAILABLE:
                     raise StartError(f"fanotify: {_one_line(e)}") from e
                 self.mode_reason = f"fanotify permission events unavailable: {e.strerror}"
             else:
-                self.source, self.mode = source, "block"  # so that a failure below closes it
-                self.workers.start_fanotify(source.fan, nworkers)
-                source.start()
+                self.source, self.mode = fan, "block"  # so that a failure below closes it
+                fan.start(self.workers, nworkers)
                 return
         else:
             self.mode_reason = "daemon.mode = detect"
-        source_i = InotifySource(self.cfg, self.watch)
-        self.workers.start_paths(source_i, nworkers)
-        source_i.start()
-        self.source, self.mode = source_i, "detect"
+        ino = InotifySource(self.cfg, self.watch)
+        ino.open(self.snap)
+        self.source, self.mode = ino, "detect"
+        ino.start(self.workers, nworkers)
 
     def _announce(self, restored: int) -> None:
-        rs = self.ruleset
-        assert rs is not None
-        fields = {
-            "VIGILD_MODE": self.mode,
-            "VIGILD_WATCH": self.watch.paths,
-            "VIGILD_RULES": str(rs.count),
-            "VIGILD_GENERATION": f"{rs.generation:016x}",
+        rs = self.current().rules
+        fields: dict[str, str | tuple[str, ...]] = {
+            Field.MODE: self.mode,
+            Field.WATCH: self.watch.paths,
+            Field.RULES: str(rs.count),
+            Field.GENERATION: f"{rs.generation:016x}",
         }
         msg = (
             f"started in {self.mode} mode: watching {', '.join(self.watch.paths)}; "
@@ -248,7 +229,7 @@ class Daemon:
                     Kind.DETECT_MODE,
                     f"DETECT MODE: nothing is blocked, files are scanned after they are written "
                     f"({self.mode_reason})",
-                    {"VIGILD_MODE": "detect", "VIGILD_MODE_REASON": self.mode_reason},
+                    {Field.MODE: "detect", Field.MODE_REASON: self.mode_reason},
                 )
             )
 
@@ -262,221 +243,56 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
-            self._monitor()
+            self.monitor.tick()
 
     def reload(self) -> bool:
         with self._reload_lock:
             notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
             ok = self._reload_locked()
-            notify("READY=1\nSTATUS=" + self.status_line())
+            notify("READY=1\nSTATUS=" + status_line(self.monitor.status()))
             return ok
 
     def _reload_locked(self) -> bool:
-        old = self.ruleset
-        assert old is not None
+        old = self.current()
         try:
-            cfg = self.overrides(config.load(self.config_path))
-            rs = ruleset.load(cfg.rules, cfg.scan.timeout, salt=_salt(cfg))
-        except Exception as e:  # whatever it is, the old set stays live (invariant 5)
+            cfg, waiting = snapshot.restart_only_changes(
+                old.config, self.overrides(config.load(self.config_path))
+            )
+            new = snapshot.build(cfg, self.clean)
+            if self.source is not None:
+                self.source.apply(new)  # C first: new verdicts carry the new generation
+        except Exception as e:  # whatever it is, the old snapshot stays live (invariant 5)
             self.reload_failures += 1
             self.alerts.emit(
                 Alert(
                     Kind.RELOAD_FAILED,
                     f"reload failed, previous rules kept: {_one_line(e)}",
-                    {"VIGILD_ERROR": _one_line(e)},
+                    {Field.ERROR: _one_line(e)},
                 )
             )
             return False
-        self._apply(cfg, rs)
+        self.snap = new
         self.reloads += 1
+        if waiting:
+            log.warning("changes to %s take effect at the next restart", ", ".join(waiting))
+        rs = new.rules
         self.alerts.emit(
             Alert(
                 Kind.RULES_RELOADED,
                 f"rules reloaded: {rs.count} rules, {rs.hash_entries} known-bad hashes, "
                 f"generation {old.generation:016x} -> {rs.generation:016x}",
-                {"VIGILD_RULES": str(rs.count), "VIGILD_GENERATION": f"{rs.generation:016x}"},
+                {Field.RULES: str(rs.count), Field.GENERATION: f"{rs.generation:016x}"},
             )
         )
         return True
 
-    def _apply(self, cfg: Config, rs: ruleset.RuleSet) -> None:
-        """Swap in a new config and rule set: filters, then generation, then detector.
-
-        Exclusions, rules, hashes, scan limits and policy change at reload;
-        what shapes the fanotify group itself (watched paths, events, mark
-        kind, queue, deadline, caches) and [daemon] need a restart.
-        """
-        old = self.cfg
-        fixed = (
-            "watch",
-            "events",
-            "mark",
-            "queue_size",
-            "deadline_ms",
-            "on_queue_full",
-            "on_deadline",
-            "ignore_marks",
-            "verdict_cache_entries",
-        )
-        if (
-            any(getattr(cfg.onaccess, k) != getattr(old.onaccess, k) for k in fixed)
-            or cfg.daemon != old.daemon
-        ):
-            log.warning(
-                "changes to [daemon] and to onaccess %s take effect at the next restart",
-                "/".join(fixed),
-            )
-        if self.source is not None:
-            self.source.set_filters(cfg)
-        old_gen = self.ruleset.generation if self.ruleset is not None else None
-        if isinstance(self.source, FanotifySource) and rs.generation != old_gen:
-            self.source.fan.set_generation(rs.generation)
-        self._detector = Detector(rs, cfg.scan, Policy.from_config(cfg.policy), self._clean)
-        self.ruleset = rs
-        self.cfg = replace(cfg, daemon=old.daemon)
-
     def _command(self, command: str) -> dict[str, Any]:
         if command == "status":
-            return self.status()
+            return self.monitor.status().to_dict()
         if command == "reload":
             ok = self.reload()
-            return {
-                "reloaded": ok,
-                "generation": f"{self.ruleset.generation:016x}" if self.ruleset else "",
-            }
+            return {"reloaded": ok, "generation": f"{self.current().generation:016x}"}
         return {"error": f"unknown command {command!r}"}
-
-    # ------------------------------------------------------------ watching
-
-    def _fan_stats(self) -> dict[str, Any]:
-        if isinstance(self.source, FanotifySource):
-            return self.source.fan.stats()
-        return {}
-
-    def _monitor(self) -> None:
-        """Once a second: overflow alerts, STATUS=, and the watchdog."""
-        stats = self._fan_stats()
-        for key, what in (
-            ("queue_full", "opens answered by policy: the queue was full"),
-            ("notify_dropped", "close-write scans dropped: the queue was full"),
-            ("overflows", "kernel event queue overflowed: caches flushed"),
-        ):
-            delta = stats.get(key, 0) - self._last_stats.get(key, 0)
-            if delta > 0:
-                self.alerts.emit(
-                    Alert(
-                        Kind.QUEUE_OVERFLOW,
-                        f"{delta} {what}",
-                        {"VIGILD_OVERFLOW": key, "VIGILD_COUNT": str(delta)},
-                    )
-                )
-        if isinstance(self.source, InotifySource) and self.source.dropped > self._last_stats.get(
-            "dropped", 0
-        ):
-            delta = self.source.dropped - self._last_stats.get("dropped", 0)
-            self.alerts.emit(
-                Alert(
-                    Kind.QUEUE_OVERFLOW,
-                    f"{delta} scans dropped: the queue was full",
-                    {"VIGILD_OVERFLOW": "dropped", "VIGILD_COUNT": str(delta)},
-                )
-            )
-            stats["dropped"] = self.source.dropped
-        self._last_stats = stats
-        notify("STATUS=" + self.status_line())
-        if self.healthy():
-            notify("WATCHDOG=1")
-        self._write_metrics()
-
-    def _write_metrics(self, force: bool = False) -> None:
-        path = self.cfg.daemon.metrics_file
-        now = self.clock()
-        if not path or (not force and now - self._metrics_at < METRICS_EVERY):
-            return
-        self._metrics_at = now
-        try:
-            metrics.write(path, self.status())
-        except OSError as e:
-            log.warning("%s: metrics not written: %s", path, e.strerror)
-
-    def healthy(self) -> bool:
-        """Jobs are being completed, or none is waiting; every worker thread lives."""
-        w = self.workers
-        if w is None or w.alive() < len(w._threads):
-            return False
-        done = w.counters.scanned
-        now = self.clock()
-        if done != self._progress.completed:
-            self._progress = _Progress(done, now)
-            return True
-        waiting = self._waiting()
-        if not waiting:
-            self._progress.at = now
-            return True
-        return now - self._progress.at < self.cfg.daemon.stall_timeout_ms / 1000
-
-    def _waiting(self) -> int:
-        if isinstance(self.source, FanotifySource):
-            return int(self.source.fan.stats()["in_flight"])
-        if isinstance(self.source, InotifySource):
-            return self.source.paths.qsize()
-        return 0
-
-    # -------------------------------------------------------------- status
-
-    def status(self) -> dict[str, Any]:
-        rs = self.ruleset
-        stats = self._fan_stats()
-        w = self.workers
-        clean = self._clean.stats()
-        lat = stats.get("latency_us", [])
-        cache_hits = stats.get("cache_allow", 0) + stats.get("cache_deny", 0)
-        lookups = cache_hits + stats.get("queued", 0)
-        return {
-            "pid": os.getpid(),
-            "mode": self.mode,
-            "mode_reason": self.mode_reason,
-            "watching": list(self.watch.paths),
-            "missing": list(self.watch.missing),
-            "started_at": self.started_at,
-            "rules": {
-                "engine": rs.engine if rs else "",
-                "count": rs.count if rs else 0,
-                "files": len(rs.files) if rs else 0,
-                "generation": f"{rs.generation:016x}" if rs else "",
-                "hash_entries": rs.hash_entries if rs else 0,
-                "reloads": self.reloads,
-                "reload_failures": self.reload_failures,
-            },
-            "events": {k: v for k, v in stats.items() if k != "latency_us"},
-            "verdict_cache_hit_ratio": round(cache_hits / lookups, 4) if lookups else 0.0,
-            "clean_cache": {"entries": clean.entries, "hits": clean.hits, "misses": clean.misses},
-            "latency_us": {"p50": percentile_us(lat, 0.5), "p99": percentile_us(lat, 0.99)},
-            "workers": {
-                "threads": len(w._threads) if w else 0,
-                "alive": w.alive() if w else 0,
-                "scanned": w.counters.scanned if w else 0,
-                "detections": w.counters.detections if w else 0,
-                "quarantined": w.counters.quarantined if w else 0,
-                "late": w.counters.late if w else 0,
-                "errors": w.counters.errors if w else 0,
-            },
-            "blocked": stats.get("answered_deny", 0),
-            "alerts": {
-                "written": self.alerts.written,
-                "dropped": self.alerts.dropped,
-                "journal_busy": self.alerts.journal_busy,
-            },
-        }
-
-    def status_line(self) -> str:
-        s = self.status()
-        ev = s["events"]
-        return (
-            f"{s['mode']} mode, {len(s['watching'])} paths, {s['rules']['count']} rules; "
-            f"{ev.get('perm_events', 0)} opens checked, {s['blocked']} blocked, "
-            f"cache hit {s['verdict_cache_hit_ratio'] * 100:.0f}%"
-        )
 
     # ------------------------------------------------------------ stopping
 
@@ -491,9 +307,9 @@ class Daemon:
             self.workers.stop()
         if self.source is not None and (self.workers is None or not self.workers.alive()):
             self.source.close()  # a worker still in C would use it after it is freed
-        if self.ruleset is not None:
+        if self.snap is not None:
             try:
-                cleancache.save(self._cache_file(), self._clean, self.ruleset.generation)
+                cleancache.save(self._cache_file(), self.clean, self.snap.generation)
             except OSError as e:
                 log.warning("%s: clean cache not saved: %s", self._cache_file(), e.strerror)
         if self.control is not None:

@@ -1,4 +1,4 @@
-"""Small pure parts: cgroup parsing, --since times, latency percentiles, metrics text."""
+"""Small pure parts: cgroup parsing, --since times."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import datetime as dt
 
 import pytest
 
-from vigild import metrics, review
+from vigild import review
 from vigild.procinfo import unit_and_container
-from vigild.service import percentile_us
 
 
 @pytest.mark.parametrize(
@@ -54,32 +53,3 @@ def test_parse_when(text: str, expected: dt.datetime) -> None:
 def test_parse_when_refuses_garbage() -> None:
     with pytest.raises(review.WhenError, match=r"expected e\.g\."):
         review.parse_when("last tuesday-ish", NOW)
-
-
-def test_percentiles_from_the_log2_histogram() -> None:
-    buckets = [0] * 24
-    assert percentile_us(buckets, 0.5) == 0
-    buckets[5] = 90  # 32..63 us
-    buckets[10] = 10  # 1024..2047 us
-    assert percentile_us(buckets, 0.5) == 64
-    assert percentile_us(buckets, 0.99) == 2048
-
-
-def test_metrics_text() -> None:
-    status = {
-        "mode": "block",
-        "rules": {"generation": "00ff", "count": 28, "reloads": 1, "reload_failures": 0},
-        "events": {"perm_events": 10, "answered_deny": 2, "queue_depth": 0},
-        "workers": {"detections": 2},
-        "verdict_cache_hit_ratio": 0.5,
-        "latency_us": {"p50": 64, "p99": 2048},
-        "alerts": {"dropped": 0},
-    }
-    text = metrics.render(status)
-    assert 'vigild_info{mode="block",generation="00ff"} 1' in text
-    assert "# TYPE vigild_perm_events counter\n" in text
-    assert "vigild_perm_events_total 10\n" in text
-    assert "vigild_denied_total 2\n" in text
-    assert "vigild_rules 28\n" in text
-    assert "vigild_verdict_cache_hit_ratio 0.5\n" in text
-    assert text.endswith("# EOF\n")

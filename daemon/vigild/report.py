@@ -1,0 +1,183 @@
+"""After the answer: quarantine by policy, then one alert per outcome.
+
+The workers hand each answered event over as an ``Outcome``; everything
+said about it is worded here, and nowhere else: the journal fields
+(names from ``vigild.fields``), the message, the alert kind. ``hand_over``
+never raises: if building the full record or quarantining fails, a
+detection is still alerted with the fields known for certain, and the
+failure is alerted too. A detection's alert is never lost to a bug.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from vigild.alert import Alert, Alerts, Kind
+from vigild.config import EventKind
+from vigild.detector import Finding
+from vigild.fields import Field
+from vigild.quarantine import QuarantineError, Store
+from vigild.verdict import Action, Reason, Verdict
+
+log = logging.getLogger(__name__)
+
+Fields = dict[str, str | tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One answered event, as the worker hands it over."""
+
+    kind: EventKind
+    path: str
+    verdict: Verdict
+    finding: Finding | None
+    generation: int
+    late: bool = False  # the deadline policy answered before the verdict
+    who: Mapping[str, str] = field(default_factory=dict)  # the opener, for detections
+
+
+@dataclass
+class Tally:
+    """What the hand-over did; read by status without locks (ints, GIL-atomic)."""
+
+    detections: int = 0
+    quarantined: int = 0
+    late: int = 0
+    errors: int = 0
+    report_failures: int = 0
+
+
+# ------------------------------------------------------------------ records
+
+
+def detection_fields(o: Outcome) -> Fields:
+    """Every field of a detection that does not depend on what was done about it."""
+    fields: Fields = {
+        Field.PATH: o.path,
+        Field.DETECTION: o.verdict.detail,
+        Field.EVENT: o.kind.value,
+        Field.REASON: o.verdict.reason.value,
+        Field.GENERATION: f"{o.generation:016x}",
+        **o.who,
+    }
+    f = o.finding
+    if f is None:
+        return fields
+    fields[Field.SHA256] = f.sha256
+    fields[Field.SIZE] = str(f.size)
+    if not f.matches:
+        fields[Field.HASH_NAME] = o.verdict.detail
+        return fields
+    fields[Field.RULE] = tuple(m.rule for m in f.matches)
+    fields[Field.RULE_FILE] = tuple(dict.fromkeys(m.namespace for m in f.matches))
+    severity = [str(m.get("severity")) for m in f.matches if m.get("severity")]
+    if severity:
+        fields[Field.SEVERITY] = severity[0]
+    return fields
+
+
+def detection_alert(o: Outcome, fields: Fields, quarantined: str | None) -> Alert:
+    """The alert for a detection, once what was done about it is known."""
+    what = o.verdict.detail or o.verdict.reason.value
+    written = o.kind is EventKind.CLOSE_WRITE
+    if o.late:
+        kind, action = Kind.DETECTED_LATE, "allowed by the deadline policy, then detected"
+    elif quarantined:
+        kind, action = (
+            Kind.DETECTED_QUARANTINED,
+            "quarantined" if written else "denied and quarantined",
+        )
+    else:
+        kind, action = (
+            Kind.DETECTED_DENIED,
+            "detected, opens will be denied" if written else "denied",
+        )
+    if quarantined:
+        action += f" as {quarantined}"
+        fields[Field.QUARANTINE_ID] = quarantined
+    fields[Field.ACTION] = "quarantine" if quarantined else ("allow" if o.late else "deny")
+    return Alert(kind, f"{o.path}: {what} ({o.kind.value}): {action}", fields)
+
+
+def inconclusive_alerts(o: Outcome) -> list[Alert]:
+    """Alerts for an answer given without a verdict (deadline, error, timeout)."""
+    out = []
+    base: Fields = {Field.PATH: o.path, Field.EVENT: o.kind.value}
+    if o.late:
+        msg = f"{o.path}: answered by the deadline policy before the scan finished ({o.kind.value})"
+        out.append(Alert(Kind.DEADLINE_PASSED, msg, base))
+    v = o.verdict
+    if v.reason in (Reason.SCAN_ERROR, Reason.SCAN_TIMEOUT):
+        msg = f"{o.path}: {v.detail} ({o.kind.value}): {v.action.value}ed by policy"
+        fields = {**base, Field.REASON: v.reason.value, Field.ACTION: v.action.value}
+        out.append(Alert(Kind.SCAN_ERROR, msg, fields))
+    return out
+
+
+# ----------------------------------------------------------------- hand-over
+
+
+class Reporter:
+    """Quarantine and alert for answered events; one per daemon, any thread."""
+
+    def __init__(self, alerts: Alerts, store: Store) -> None:
+        self.alerts = alerts
+        self.store = store
+        self.tally = Tally()
+
+    def hand_over(self, o: Outcome, fd: int) -> None:
+        """Act on ``o`` (``fd`` still open on the file); never raises."""
+        try:
+            self._report(o, fd)
+        except Exception as e:  # the alert of a detection must still be written
+            self.tally.report_failures += 1
+            with contextlib.suppress(Exception):
+                self._fallback(o, e)
+
+    def _report(self, o: Outcome, fd: int) -> None:
+        if o.late:
+            self.tally.late += 1
+        if not o.verdict.malicious:
+            for alert in inconclusive_alerts(o):
+                self.alerts.emit(alert)
+            if o.verdict.reason in (Reason.SCAN_ERROR, Reason.SCAN_TIMEOUT):
+                self.tally.errors += 1
+            return
+        self.tally.detections += 1
+        fields = detection_fields(o)
+        quarantined = None
+        if o.verdict.action is Action.QUARANTINE or o.late:
+            quarantined = self._quarantine(o, fd)
+        self.alerts.emit(detection_alert(o, fields, quarantined))
+
+    def _quarantine(self, o: Outcome, fd: int) -> str | None:
+        rules = tuple(m.rule for m in o.finding.matches) if o.finding else ()
+        v = o.verdict
+        try:
+            item = self.store.add(fd, o.path, v.reason.value, v.detail, rules)
+        except QuarantineError as e:
+            self.alerts.emit(Alert(Kind.QUARANTINE_FAILED, str(e), {Field.PATH: o.path}))
+            return None
+        if item is None:
+            return None  # already moved in by another event for the same write, or moved away
+        self.tally.quarantined += 1
+        return item.id
+
+    def _fallback(self, o: Outcome, error: Exception) -> None:
+        """The report failed: say so, and never lose a detection's alert."""
+        self.alerts.emit(
+            Alert(Kind.LOG, f"{o.path}: reporting failed: {error!r}", {Field.PATH: o.path}, 3)
+        )
+        if o.verdict.malicious:
+            fields: Fields = {
+                Field.PATH: o.path,
+                Field.DETECTION: o.verdict.detail,
+                Field.EVENT: o.kind.value,
+                Field.REASON: o.verdict.reason.value,
+                Field.GENERATION: f"{o.generation:016x}",
+            }
+            self.alerts.emit(detection_alert(o, fields, None))

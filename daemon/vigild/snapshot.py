@@ -1,0 +1,157 @@
+"""What decides an answer, in one frozen snapshot built by one function.
+
+``build`` turns a config, the clean-content cache and the rules it names
+into a ``Snapshot``: the detector, the policy of each event kind, the
+rules generation, the exclusions and the rule for which verdicts may be
+remembered. The daemon builds one at start and one at each reload and
+swaps it whole; workers read the current one once per job, so a job never
+mixes two. ``vigild scan`` builds its own the same way. Nothing else keeps
+a copy of config-derived state: the one exception, the C reader's own
+settings, is derived from the snapshot (``reader_settings``) and pushed
+through a single setter.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from vigild import native, ruleset
+from vigild.config import Config, EventKind, Fallback, RulesConfig
+from vigild.detector import Detector
+from vigild.verdict import Action, Policy, Reason, Verdict
+
+# What a reload cannot change: they shape the fanotify group, its queue and
+# caches, or the process itself. A changed value waits for the next restart.
+RESTART_ONLY = {
+    "onaccess": ("watch", "events", "mark", "queue_size", "verdict_cache_entries"),
+    "scan": ("workers", "cache_entries"),
+}
+
+Loader = Callable[[RulesConfig, int, str], ruleset.RuleSet]
+
+
+def _load_rules(rules: RulesConfig, timeout: int, salt: str) -> ruleset.RuleSet:
+    return ruleset.load(rules, timeout, salt=salt)
+
+
+def salt(cfg: Config) -> str:
+    """What besides the rules decides a cached answer: it goes into the generation."""
+    return f"|{cfg.scan.max_file_size}|{cfg.scan.oversize.value}|{cfg.policy}"
+
+
+def own_dirs(cfg: Config) -> tuple[str, ...]:
+    """vigild's own files: never scanned (invariant 2).
+
+    Its state, runtime, quarantine and compiled directories, and its rules
+    and hash lists: a rule file holds the very strings it detects, so an
+    admin editing one on a watched filesystem would be denied.
+    """
+    dirs = [
+        cfg.daemon.state_dir,
+        cfg.daemon.runtime_dir,
+        cfg.daemon.quarantine_dir,
+        cfg.rules.compiled_dir,
+        *cfg.rules.rule_dirs(),
+        *cfg.rules.hashes,
+    ]
+    return tuple(os.path.realpath(d) for d in dirs)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    config: Config
+    rules: ruleset.RuleSet
+    detector: Detector
+    policies: Mapping[EventKind, Policy]  # on-access, per event kind
+    detect_policy: Policy  # detect mode blocks nothing: every detection is quarantined
+    scan_policy: Policy  # `vigild scan`: report, never quarantine
+    exclude_paths: tuple[str, ...]  # resolved; vigild's own directories included
+    exclude_executables: tuple[str, ...]
+    remember_verdicts: bool  # False when some rule reads the file's name
+
+    @property
+    def generation(self) -> int:
+        return self.rules.generation
+
+    def cache_bits(self, verdict: Verdict) -> int:
+        """How the C side may remember ``verdict`` (native.CACHE_* bits; 0: not at all).
+
+        A detection, a clean scan and an allowed over-size file repeat for
+        the unchanged file under these rules and policy (the generation
+        carries both). Rules that read the name see a hard link differently
+        from its twin, and an ignore mark outlives a rename: nothing is
+        remembered for them.
+        """
+        if not self.remember_verdicts:
+            return 0
+        repeats = verdict.reason in (Reason.CLEAN, Reason.CACHED_CLEAN) or (
+            verdict.reason is Reason.TOO_LARGE and verdict.action is Action.ALLOW
+        )
+        if verdict.malicious or repeats:
+            return native.CACHE_VERDICT | native.CACHE_MARK
+        return 0
+
+    def excluded(self, path: str) -> bool:
+        """Whether ``path`` (resolved) lies under an excluded prefix."""
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.exclude_paths)
+
+    def reader_settings(self, watch: tuple[str, ...]) -> native.FanSettings:
+        """The C reader's settings for this snapshot, with the live ``watch``."""
+        oa = self.config.onaccess
+        allow = {Fallback.ALLOW: native.ALLOW, Fallback.DENY: native.DENY}
+        return native.FanSettings(
+            generation=self.generation,
+            deadline_ms=oa.deadline_ms,
+            on_queue_full_open=allow[oa.on_queue_full],
+            on_queue_full_exec=allow[oa.on_queue_full],
+            on_deadline_open=allow[oa.on_deadline],
+            on_deadline_exec=allow[oa.on_deadline],
+            ignore_marks=oa.ignore_marks,
+            mark_fs=tuple(dict.fromkeys(native.FS_MAGIC[n] for n in oa.ignore_mark_filesystems)),
+            fresh_ms=oa.fresh_window_ms,
+            close_write_share=oa.close_write_share,
+            exec_anywhere=oa.exec_anywhere,
+            watch=watch,
+            exclude=self.exclude_paths,
+            exes=self.exclude_executables,
+            uids=oa.exclude_users,
+        )
+
+
+def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -> Snapshot:
+    """The snapshot for ``cfg``; raises what loading the rules raises."""
+    rs = load(cfg.rules, cfg.scan.timeout, salt(cfg))
+    remember = not rs.externals
+    # rules that read filename/filepath make a verdict depend on the path,
+    # not only on the bytes: a clean-content hit would be wrong for them
+    detector = Detector(rs, cfg.scan, clean if remember else None)
+    base = Policy.from_config(cfg.policy)
+    oa = cfg.onaccess
+    return Snapshot(
+        config=cfg,
+        rules=rs,
+        detector=detector,
+        policies={k: replace(base, quarantine=k in oa.quarantine_on) for k in EventKind},
+        detect_policy=replace(base, quarantine=True),
+        scan_policy=base,
+        exclude_paths=tuple(os.path.realpath(p) for p in oa.exclude_paths) + own_dirs(cfg),
+        exclude_executables=tuple(os.path.realpath(p) for p in oa.exclude_executables),
+        remember_verdicts=remember,
+    )
+
+
+def restart_only_changes(running: Config, new: Config) -> tuple[Config, list[str]]:
+    """``new`` with the keys a reload cannot change kept as ``running`` has them,
+    and the names of those that differ (the admin is told they wait for a restart)."""
+    changed = []
+    sections = {}
+    for section, keys in RESTART_ONLY.items():
+        old_s, new_s = getattr(running, section), getattr(new, section)
+        kept = {k: getattr(old_s, k) for k in keys}
+        changed += [f"{section}.{k}" for k in keys if getattr(new_s, k) != kept[k]]
+        sections[section] = replace(new_s, **kept)
+    if new.daemon != running.daemon:
+        changed.append("daemon")
+    return replace(new, daemon=running.daemon, **sections), changed

@@ -1,0 +1,207 @@
+"""The daemon's status as one typed record, and the three ways it is shown.
+
+``Status`` is what ``vigild status --json`` prints (``asdict``), what the
+control socket carries, what the metrics file is rendered from
+(``vigild.metrics``) and what ``STATUS=`` and ``vigild status`` say. A
+reader gets every field or an error, never a silent 0: ``from_dict``
+refuses a record with a missing key (a CLI talking to another version).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class EventCounters:
+    """What the event source saw (names as in native/vigild.h's vg_fan_stats)."""
+
+    events: int = 0
+    perm_events: int = 0  # opens and execs held
+    notify_events: int = 0  # close-writes read
+    self_allowed: int = 0
+    filtered: int = 0  # not a regular file, or outside the watch
+    excluded: int = 0
+    cache_allow: int = 0
+    cache_deny: int = 0
+    queued: int = 0  # handed to the workers
+    queue_full: int = 0  # answered by policy: no room
+    notify_dropped: int = 0  # close-write scans dropped: no room
+    deadline_passed: int = 0
+    answered_allow: int = 0
+    answered_deny: int = 0
+    late_results: int = 0
+    ignore_marks: int = 0
+    invalidations: int = 0
+    overflows: int = 0  # the kernel's queue overflowed
+    errors: int = 0
+    queue_depth: int = 0  # waiting now
+    in_flight: int = 0  # waiting or being scanned now
+    dropped: int = 0  # detect mode: scans dropped, the queue was full
+
+    @classmethod
+    def of(cls, stats: dict[str, Any]) -> EventCounters:
+        """From a source's counter dictionary; counters it lacks are 0."""
+        return cls(**{f.name: int(stats.get(f.name, 0)) for f in fields(cls)})
+
+    @property
+    def cache_hit_ratio(self) -> float:
+        hits = self.cache_allow + self.cache_deny
+        lookups = hits + self.queued
+        return round(hits / lookups, 4) if lookups else 0.0
+
+
+# Counters that mean work was lost or answered without a verdict: each
+# increase is alerted (kind QUEUE_OVERFLOW) with these words.
+OVERFLOWS = {
+    "queue_full": "opens answered by policy: the queue was full",
+    "notify_dropped": "close-write scans dropped: the queue was full",
+    "overflows": "kernel event queue overflowed: caches flushed",
+    "dropped": "scans dropped: the queue was full",
+}
+
+
+@dataclass(frozen=True)
+class RulesStatus:
+    engine: str
+    count: int
+    files: int
+    generation: str
+    hash_entries: int
+    reloads: int
+    reload_failures: int
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    threads: int
+    alive: int
+    scanned: int
+    detections: int
+    quarantined: int
+    late: int
+    errors: int  # scans that failed or timed out
+    internal_errors: int  # a job or a report raised (a bug): answered by policy
+
+
+@dataclass(frozen=True)
+class AlertStatus:
+    written: int
+    dropped: int  # the alert queue was full
+    journal_busy: int  # journald had no room
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    entries: int
+    hits: int
+    misses: int
+
+
+@dataclass(frozen=True)
+class Status:
+    pid: int
+    mode: str  # block, detect or starting
+    mode_reason: str
+    watching: tuple[str, ...]
+    missing: tuple[str, ...]
+    started_at: float
+    rules: RulesStatus
+    events: EventCounters
+    clean_cache: CacheStatus
+    latency_p50_us: int
+    latency_p99_us: int
+    workers: WorkerStatus
+    alerts: AlertStatus
+    settings: dict[str, Any] = field(default_factory=dict)  # the live on-access settings
+
+    @property
+    def blocked(self) -> int:
+        return self.events.answered_deny
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Status:
+        """The record a daemon sent; KeyError/TypeError when it is not complete."""
+        return _strict(
+            cls,
+            {
+                **d,
+                "watching": tuple(d["watching"]),
+                "missing": tuple(d["missing"]),
+                "rules": _strict(RulesStatus, d["rules"]),
+                "events": _strict(EventCounters, d["events"]),
+                "clean_cache": _strict(CacheStatus, d["clean_cache"]),
+                "workers": _strict(WorkerStatus, d["workers"]),
+                "alerts": _strict(AlertStatus, d["alerts"]),
+            },
+        )
+
+
+def _strict(cls: type[_T], d: dict[str, Any]) -> _T:
+    """``cls(**d)``, refusing a ``d`` that lacks a field even where it has a default."""
+    missing = [f.name for f in fields(cls) if f.name not in d]  # type: ignore[arg-type]
+    if missing:
+        raise TypeError(f"{cls.__name__} lacks {', '.join(missing)}")
+    return cls(**d)
+
+
+def percentile_us(buckets: list[int], q: float) -> int:
+    """Upper bound (us) of the latency bucket holding quantile ``q``; 0 if empty."""
+    total = sum(buckets)
+    if not total:
+        return 0
+    seen = 0
+    for i, n in enumerate(buckets):
+        seen += n
+        if seen >= q * total:
+            return 2 << i
+    return 2 << (len(buckets) - 1)
+
+
+def status_line(s: Status) -> str:
+    """The one line systemd shows (``STATUS=``)."""
+    return (
+        f"{s.mode} mode, {len(s.watching)} paths, {s.rules.count} rules; "
+        f"{s.events.perm_events} opens checked, {s.blocked} blocked, "
+        f"cache hit {s.events.cache_hit_ratio * 100:.0f}%"
+    )
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def render_text(s: Status) -> str:
+    """What ``vigild status`` prints."""
+    ev, r, w = s.events, s.rules, s.workers
+    mode = s.mode.upper() if s.mode == "detect" else s.mode
+    lines = [
+        f"vigild (pid {s.pid}) running in {mode} mode"
+        + (f": {s.mode_reason}" if s.mode_reason else ""),
+        f"  watching:  {', '.join(s.watching)}"
+        + (f" (missing, skipped: {', '.join(s.missing)})" if s.missing else ""),
+        f"  rules:     {r.count} rules in {r.files} files ({r.engine}), "
+        f"{r.hash_entries} known-bad hashes, generation {r.generation}, "
+        f"{r.reloads} reloads ({r.reload_failures} failed)",
+        f"  events:    {ev.perm_events} opens/execs, {ev.notify_events} close-writes; "
+        f"{ev.queued} scanned, {ev.self_allowed + ev.filtered} passed at once, "
+        f"{ev.excluded} excluded",
+        f"  caches:    verdict hit ratio {ev.cache_hit_ratio * 100:.1f}%, "
+        f"{ev.ignore_marks} ignore marks, clean-content {s.clean_cache.entries} entries",
+        f"  queue:     {ev.queue_depth} waiting, {ev.in_flight} in flight, "
+        f"{ev.queue_full} answered full, {ev.deadline_passed} past deadline, {ev.dropped} dropped",
+        f"  latency:   p50 <= {s.latency_p50_us} us, p99 <= {s.latency_p99_us} us",
+        f"  blocked:   {s.blocked}; detections {w.detections} ({w.late} late), "
+        f"quarantined {w.quarantined}, scan errors {w.errors}, internal errors {w.internal_errors}",
+        f"  alerts:    {s.alerts.written} written, {s.alerts.dropped} dropped (queue full), "
+        f"{s.alerts.journal_busy} not taken by journald",
+    ]
+    if s.settings:
+        lines.append(f"  settings:  {_settings_text(s.settings)}")
+    return "\n".join(lines)
