@@ -85,6 +85,28 @@ class FanotifySource:
     fan: native.Fanotify = field(init=False)
     marked: list[str] = field(default_factory=list)
 
+    def settings(self, cfg: Config, generation: int) -> native.FanSettings:
+        """What the C reader keeps from ``cfg``: scanned prefixes but the excluded
+        paths, executables and users; policy answers; the rules ``generation``."""
+        oa = cfg.onaccess
+        exclude = [os.path.realpath(p) for p in oa.exclude_paths] + own_dirs(cfg)
+        exes = [os.path.realpath(p) for p in oa.exclude_executables]
+        on_full = native.ALLOW if oa.on_queue_full is Fallback.ALLOW else native.DENY
+        on_deadline = native.ALLOW if oa.on_deadline is Fallback.ALLOW else native.DENY
+        return native.FanSettings(
+            generation=generation,
+            deadline_ms=oa.deadline_ms,
+            on_queue_full_open=on_full,
+            on_queue_full_exec=on_full,
+            on_deadline_open=on_deadline,
+            on_deadline_exec=on_deadline,
+            ignore_marks=oa.ignore_marks,
+            watch=self.watch.paths,
+            exclude=tuple(exclude),
+            exes=tuple(exes),
+            uids=tuple(oa.exclude_users),
+        )
+
     def open(self, generation: int) -> None:
         """Create the group and mark every watched filesystem; raises NativeError.
 
@@ -99,16 +121,11 @@ class FanotifySource:
             native.FanConfig(
                 events=events,
                 queue_size=oa.queue_size,
-                deadline_ms=oa.deadline_ms,
-                on_queue_full=native.ALLOW if oa.on_queue_full is Fallback.ALLOW else native.DENY,
-                on_deadline=native.ALLOW if oa.on_deadline is Fallback.ALLOW else native.DENY,
                 cache_entries=oa.verdict_cache_entries,
-                ignore_marks=oa.ignore_marks,
-            )
+            ),
+            settings=self.settings(self.cfg, generation),
         )
         try:
-            self.set_filters(self.cfg)
-            self.fan.set_generation(generation)
             self._mark_all()
         except native.NativeError:
             self.fan.close()  # never started: nothing is held
@@ -128,12 +145,9 @@ class FanotifySource:
                 seen.add(dev)
                 self.marked.append(path)
 
-    def set_filters(self, cfg: Config) -> None:
-        """Scan the watched prefixes but the excluded paths, executables and users of ``cfg``."""
-        oa = cfg.onaccess
-        exclude = [os.path.realpath(p) for p in oa.exclude_paths] + own_dirs(cfg)
-        exes = [os.path.realpath(p) for p in oa.exclude_executables]
-        self.fan.set_filters(list(self.watch.paths), exclude, exes, list(oa.exclude_users))
+    def configure(self, cfg: Config, generation: int) -> None:
+        """Apply the reloadable part of ``cfg`` and the rules ``generation``."""
+        self.fan.configure(self.settings(cfg, generation))
 
     def start(self) -> None:
         self.fan.start()

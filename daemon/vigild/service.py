@@ -300,11 +300,12 @@ class Daemon:
         return True
 
     def _apply(self, cfg: Config, rs: ruleset.RuleSet) -> None:
-        """Swap in a new config and rule set: filters, then generation, then detector.
+        """Swap in a new config and rule set: C settings (with the generation), then detector.
 
-        Exclusions, rules, hashes, scan limits and policy change at reload;
-        what shapes the fanotify group itself (watched paths, events, mark
-        kind, queue, deadline, caches) and [daemon] need a restart.
+        Exclusions, rules, hashes, scan limits, policy, the deadline and its
+        answers change at reload; what shapes the fanotify group itself
+        (watched paths, events, mark kind, queue, caches) and [daemon] need
+        a restart.
         """
         old = self.cfg
         fixed = (
@@ -312,10 +313,6 @@ class Daemon:
             "events",
             "mark",
             "queue_size",
-            "deadline_ms",
-            "on_queue_full",
-            "on_deadline",
-            "ignore_marks",
             "verdict_cache_entries",
         )
         if (
@@ -326,11 +323,10 @@ class Daemon:
                 "changes to [daemon] and to onaccess %s take effect at the next restart",
                 "/".join(fixed),
             )
-        if self.source is not None:
+        if isinstance(self.source, FanotifySource):
+            self.source.configure(cfg, rs.generation)
+        elif self.source is not None:
             self.source.set_filters(cfg)
-        old_gen = self.ruleset.generation if self.ruleset is not None else None
-        if isinstance(self.source, FanotifySource) and rs.generation != old_gen:
-            self.source.fan.set_generation(rs.generation)
         self._detector = Detector(rs, cfg.scan, Policy.from_config(cfg.policy), self._clean)
         self.ruleset = rs
         self.cfg = replace(cfg, daemon=old.daemon)
