@@ -112,13 +112,8 @@ void fan_ignore(struct vg_fan *fan, int fd, int add)
 /* Check a config; -EINVAL when a field is out of range. */
 static int config_ok(const struct vg_fan_config *cfg)
 {
-	int ok_resp = (cfg->on_queue_full == VG_ALLOW ||
-		       cfg->on_queue_full == VG_DENY) &&
-		      (cfg->on_deadline == VG_ALLOW ||
-		       cfg->on_deadline == VG_DENY);
-
-	if (!ok_resp || !cfg->queue_size || cfg->queue_size > MAX_QUEUE ||
-	    !cfg->deadline_ms || !cfg->cache_entries ||
+	if (!cfg->queue_size || cfg->queue_size > MAX_QUEUE ||
+	    !cfg->cache_entries ||
 	    !(cfg->events & (VG_EV_OPEN | VG_EV_EXEC | VG_EV_CLOSE_WRITE)))
 		return -EINVAL;
 	return 0;
@@ -141,7 +136,7 @@ static int fan_init(struct vg_fan *fan, const struct vg_fan_config *cfg,
 	pthread_mutex_init(&fan->respond_lock, NULL);
 	pthread_mutex_init(&fan->cache_lock, NULL);
 	pthread_mutex_init(&fan->q_lock, NULL);
-	pthread_rwlock_init(&fan->filters_lock, NULL);
+	pthread_rwlock_init(&fan->settings_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&fan->q_cond, &ca);
@@ -150,9 +145,6 @@ static int fan_init(struct vg_fan *fan, const struct vg_fan_config *cfg,
 	fan->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fan->wake_fd < 0)
 		return -errno;
-	fan->filters = filters_new(NULL, 0, NULL, 0, NULL, 0, NULL, 0);
-	if (!fan->filters)
-		return -ENOMEM;
 	ret = vg_cache_new(cfg->cache_entries, &fan->verdicts);
 	return ret ? ret : jobs_init(fan);
 }
@@ -233,44 +225,61 @@ int vg_fan_mark(struct vg_fan *fan, const char *path, int how)
 	return ret;
 }
 
-/* Replace the filter set; the reader sees the old one or the new one. */
-int vg_fan_set_filters(struct vg_fan *fan, const char *const *watch,
-		       uint32_t n_watch, const char *const *exclude,
-		       uint32_t n_exclude, const char *const *exes,
-		       uint32_t n_exes, const uint32_t *uids, uint32_t n_uids)
+/* 1 when going from @old to @new may leave an ignore mark that @new
+ * would not have made: new rules, or marks switched off or narrowed. */
+static int marks_stale(const struct settings *old, const struct settings *new)
 {
-	struct filters *f = filters_new(watch, n_watch, exclude, n_exclude,
-					exes, n_exes, uids, n_uids), *old;
-
-	if (!f)
-		return -ENOMEM;
-	pthread_rwlock_wrlock(&fan->filters_lock);
-	old = fan->filters;
-	fan->filters = f;
-	pthread_rwlock_unlock(&fan->filters_lock);
-	filters_free(old);
-	return 0;
+	return !old || old->generation != new->generation ||
+	       (old->ignore_marks && !new->ignore_marks) ||
+	       old->n_mark_fs != new->n_mark_fs ||
+	       memcmp(old->mark_fs, new->mark_fs, sizeof(old->mark_fs));
 }
 
-/*
- * Make @generation the rules generation of new verdicts. Verdicts and
- * ignore marks of other generations stop counting at once: the cache key
- * carries the generation, and every inode mark (only ignore marks are
- * inode marks) is flushed under cache_lock, so no mark made with the old
- * rules can be added after the flush.
- */
-int vg_fan_set_generation(struct vg_fan *fan, uint64_t generation)
+/* Drop every ignore mark. Caller holds cache_lock. */
+static int flush_marks(struct vg_fan *fan)
 {
 	int ret = 0;
 
-	pthread_mutex_lock(&fan->cache_lock);
-	__atomic_store_n(&fan->generation, generation, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&fan->respond_lock);
 	if (fan->fd >= 0 && !fan->adopted &&
 	    fanotify_mark(fan->fd, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL))
 		ret = -errno;
 	pthread_mutex_unlock(&fan->respond_lock);
+	return ret;
+}
+
+/*
+ * Apply @in whole: readers see the old settings or the new, never a mix.
+ * A new generation makes cached verdicts and ignore marks stop counting at
+ * once: the cache key carries the generation, and every inode mark (only
+ * ignore marks are inode marks) is flushed under cache_lock, so no mark
+ * made with the old rules can be added after the flush. A new deadline
+ * wakes the watcher, which may be asleep for a whole old period.
+ * -EINVAL on a bad value (nothing changes); a failed flush is returned
+ * after the swap.
+ */
+int vg_fan_configure(struct vg_fan *fan, const struct vg_fan_settings *in)
+{
+	struct settings *s, *old;
+	int ret = settings_new(in, &s), wake;
+
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&fan->cache_lock);
+	old = fan->settings;
+	if (marks_stale(old, s)) {
+		if (!old || old->generation != s->generation)
+			vg_cache_clear(fan->verdicts);
+		ret = flush_marks(fan);
+	}
+	pthread_rwlock_wrlock(&fan->settings_lock);
+	fan->settings = s;
+	pthread_rwlock_unlock(&fan->settings_lock);
 	pthread_mutex_unlock(&fan->cache_lock);
+	wake = old && old->deadline_ns != s->deadline_ns;
+	settings_put(old);
+	if (wake)
+		jobs_wake_watcher(fan);
 	return ret;
 }
 
@@ -281,6 +290,8 @@ int vg_fan_start(struct vg_fan *fan)
 
 	if (fan->started)
 		return -EALREADY;
+	if (!fan->settings)
+		return -EINVAL;	/* vg_fan_configure first */
 	ret = -pthread_create(&fan->watcher, NULL, watcher_main, fan);
 	if (ret)
 		return ret;
@@ -327,7 +338,7 @@ void vg_fan_free(struct vg_fan *fan)
 	vg_fan_stop(fan);
 	jobs_free(fan);
 	vg_cache_free(fan->verdicts);
-	filters_free(fan->filters);
+	settings_put(fan->settings);
 	if (fan->wake_fd >= 0)
 		close(fan->wake_fd);
 	pthread_cond_destroy(&fan->q_cond);
@@ -335,7 +346,7 @@ void vg_fan_free(struct vg_fan *fan)
 	pthread_mutex_destroy(&fan->q_lock);
 	pthread_mutex_destroy(&fan->cache_lock);
 	pthread_mutex_destroy(&fan->respond_lock);
-	pthread_rwlock_destroy(&fan->filters_lock);
+	pthread_rwlock_destroy(&fan->settings_lock);
 	free(fan);
 }
 

@@ -39,6 +39,27 @@ struct filters {
 	uint32_t n_uids;
 };
 
+/*
+ * The settings in force: immutable once built (settings.c), swapped whole
+ * by vg_fan_configure under settings_lock. A user holds a reference
+ * (settings_get/settings_put), so a swap never waits for a slow reader
+ * and never frees a snapshot still in use.
+ */
+struct settings {
+	uint32_t refs;		/* atomic */
+	uint64_t generation;
+	uint64_t deadline_ns;
+	int on_queue_full[2];	/* by policy_of(): [0] open, [1] exec */
+	int on_deadline[2];
+	int ignore_marks;
+	uint32_t n_mark_fs;
+	uint64_t mark_fs[VG_MAX_MARK_FS];
+	uint64_t fresh_ns;
+	uint32_t close_write_share;	/* percent */
+	int exec_anywhere;
+	struct filters *filters;
+};
+
 enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_TAKEN };
 
 struct slot {
@@ -46,6 +67,7 @@ struct slot {
 	enum slot_state state;
 	int answered;		/* 1 once the kernel has its answer */
 	int response;		/* the answer given (VG_ALLOW / VG_DENY) */
+	int on_deadline;	/* the policy answer, from the settings at enqueue */
 	uint32_t seq;		/* bumped on reuse: stale ids are refused */
 	uint32_t epoch;		/* write epoch of the inode at enqueue */
 	uint64_t deadline_ns;
@@ -66,12 +88,13 @@ struct vg_fan {
 	pid_t self;
 	struct vg_fan_config cfg;
 	uint64_t perm_mask;	/* kernel bits answered by us */
-	uint64_t generation;	/* atomic */
 
 	pthread_mutex_t respond_lock;	/* guards fd against close */
 
-	pthread_rwlock_t filters_lock;
-	struct filters *filters;
+	/* the settings in force: NULL until the first configure; written
+	 * under both cache_lock and settings_lock, so read under either */
+	pthread_rwlock_t settings_lock;
+	struct settings *settings;
 
 	pthread_mutex_t cache_lock;	/* verdict insert vs invalidation */
 	struct vg_cache *verdicts;
@@ -85,7 +108,7 @@ struct vg_fan {
 	struct fifo perm_q, notify_q;
 	struct slot *dl_head, *dl_tail;
 	uint32_t in_flight;
-	uint32_t notify_in_flight;	/* close-write jobs: at most half */
+	uint32_t notify_in_flight;	/* close-write jobs: close_write_share */
 	int stopping;
 
 	pthread_t reader, watcher;
@@ -107,11 +130,18 @@ uint32_t fan_epoch_slot(const struct stat *st);
 void *reader_main(void *arg);
 
 /* jobs.c */
+void jobs_wake_watcher(struct vg_fan *fan);
 int jobs_init(struct vg_fan *fan);
 void jobs_free(struct vg_fan *fan);
 int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch);
 void jobs_shutdown(struct vg_fan *fan);
 void *watcher_main(void *arg);
+
+/* settings.c */
+int settings_new(const struct vg_fan_settings *in, struct settings **out);
+struct settings *settings_get(struct vg_fan *fan);
+void settings_put(struct settings *s);
+int policy_of(uint32_t kind);
 
 /* filters.c */
 struct filters *filters_new(const char *const *watch, uint32_t n_watch,
@@ -119,7 +149,8 @@ struct filters *filters_new(const char *const *watch, uint32_t n_watch,
 			    const char *const *exes, uint32_t n_exes,
 			    const uint32_t *uids, uint32_t n_uids);
 void filters_free(struct filters *f);
-int filters_path_scanned(const struct filters *f, const char *path, int exec);
+int filters_path_scanned(const struct filters *f, const char *path,
+			 int anywhere);
 int filters_process_excluded(const struct filters *f, pid_t pid);
 
 #endif /* VIGILD_FAN_H */

@@ -2,8 +2,9 @@
  * filters.c - which opens are scanned: watched and excluded path prefixes,
  * excluded executables and users.
  *
- * Owns immutable filter sets: a new set is built whole and swapped in by
- * fan.c under filters_lock, so the reader never sees half an update.
+ * Owns immutable filter sets: a new set is built whole as part of a
+ * settings snapshot (settings.c) and swapped in with it, so the reader
+ * never sees half an update.
  * Decisions here are by path or by process, never cached on the inode: a
  * rename can move a file into a watched tree, and fanotify (permission
  * class) reports no renames.
@@ -101,15 +102,16 @@ static int under_any(const char *path, char *const *prefixes, uint32_t n)
 }
 
 /*
- * 1 when an event on @path is to be scanned: not excluded and, for an
- * open (not an exec), under a watched prefix. Execs are checked anywhere
- * on the marked filesystems: malware runs from /var/tmp as well.
+ * 1 when an event on @path is to be scanned: not excluded and under a
+ * watched prefix, or @anywhere: execs are checked anywhere on the marked
+ * filesystems by default (exec_anywhere): malware runs from /var/tmp too.
  */
-int filters_path_scanned(const struct filters *f, const char *path, int exec)
+int filters_path_scanned(const struct filters *f, const char *path,
+			 int anywhere)
 {
 	if (under_any(path, f->exclude, f->n_exclude))
 		return 0;
-	return exec || !f->n_watch || under_any(path, f->watch, f->n_watch);
+	return anywhere || !f->n_watch || under_any(path, f->watch, f->n_watch);
 }
 
 /* The executable of @pid into @buf; 0 or -1 (process gone, kernel thread). */

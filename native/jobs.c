@@ -6,15 +6,16 @@
  * a flood of opens costs answers by policy, never memory. A slot is taken
  * from enqueue to vg_fan_done and holds the event fd all that time.
  * Permission jobs are handed out before close-write jobs, and close-write
- * jobs may hold at most half the slots: a burst of writes (tar, rsync)
+ * jobs may hold at most close_write_share percent of the slots (half by
+ * default): a burst of writes (tar, rsync)
  * drops scans after writes (the files are scanned at their next open:
  * their verdicts were invalidated) rather than leave no room for opens.
  *
  * Exactly once: a permission job's event is answered by whoever sets
  * slot->answered under q_lock first, the worker (vg_fan_answer) or the
  * watcher at the deadline. Every unanswered permission job sits on the
- * deadline list in enqueue order, which is deadline order (one deadline
- * for all), so the watcher only ever looks at the head.
+ * deadline list in deadline order (enqueue order while the deadline
+ * setting does not change), so the watcher only ever looks at the head.
  *
  * vg_fan_answer caches the verdict (unless the file or the rules changed
  * meanwhile) just before it writes the answer, so whatever the opener
@@ -31,11 +32,6 @@
 #include <unistd.h>
 
 #include "fan.h"
-
-/* A freshly changed file is not cached as clean: on kernels before
- * multigrain timestamps (6.13) a rewrite within the same clock tick can
- * keep its ctime. A deny is cached anyway (stale, it only over-blocks). */
-#define FRESH_NS 20000000ull
 
 static void fifo_push(struct fifo *q, struct slot *s)
 {
@@ -61,15 +57,24 @@ static struct slot *fifo_pop(struct fifo *q)
 	return s;
 }
 
-static void dl_append(struct vg_fan *fan, struct slot *s)
+/* Insert @s by deadline, from the tail: at the tail unless the deadline
+ * setting just shrank. */
+static void dl_insert(struct vg_fan *fan, struct slot *s)
 {
-	s->dl_next = NULL;
-	s->dl_prev = fan->dl_tail;
-	if (fan->dl_tail)
-		fan->dl_tail->dl_next = s;
+	struct slot *after = fan->dl_tail;
+
+	while (after && after->deadline_ns > s->deadline_ns)
+		after = after->dl_prev;
+	s->dl_prev = after;
+	s->dl_next = after ? after->dl_next : fan->dl_head;
+	if (s->dl_next)
+		s->dl_next->dl_prev = s;
+	else
+		fan->dl_tail = s;
+	if (after)
+		after->dl_next = s;
 	else
 		fan->dl_head = s;
-	fan->dl_tail = s;
 }
 
 static void dl_remove(struct vg_fan *fan, struct slot *s)
@@ -128,38 +133,56 @@ static uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Queue @job (the reader keeps nothing of it); -ENOSPC when full. */
+/* 1 when a job of @kind finds no room; caller holds q_lock. */
+static int no_room(struct vg_fan *fan, const struct settings *set,
+		   uint32_t kind)
+{
+	uint64_t share = (uint64_t)fan->cfg.queue_size * set->close_write_share;
+
+	return fan->stopping || !fan->free_list ||
+	       (kind == VG_EV_CLOSE_WRITE &&
+		fan->notify_in_flight >= share / 100);
+}
+
+/*
+ * Queue @job (the reader keeps nothing of it); -ENOSPC when full. The
+ * deadline is taken from the settings in force under q_lock, the lock the
+ * watcher reads its period under: vg_fan_configure wakes the watcher
+ * after the swap, so no job can be due before the watcher wakes.
+ */
 int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch)
 {
+	struct settings *set;
 	struct slot *s;
 
 	pthread_mutex_lock(&fan->q_lock);
-	s = fan->stopping ? NULL : fan->free_list;
-	if (s && job->kind == VG_EV_CLOSE_WRITE &&
-	    fan->notify_in_flight >= fan->cfg.queue_size / 2)
-		s = NULL;
-	if (!s) {
+	set = settings_get(fan);
+	if (no_room(fan, set, job->kind)) {
 		pthread_mutex_unlock(&fan->q_lock);
+		settings_put(set);
 		return -ENOSPC;
 	}
+	s = fan->free_list;
 	fan->free_list = s->q_next;
 	s->job = *job;
 	s->job.id = (uint64_t)(s - fan->slots) << 32 | s->seq;
-	s->job.generation = __atomic_load_n(&fan->generation, __ATOMIC_SEQ_CST);
+	s->job.generation = set->generation;
 	s->state = SLOT_QUEUED;
 	s->answered = 0;
 	s->response = VG_ALLOW;
+	s->on_deadline = set->on_deadline[policy_of(job->kind)];
 	s->epoch = epoch;
-	s->deadline_ns = job->queued_ns + fan->cfg.deadline_ms * 1000000ull;
+	s->deadline_ns = job->queued_ns + set->deadline_ns;
 	s->queued_rt_ns = realtime_ns();
 	fan->in_flight++;
 	if (!is_perm(s))
 		fan->notify_in_flight++;
 	fifo_push(is_perm(s) ? &fan->perm_q : &fan->notify_q, s);
 	if (is_perm(s))
-		dl_append(fan, s);	/* no wake-up: see watcher_main */
+		dl_insert(fan, s);	/* no wake-up: see watcher_main */
 	pthread_cond_signal(&fan->q_cond);
 	pthread_mutex_unlock(&fan->q_lock);
+	settings_put(set);
 	fan_count(&fan->stats.queued);
 	return 0;
 }
@@ -218,11 +241,13 @@ static struct slot *taken(struct vg_fan *fan, uint64_t id)
 
 /*
  * 1 when the file behind @s's fd still has the state it was queued with;
- * its current stat in @st. With @old_enough, also require that it had
- * last changed more than FRESH_NS before it was queued, that is before
- * its bytes were read (a rewrite in the same tick keeps an old ctime).
+ * its current stat in @st. With @fresh_ns, also require that it had
+ * last changed more than that before it was queued, that is before its
+ * bytes were read: on kernels before multigrain timestamps (6.13) a
+ * rewrite within the same clock tick can keep its ctime. (A deny is
+ * cached anyway: stale, it only over-blocks.)
  */
-static int unchanged(const struct slot *s, int old_enough, struct stat *st)
+static int unchanged(const struct slot *s, uint64_t fresh_ns, struct stat *st)
 {
 	uint64_t ctime_ns;
 
@@ -232,7 +257,7 @@ static int unchanged(const struct slot *s, int old_enough, struct stat *st)
 		return 0;
 	ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull +
 		   (uint64_t)st->st_ctim.tv_nsec;
-	return !old_enough || s->queued_rt_ns >= ctime_ns + FRESH_NS;
+	return !fresh_ns || s->queued_rt_ns >= ctime_ns + fresh_ns;
 }
 
 /*
@@ -255,25 +280,30 @@ static int no_writers(int fd)
  * 1 when a clean file may get a kernel ignore mark. The mark hides every
  * later open, the open of a writer included, and a write through a shared
  * mmap does not clear it: so only files that only root can write, on a
- * local filesystem (a remote writer never clears a mark either).
+ * local filesystem of a type listed in mark_fs (a remote writer never
+ * clears a mark either).
  */
-static int markable(int fd, const struct stat *st)
+static int markable(const struct settings *set, int fd, const struct stat *st)
 {
 	struct statfs sfs;
 
 	if (st->st_uid != 0 || (st->st_mode & (S_IWGRP | S_IWOTH)) ||
 	    fstatfs(fd, &sfs))
 		return 0;
-	switch ((unsigned long)sfs.f_type) {
-	case 0xef53:		/* ext2, ext3, ext4 */
-	case 0x58465342:	/* xfs */
-	case 0x9123683e:	/* btrfs */
-	case 0x01021994:	/* tmpfs */
-	case 0xf2f52010:	/* f2fs */
-		return 1;
-	default:
-		return 0;
-	}
+	for (uint32_t i = 0; i < set->n_mark_fs; i++)
+		if (set->mark_fs[i] == (uint64_t)(unsigned long)sfs.f_type)
+			return 1;
+	return 0;
+}
+
+/* The freshness window of clean verdicts in the settings in force. */
+static uint64_t fresh_window(struct vg_fan *fan)
+{
+	struct settings *set = settings_get(fan);
+	uint64_t ns = set->fresh_ns;
+
+	settings_put(set);
+	return ns;
 }
 
 /*
@@ -281,25 +311,29 @@ static int markable(int fd, const struct stat *st)
  * mark if @cache allows and markable(); nothing if the rules or the file
  * changed since the job was queued (the write epoch catches a close-write
  * already handled by the reader), nor, for a clean verdict, while anyone
- * holds the file open for writing.
+ * holds the file open for writing. The settings in force are read under
+ * cache_lock, under which vg_fan_configure swaps them and flushes marks.
  */
 static void remember(struct vg_fan *fan, struct slot *s, int cache,
 		     uint64_t generation)
 {
 	int allow = s->response == VG_ALLOW;
 	uint8_t key[VG_KEY_LEN];
+	struct settings *set;
 	struct stat st, now;
 
 	if (__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED) ||
-	    !unchanged(s, allow, &st) || (allow && !no_writers(s->job.fd)))
+	    !unchanged(s, allow ? fresh_window(fan) : 0, &st) ||
+	    (allow && !no_writers(s->job.fd)))
 		return;
 	pthread_mutex_lock(&fan->cache_lock);
-	if (generation == __atomic_load_n(&fan->generation, __ATOMIC_SEQ_CST) &&
+	set = fan->settings;
+	if (generation == set->generation &&
 	    fan->epochs[fan_epoch_slot(&st)] == s->epoch) {
 		fan_file_key(key, &st, generation);
 		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
-		if (allow && fan->cfg.ignore_marks && (cache & VG_CACHE_MARK) &&
-		    markable(s->job.fd, &st)) {
+		if (allow && set->ignore_marks && (cache & VG_CACHE_MARK) &&
+		    markable(set, s->job.fd, &st)) {
 			fan_ignore(fan, s->job.fd, 1);
 			/* a write that raced the mark must not keep it */
 			if (!unchanged(s, 0, &now))
@@ -366,7 +400,7 @@ int vg_fan_done(struct vg_fan *fan, uint64_t id)
 	unanswered = is_perm(s) && !s->answered && !fan->stopping;
 	pthread_mutex_unlock(&fan->q_lock);
 	if (unanswered)
-		vg_fan_answer(fan, id, fan->cfg.on_deadline, 0, 0);
+		vg_fan_answer(fan, id, s->on_deadline, 0, 0);
 	close(s->job.fd);
 	pthread_mutex_lock(&fan->q_lock);
 	s->state = SLOT_FREE;
@@ -393,9 +427,9 @@ static void expire_head(struct vg_fan *fan)
 	struct slot *s = fan->dl_head;
 
 	s->answered = 1;
-	s->response = fan->cfg.on_deadline;
+	s->response = s->on_deadline;
 	dl_remove(fan, s);
-	fan_respond(fan, s->job.fd, fan->cfg.on_deadline);
+	fan_respond(fan, s->job.fd, s->on_deadline);
 	fan_latency(fan, s->job.queued_ns);
 	fan_count(&fan->stats.deadline_passed);
 }
@@ -405,12 +439,13 @@ static void expire_head(struct vg_fan *fan)
  * With nothing pending it sleeps one whole deadline period without being
  * woken: a job queued meanwhile is due no earlier than a full period after
  * the watcher went to sleep, so it is never late, and enqueueing never
- * costs a wake-up (it would be one more thread hop on every open).
+ * costs a wake-up (it would be one more thread hop on every open). A
+ * new deadline setting wakes it (jobs_wake_watcher), and it re-reads the
+ * period under q_lock, the lock jobs_enqueue reads the deadline under.
  */
 void *watcher_main(void *arg)
 {
 	struct vg_fan *fan = arg;
-	uint64_t period = fan->cfg.deadline_ms * 1000000ull;
 
 	pthread_setname_np(pthread_self(), "vigild-deadline");
 	pthread_mutex_lock(&fan->q_lock);
@@ -419,7 +454,10 @@ void *watcher_main(void *arg)
 		uint64_t now = fan_now_ns();
 
 		if (!head) {
-			struct timespec until = after_ns(period);
+			struct settings *set = settings_get(fan);
+			struct timespec until = after_ns(set->deadline_ns);
+
+			settings_put(set);
 
 			pthread_cond_timedwait(&fan->dl_cond, &fan->q_lock, &until);
 		} else if (head->deadline_ns <= now) {
@@ -432,6 +470,14 @@ void *watcher_main(void *arg)
 	}
 	pthread_mutex_unlock(&fan->q_lock);
 	return NULL;
+}
+
+/* Make the watcher re-read its period: the deadline setting changed. */
+void jobs_wake_watcher(struct vg_fan *fan)
+{
+	pthread_mutex_lock(&fan->q_lock);
+	pthread_cond_broadcast(&fan->dl_cond);
+	pthread_mutex_unlock(&fan->q_lock);
 }
 
 /*

@@ -93,12 +93,12 @@ static void job_from(struct vg_job *job, const struct fanotify_event_metadata *m
 }
 
 /* Look the file up in the verdict cache; 1 and @response on a hit. */
-static int cached(struct vg_fan *fan, const struct stat *st, int *response)
+static int cached(struct vg_fan *fan, const struct settings *set,
+		  const struct stat *st, int *response)
 {
 	uint8_t key[VG_KEY_LEN], value;
-	uint64_t gen = __atomic_load_n(&fan->generation, __ATOMIC_SEQ_CST);
 
-	fan_file_key(key, st, gen);
+	fan_file_key(key, st, set->generation);
 	if (!vg_cache_get(fan->verdicts, key, &value))
 		return 0;
 	*response = value;
@@ -106,19 +106,17 @@ static int cached(struct vg_fan *fan, const struct stat *st, int *response)
 }
 
 /* Decide a permission event the reader can decide; 0 if a scan is needed. */
-static int decide_now(struct vg_fan *fan, const struct fanotify_event_metadata *m,
+static int decide_now(struct vg_fan *fan, const struct settings *set,
+		      const struct fanotify_event_metadata *m,
 		      const struct stat *st, struct vg_job *job, uint64_t t0)
 {
 	int response, scanned;
 
-	pthread_rwlock_rdlock(&fan->filters_lock);
-	if (filters_process_excluded(fan->filters, m->pid)) {
-		pthread_rwlock_unlock(&fan->filters_lock);
+	if (filters_process_excluded(set->filters, m->pid)) {
 		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.excluded, t0);
 		return 1;
 	}
-	if (cached(fan, st, &response)) {
-		pthread_rwlock_unlock(&fan->filters_lock);
+	if (cached(fan, set, st, &response)) {
 		answer_now(fan, m->fd, response,
 			   response == VG_ALLOW ? &fan->stats.cache_allow
 						: &fan->stats.cache_deny, t0);
@@ -126,18 +124,18 @@ static int decide_now(struct vg_fan *fan, const struct fanotify_event_metadata *
 	}
 	path_of(m->fd, job->path, sizeof(job->path));
 	scanned = !job->path[0] ||
-		  filters_path_scanned(fan->filters, job->path,
-				       job->kind == VG_EV_EXEC) ||
+		  filters_path_scanned(set->filters, job->path,
+				       job->kind == VG_EV_EXEC &&
+					       set->exec_anywhere) ||
 		  !same_file(job->path, st);
-	pthread_rwlock_unlock(&fan->filters_lock);
 	if (!scanned)
 		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
 	return !scanned;
 }
 
 /* A permission event: answer it here or hand it to the workers. */
-static void perm_event(struct vg_fan *fan, const struct fanotify_event_metadata *m,
-		       uint64_t t0)
+static void perm_event(struct vg_fan *fan, const struct settings *set,
+		       const struct fanotify_event_metadata *m, uint64_t t0)
 {
 	uint32_t kind = m->mask & FAN_OPEN_EXEC_PERM ? VG_EV_EXEC : VG_EV_OPEN;
 	struct vg_job job;
@@ -153,37 +151,37 @@ static void perm_event(struct vg_fan *fan, const struct fanotify_event_metadata 
 		return;
 	}
 	job_from(&job, m, &st, kind, t0);
-	if (decide_now(fan, m, &st, &job, t0))
+	if (decide_now(fan, set, m, &st, &job, t0))
 		return;
 	if (jobs_enqueue(fan, &job, fan->epochs[fan_epoch_slot(&st)]))
-		answer_now(fan, m->fd, fan->cfg.on_queue_full,
+		answer_now(fan, m->fd, set->on_queue_full[policy_of(kind)],
 			   &fan->stats.queue_full, t0);
 }
 
 /*
  * A file was closed after writing: whatever we cached about it no longer
  * holds. Bump its write epoch (so a scan now in flight does not cache its
- * result), drop its verdict and its ignore mark.
+ * result), drop its verdict and its ignore mark. The settings in force
+ * are read under cache_lock (vg_fan_configure swaps them under it), not
+ * from the event's snapshot: a mark made under newer settings is dropped.
  */
 static void invalidate(struct vg_fan *fan, int fd, const struct stat *st)
 {
 	uint8_t key[VG_KEY_LEN];
-	uint64_t gen;
 
 	pthread_mutex_lock(&fan->cache_lock);
-	gen = __atomic_load_n(&fan->generation, __ATOMIC_SEQ_CST);
 	fan->epochs[fan_epoch_slot(st)]++;
-	fan_file_key(key, st, gen);
+	fan_file_key(key, st, fan->settings->generation);
 	vg_cache_del(fan->verdicts, key);
-	if (fan->cfg.ignore_marks)
+	if (fan->settings->ignore_marks)
 		fan_ignore(fan, fd, 0);
 	pthread_mutex_unlock(&fan->cache_lock);
 	fan_count(&fan->stats.invalidations);
 }
 
 /* A close-write notification: invalidate, then queue a scan if asked. */
-static void notify_event(struct vg_fan *fan, const struct fanotify_event_metadata *m,
-			 uint64_t t0)
+static void notify_event(struct vg_fan *fan, const struct settings *set,
+			 const struct fanotify_event_metadata *m, uint64_t t0)
 {
 	struct vg_job job;
 	struct stat st;
@@ -196,17 +194,15 @@ static void notify_event(struct vg_fan *fan, const struct fanotify_event_metadat
 	}
 	invalidate(fan, m->fd, &st);
 	job_from(&job, m, &st, VG_EV_CLOSE_WRITE, t0);
-	pthread_rwlock_rdlock(&fan->filters_lock);
 	scanned = (fan->cfg.events & VG_EV_CLOSE_WRITE) &&
-		  !filters_process_excluded(fan->filters, m->pid);
+		  !filters_process_excluded(set->filters, m->pid);
 	if (scanned) {
 		path_of(m->fd, job.path, sizeof(job.path));
 		scanned = !unlinked(job.path) &&
 			  (!job.path[0] ||
-			   filters_path_scanned(fan->filters, job.path, 0) ||
+			   filters_path_scanned(set->filters, job.path, 0) ||
 			   !same_file(job.path, &st));
 	}
-	pthread_rwlock_unlock(&fan->filters_lock);
 	if (!scanned) {
 		close(m->fd);
 		return;
@@ -232,10 +228,11 @@ static void overflowed(struct vg_fan *fan)
 	fan_count(&fan->stats.overflows);
 }
 
-/* Dispatch one event record. */
+/* Dispatch one event record under the settings in force when it is read. */
 static void handle(struct vg_fan *fan, const struct fanotify_event_metadata *m)
 {
 	uint64_t t0 = fan_now_ns();
+	struct settings *set;
 
 	fan_count(&fan->stats.events);
 	if (m->mask & FAN_Q_OVERFLOW) {
@@ -244,10 +241,12 @@ static void handle(struct vg_fan *fan, const struct fanotify_event_metadata *m)
 	}
 	if (m->fd < 0)
 		return;
+	set = settings_get(fan);
 	if (m->mask & (FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM))
-		perm_event(fan, m, t0);
+		perm_event(fan, set, m, t0);
 	else
-		notify_event(fan, m, t0);
+		notify_event(fan, set, m, t0);
+	settings_put(set);
 }
 
 /* Handle every whole record in @buf[0..@len). */

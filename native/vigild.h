@@ -132,14 +132,38 @@ void vg_clean_put(struct vg_cache *clean, const uint8_t *sha256,
 #define VG_PATH_MAX 4096
 #define VG_LATENCY_BUCKETS 24
 
+/* Fixed for the life of a group. */
 struct vg_fan_config {
 	uint32_t events;	/* VG_EV_* to act on */
 	uint32_t queue_size;	/* events waiting or being scanned */
-	uint32_t deadline_ms;	/* answer by policy after this long */
-	int32_t on_queue_full;	/* VG_ALLOW or VG_DENY */
-	int32_t on_deadline;	/* VG_ALLOW or VG_DENY */
 	uint32_t cache_entries;	/* verdict cache */
+};
+
+#define VG_MAX_MARK_FS 16
+
+/* Everything the C side keeps from the config that a reload may change:
+ * applied whole by vg_fan_configure, at start and at every reload. */
+struct vg_fan_settings {
+	uint64_t generation;	/* rules generation of new verdicts */
+	uint32_t deadline_ms;	/* answer by policy after this long */
+	int32_t on_queue_full_open;	/* VG_ALLOW / VG_DENY, open events */
+	int32_t on_queue_full_exec;	/* ... exec events */
+	int32_t on_deadline_open;
+	int32_t on_deadline_exec;
 	int32_t ignore_marks;	/* kernel ignore marks for clean files */
+	uint32_t n_mark_fs;	/* statfs f_type values where marks may go */
+	uint64_t mark_fs[16];
+	uint32_t fresh_ms;	/* changed this recently: not cached clean */
+	uint32_t close_write_share;	/* percent of slots close-writes may hold */
+	int32_t exec_anywhere;	/* execs scanned outside the watch too */
+	const char *const *watch;	/* path prefixes scanned; none = all */
+	uint32_t n_watch;
+	const char *const *exclude;	/* path prefixes never scanned */
+	uint32_t n_exclude;
+	const char *const *exes;	/* executables never scanned */
+	uint32_t n_exes;
+	const uint32_t *uids;	/* users never scanned */
+	uint32_t n_uids;
 };
 
 struct vg_job {
@@ -188,11 +212,7 @@ struct vg_fan;
 int vg_fan_open(const struct vg_fan_config *cfg, struct vg_fan **out);
 int vg_fan_adopt(const struct vg_fan_config *cfg, int fd, struct vg_fan **out);
 int vg_fan_mark(struct vg_fan *fan, const char *path, int how);
-int vg_fan_set_filters(struct vg_fan *fan, const char *const *watch,
-		       uint32_t n_watch, const char *const *exclude,
-		       uint32_t n_exclude, const char *const *exes,
-		       uint32_t n_exes, const uint32_t *uids, uint32_t n_uids);
-int vg_fan_set_generation(struct vg_fan *fan, uint64_t generation);
+int vg_fan_configure(struct vg_fan *fan, const struct vg_fan_settings *s);
 int vg_fan_start(struct vg_fan *fan);
 int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms);
 int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,

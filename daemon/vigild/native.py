@@ -251,15 +251,48 @@ class Shutdown(Exception):
     """The on-access handle is stopping: no more jobs."""
 
 
+MAX_MARK_FS = int(lib.VG_MAX_MARK_FS)
+
+# statfs f_type of the filesystems a config may name in mark_fs
+FS_MAGIC: dict[str, int] = {
+    "ext2": 0xEF53,
+    "ext3": 0xEF53,
+    "ext4": 0xEF53,
+    "xfs": 0x58465342,
+    "btrfs": 0x9123683E,
+    "tmpfs": 0x01021994,
+    "f2fs": 0xF2F52010,
+}
+
+
 @dataclass(frozen=True)
 class FanConfig:
+    """What is fixed for the life of a fanotify group."""
+
     events: int  # EV_* bits
     queue_size: int
-    deadline_ms: int
-    on_queue_full: int  # ALLOW or DENY
-    on_deadline: int
     cache_entries: int
-    ignore_marks: bool
+
+
+@dataclass(frozen=True)
+class FanSettings:
+    """Everything the C reader keeps from the config; applied whole by ``configure``."""
+
+    generation: int = 0  # rules generation of new verdicts; a change drops cached ones
+    deadline_ms: int = 5000
+    on_queue_full_open: int = ALLOW  # ALLOW or DENY
+    on_queue_full_exec: int = ALLOW
+    on_deadline_open: int = ALLOW
+    on_deadline_exec: int = ALLOW
+    ignore_marks: bool = True
+    mark_fs: tuple[int, ...] = (0xEF53, 0x58465342, 0x9123683E, 0x01021994, 0xF2F52010)
+    fresh_ms: int = 20  # a file changed this recently is not cached clean
+    close_write_share: int = 50  # percent of queue slots close-write jobs may hold
+    exec_anywhere: bool = True  # execs scanned anywhere on a marked fs
+    watch: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    exes: tuple[str, ...] = ()
+    uids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -280,49 +313,76 @@ class Job:
     path: str
 
 
-def _strings(items: list[str]) -> tuple[Any, list[Any]]:
-    """A ``const char *[]`` for C, and the buffers that must outlive the call."""
-    keep = [ffi.new("char[]", os.fsencode(s)) for s in items]
-    return ffi.new("const char *[]", keep), keep
+def _strings(items: tuple[str, ...], keep: list[Any]) -> Any:
+    """A ``const char *[]`` for C; its buffers are appended to ``keep``."""
+    bufs = [ffi.new("char[]", os.fsencode(s)) for s in items]
+    keep.extend(bufs)
+    arr = ffi.new("const char *[]", bufs)
+    keep.append(arr)
+    return arr
+
+
+def _c_settings(s: FanSettings, keep: list[Any]) -> Any:
+    """``struct vg_fan_settings`` for ``s``; ``keep`` holds what it points to."""
+    if len(s.mark_fs) > MAX_MARK_FS:
+        raise NativeError(errno.EINVAL, f"mark_fs: at most {MAX_MARK_FS} filesystem types")
+    c = ffi.new("struct vg_fan_settings *")
+    for name in (
+        "generation", "deadline_ms", "on_queue_full_open", "on_queue_full_exec",
+        "on_deadline_open", "on_deadline_exec", "fresh_ms", "close_write_share",
+    ):  # fmt: skip
+        setattr(c, name, getattr(s, name))
+    c.ignore_marks, c.exec_anywhere = int(s.ignore_marks), int(s.exec_anywhere)
+    c.n_mark_fs = len(s.mark_fs)
+    c.mark_fs[0 : len(s.mark_fs)] = list(s.mark_fs)
+    c.watch, c.n_watch = _strings(s.watch, keep), len(s.watch)
+    c.exclude, c.n_exclude = _strings(s.exclude, keep), len(s.exclude)
+    c.exes, c.n_exes = _strings(s.exes, keep), len(s.exes)
+    uids = ffi.new("uint32_t[]", list(s.uids))
+    keep.append(uids)
+    c.uids, c.n_uids = uids, len(s.uids)
+    return c
 
 
 class Fanotify:
     """A fanotify permission group with its reader thread, queue and caches.
 
     ``fd`` adopts an existing descriptor instead of creating a group (the
-    tests hand it a socketpair carrying synthetic event records).
+    tests hand it a socketpair carrying synthetic event records). The group
+    starts with ``settings`` applied; ``configure`` replaces them whole.
     """
 
-    def __init__(self, cfg: FanConfig, fd: int | None = None) -> None:
+    def __init__(
+        self, cfg: FanConfig, fd: int | None = None, settings: FanSettings | None = None
+    ) -> None:
         c = ffi.new("struct vg_fan_config *")
-        c.events, c.queue_size, c.deadline_ms = cfg.events, cfg.queue_size, cfg.deadline_ms
-        c.on_queue_full, c.on_deadline = cfg.on_queue_full, cfg.on_deadline
-        c.cache_entries, c.ignore_marks = cfg.cache_entries, int(cfg.ignore_marks)
+        c.events, c.queue_size, c.cache_entries = cfg.events, cfg.queue_size, cfg.cache_entries
         out = ffi.new("struct vg_fan **")
         if fd is None:
             _check(lib.vg_fan_open(c, out), "fanotify_init")
         else:
             _check(lib.vg_fan_adopt(c, fd, out), "adopting event source")
         self._fan: Any = out[0]
+        self.cfg = cfg
+        self.settings = FanSettings()  # replaced just below
+        try:
+            self.configure(settings if settings is not None else FanSettings())
+        except NativeError:
+            self.close()
+            raise
+
+    def configure(self, settings: FanSettings) -> None:
+        """Apply ``settings`` whole (the reader sees the old or the new); raises
+        NativeError (EINVAL for a value out of range). ``self.settings`` is the
+        last one applied."""
+        keep: list[Any] = []
+        ret = lib.vg_fan_configure(self._fan, _c_settings(settings, keep))
+        if ret not in (-errno.EINVAL, -errno.ENOMEM):
+            self.settings = settings  # a failed mark flush still swapped them
+        _check(ret, "applying on-access settings")
 
     def mark(self, path: str, how: int = MARK_FILESYSTEM) -> None:
         _check(lib.vg_fan_mark(self._fan, os.fsencode(path), how), "fanotify_mark", path)
-
-    def set_filters(
-        self, watch: list[str], exclude: list[str], exes: list[str], uids: list[int]
-    ) -> None:
-        w, kw = _strings(watch)
-        x, kx = _strings(exclude)
-        e, ke = _strings(exes)
-        u = ffi.new("uint32_t[]", uids)
-        ret = lib.vg_fan_set_filters(
-            self._fan, w, len(watch), x, len(exclude), e, len(exes), u, len(uids)
-        )
-        del kw, kx, ke
-        _check(ret, "setting filters")
-
-    def set_generation(self, generation: int) -> None:
-        _check(lib.vg_fan_set_generation(self._fan, generation), "flushing ignore marks")
 
     def start(self) -> None:
         _check(lib.vg_fan_start(self._fan), "starting the reader")
