@@ -65,7 +65,10 @@ def test_a_record_missing_a_key_is_refused_not_read_as_zero(section: str) -> Non
 
 def test_status_line_and_text_agree_with_the_record() -> None:
     s = sample()
-    assert status_line(s) == "block mode, 1 paths, 28 rules; 10 opens checked, 2 blocked, cache hit 50%"
+    assert (
+        status_line(s)
+        == "block mode, 1 paths, 28 rules; 10 opens checked, 2 blocked, cache hit 50%"
+    )
     text = render_text(s)
     assert "vigild (pid 42) running in block mode" in text
     assert "(missing, skipped: /var/www)" in text
