@@ -116,11 +116,14 @@ def generation_of(fingerprint: str, db: native.HashDb | None = None) -> int:
     marks answer before any hashing, so a hash added to the list must
     retire them (the clean-content cache alone would not need it).
     """
+    ident = "no-hashes"
     if db is not None:
         i = db.info()
         ident = f"{i.crc:08x}-{i.file_bytes}-{i.sha256_entries}-{i.md5_entries}"
-        fingerprint = hashlib.sha256(f"{fingerprint}|{ident}".encode()).hexdigest()
-    return int(fingerprint[:16], 16) >> 1
+    # hashed whole: whatever is appended to the fingerprint (the daemon's
+    # policy salt) must change the generation, not only the hex digits past 16
+    digest = hashlib.sha256(f"{fingerprint}|{ident}".encode()).hexdigest()
+    return int(digest[:16], 16) >> 1
 
 
 def trusted(path: Path) -> bool:

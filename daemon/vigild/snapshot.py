@@ -37,8 +37,11 @@ def _load_rules(rules: RulesConfig, timeout: int, salt: str) -> ruleset.RuleSet:
 
 
 def salt(cfg: Config) -> str:
-    """What besides the rules decides a cached answer: it goes into the generation."""
-    return f"|{cfg.scan.max_file_size}|{cfg.scan.oversize.value}|{cfg.policy}"
+    """What besides the rules decides an answer: it goes into the generation, so a
+    reload changing it retires every cached verdict (a cached deny would otherwise
+    answer the next open of a file that ``quarantine_on`` now says to move)."""
+    quarantine = ",".join(k.value for k in cfg.onaccess.quarantine_on)
+    return f"|{cfg.scan.max_file_size}|{cfg.scan.oversize.value}|{cfg.policy}|{quarantine}"
 
 
 def own_dirs(cfg: Config) -> tuple[str, ...]:
