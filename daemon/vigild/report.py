@@ -54,16 +54,20 @@ class Tally:
 # ------------------------------------------------------------------ records
 
 
-def detection_fields(o: Outcome) -> Fields:
-    """Every field of a detection that does not depend on what was done about it."""
-    fields: Fields = {
+def _known_for_certain(o: Outcome) -> Fields:
+    """The fields of a detection that come straight from the outcome."""
+    return {
         Field.PATH: o.path,
         Field.DETECTION: o.verdict.detail,
         Field.EVENT: o.kind.value,
         Field.REASON: o.verdict.reason.value,
         Field.GENERATION: f"{o.generation:016x}",
-        **o.who,
     }
+
+
+def detection_fields(o: Outcome) -> Fields:
+    """Every field of a detection that does not depend on what was done about it."""
+    fields: Fields = {**_known_for_certain(o), **o.who}
     f = o.finding
     if f is None:
         return fields
@@ -173,11 +177,4 @@ class Reporter:
             Alert(Kind.LOG, f"{o.path}: reporting failed: {error!r}", {Field.PATH: o.path}, 3)
         )
         if o.verdict.malicious:
-            fields: Fields = {
-                Field.PATH: o.path,
-                Field.DETECTION: o.verdict.detail,
-                Field.EVENT: o.kind.value,
-                Field.REASON: o.verdict.reason.value,
-                Field.GENERATION: f"{o.generation:016x}",
-            }
-            self.alerts.emit(detection_alert(o, fields, None))
+            self.alerts.emit(detection_alert(o, _known_for_certain(o), None))
