@@ -133,11 +133,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     overrides = _run_overrides(args)
     cfg = overrides(config.load(args.config))
-    return Daemon(cfg, args.config, overrides).run()
+    daemon = Daemon(cfg, args.config, overrides)
+    code = daemon.run()
+    if daemon.lingering():
+        # a worker is still in a scan whose opener the kernel has released:
+        # do not wait for it (nor risk it at interpreter shutdown)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _daemon_config(args: argparse.Namespace) -> Config:
+    """The config, for finding the running daemon: a broken file must not cut
+    the admin off from it. Files that do not load are skipped with a warning."""
+    cfg, errors = config.load_tolerant(args.config)
+    for e in errors:
+        print(f"vigild: warning: {e} (file skipped to find the daemon)", file=sys.stderr)
+    return cfg
 
 
 def _ask(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    cfg = config.load(args.config)
+    cfg = _daemon_config(args)
     try:
         return control.request(cfg.daemon.runtime_dir, command)
     except control.ControlError as e:
@@ -160,7 +177,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_rules_reload(args: argparse.Namespace) -> int:
     r = _ask(args, "reload")
     if not r.get("reloaded"):
-        raise UsageError("reload failed, the previous rules stay live (see `journalctl -u vigild`)")
+        raise UsageError(f"reload failed, the previous rules stay live: {r.get('reason') or '?'}")
     print(f"reloaded: rules generation {r['generation']}")
     return EXIT_OK
 
@@ -168,7 +185,7 @@ def cmd_rules_reload(args: argparse.Namespace) -> int:
 def _store(args: argparse.Namespace) -> Store:
     if os.geteuid() != 0:
         raise UsageError("permission denied: the quarantine is root's (run as root)")
-    return Store(config.load(args.config).daemon.quarantine_dir)
+    return Store(_daemon_config(args).daemon.quarantine_dir)
 
 
 def cmd_quarantine_list(args: argparse.Namespace) -> int:

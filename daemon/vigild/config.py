@@ -402,6 +402,25 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     return config
 
 
+def load_tolerant(
+    path: str | os.PathLike[str] | None = None,
+) -> tuple[Config, list[ConfigError]]:
+    """Like ``load``, but a file that does not load is skipped, not fatal.
+
+    For the commands that only need to find the running daemon and its
+    quarantine: an admin who broke the config must still reach them.
+    """
+    main = Path(path) if path is not None else DEFAULT_CONFIG
+    files = ([main] if main.exists() or path is not None else []) + dropin_files(main)
+    config, errors = Config(), []
+    for f in files:
+        try:
+            config = _apply(config, f, _read_toml(f))
+        except ConfigError as e:
+            errors.append(e)
+    return config, errors
+
+
 def keys() -> dict[str, list[str]]:
     """Every section and its keys, for documentation and tests."""
     return {section: list(table) for section, table in _TABLE.items()}

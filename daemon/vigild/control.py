@@ -9,6 +9,7 @@ a connection: a command line in, one JSON object out.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -21,12 +22,54 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "control.sock"
+LOCK_NAME = "vigild.lock"
 REFUSED = "permission denied: only root may talk to vigild"
 _MAX_REQUEST = 256
 
 
 class ControlError(Exception):
     """The daemon could not be asked (not running, refused, no answer)."""
+
+
+class AlreadyRunning(Exception):
+    """Another daemon holds the runtime directory; the message names its pid."""
+
+
+class RuntimeLock:
+    """One daemon per runtime directory: an flock held for the daemon's life.
+
+    The lock file holds the owner's pid, so a second daemon can say whose
+    it is. The kernel drops the lock when the holder dies, however it dies:
+    a stale file never blocks a start.
+    """
+
+    def __init__(self, runtime_dir: str) -> None:
+        self.path = os.path.join(runtime_dir, LOCK_NAME)
+        self.runtime_dir = runtime_dir
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise AlreadyRunning; OSError if the directory is unusable."""
+        os.makedirs(self.runtime_dir, mode=0o755, exist_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.path, flags, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(
+                f"another vigild (pid {owner}) is running with runtime directory "
+                f"{self.runtime_dir}; stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # the lock goes with the fd; the file may stay
+            self._fd = None
 
 
 class ControlServer:
@@ -40,7 +83,7 @@ class ControlServer:
     def start(self) -> None:
         os.makedirs(self.runtime_dir, mode=0o755, exist_ok=True)
         if os.path.exists(self.path):
-            os.unlink(self.path)  # left by a daemon that was killed
+            os.unlink(self.path)  # left by a killed daemon (we hold the RuntimeLock)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old = os.umask(0o177)
         try:

@@ -23,6 +23,7 @@ STATUS=, WATCHDOG=1 and the metrics file come from vigild.monitor.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import resource
@@ -37,7 +38,7 @@ from typing import Any
 from vigild import cleancache, config, journal, native, snapshot
 from vigild.alert import Alert, AlertLogHandler, Alerts, Kind
 from vigild.config import Config, ConfigError, Mode
-from vigild.control import ControlServer
+from vigild.control import AlreadyRunning, ControlServer, RuntimeLock
 from vigild.events import UNAVAILABLE, FanotifySource, InotifySource, Source, Watch, existing
 from vigild.fields import Field
 from vigild.hashes import HashListError
@@ -51,8 +52,11 @@ from vigild.status import status_line
 
 log = logging.getLogger("vigild")
 
-EXIT_CONFIG = 2  # bad config or rules: systemd should not restart (RestartPreventExitStatus)
-EXIT_FAILED = 1
+EXIT_CONFIG = 2  # a restart cannot help (RestartPreventExitStatus=2): config, rules, setup
+EXIT_FAILED = 1  # may pass by itself (memory, fds): systemd restarts
+STOP_WAIT = 2.0  # seconds to let workers finish their job at stop
+# errors that can pass by themselves; every other start failure is exit 2
+_TRANSIENT = {errno.ENOMEM, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.EINTR, errno.EBUSY}
 
 
 class StartError(Exception):
@@ -74,6 +78,17 @@ def _raise_nofile() -> None:
     if soft < hard:
         with contextlib.suppress(OSError, ValueError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _private_dir(path: str) -> None:
+    """Create ``path`` 0700 if missing (mkdir's mode is masked by the umask);
+    a directory the admin made is left as it is."""
+    p = Path(path)
+    if p.is_dir():
+        return
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.mkdir(mode=0o700)
+    os.chmod(p, 0o700)
 
 
 def _fit_queue_to_fds(cfg: Config) -> Config:
@@ -114,6 +129,8 @@ class Daemon:
         self.reloads = 0
         self.reload_failures = 0
         self.clean = native.Cache(cfg.scan.cache_entries)
+        self.lock = RuntimeLock(cfg.daemon.runtime_dir)
+        self.last_reload_error = ""
         self.monitor = Monitor(self, clock)
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -127,6 +144,10 @@ class Daemon:
     @property
     def cfg(self) -> Config:
         return self.snap.config if self.snap else self.first_cfg
+
+    def lingering(self) -> bool:
+        """Whether a worker thread is still inside a scan after the stop."""
+        return self.workers is not None and self.workers.alive() > 0
 
     def stall_timeout_ms(self) -> int:
         return self.cfg.daemon.stall_timeout_ms
@@ -143,13 +164,9 @@ class Daemon:
         try:
             self._start()
         except Exception as e:  # one line, never a traceback; no open is left held
-            self.alerts.emit(Alert(Kind.LOG, f"cannot start: {_one_line(e)}", priority=3))
+            self.alerts.emit(Alert(Kind.LOG, f"cannot start: {_why(e)}", priority=3))
             self._shutdown()
-            return (
-                EXIT_CONFIG
-                if isinstance(e, ConfigError | RuleError | HashListError)
-                else EXIT_FAILED
-            )
+            return exit_code(e)
         self._serve()
         self._shutdown()
         return 0
@@ -168,11 +185,12 @@ class Daemon:
             logger.setLevel(logging.INFO)
 
     def _start(self) -> None:
+        self.lock.acquire()  # before anything is marked: a second daemon only says who runs
         _raise_nofile()
         cfg = _fit_queue_to_fds(self.first_cfg)
         snap = snapshot.build(cfg, self.clean)
         self.reporter.store.prepare()
-        Path(cfg.daemon.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_dir(cfg.daemon.state_dir)
         restored = cleancache.load(self._cache_file(), self.clean, snap.generation)
         self.snap = snap
         self.watch = existing(cfg.onaccess.watch)
@@ -263,6 +281,7 @@ class Daemon:
                 self.source.apply(new)  # C first: new verdicts carry the new generation
         except Exception as e:  # whatever it is, the old snapshot stays live (invariant 5)
             self.reload_failures += 1
+            self.last_reload_error = _one_line(e)
             self.alerts.emit(
                 Alert(
                     Kind.RELOAD_FAILED,
@@ -291,7 +310,11 @@ class Daemon:
             return self.monitor.status().to_dict()
         if command == "reload":
             ok = self.reload()
-            return {"reloaded": ok, "generation": f"{self.current().generation:016x}"}
+            return {
+                "reloaded": ok,
+                "generation": f"{self.current().generation:016x}",
+                "reason": "" if ok else self.last_reload_error,
+            }
         return {"error": f"unknown command {command!r}"}
 
     # ------------------------------------------------------------ stopping
@@ -304,7 +327,9 @@ class Daemon:
         if self.source is not None:
             self.source.stop()  # fanotify: the group closes first; the kernel allows the rest
         if self.workers is not None:
-            self.workers.stop()
+            # every opener has its answer once the group is closed: a worker
+            # deep in a YARA scan is not waited for (cmd_run then _exits)
+            self.workers.stop(STOP_WAIT)
         if self.source is not None and (self.workers is None or not self.workers.alive()):
             self.source.close()  # a worker still in C would use it after it is freed
         if self.snap is not None:
@@ -314,10 +339,33 @@ class Daemon:
                 log.warning("%s: clean cache not saved: %s", self._cache_file(), e.strerror)
         if self.control is not None:
             self.control.stop()
+        self.lock.release()
         self.alerts.stop()
 
 
+def exit_code(e: BaseException) -> int:
+    """Exit 1 only for what may pass by itself; bad config, rules, hash databases,
+    missing paths, a missing capability or permission are 2 (no restart loop)."""
+    if isinstance(e, OSError) and e.errno in _TRANSIENT:
+        return EXIT_FAILED
+    if isinstance(
+        e, ConfigError | RuleError | HashListError | StartError | AlreadyRunning | OSError
+    ):
+        return EXIT_CONFIG
+    return EXIT_FAILED
+
+
+def _why(e: BaseException) -> str:
+    """The one-line reason a start failed, with a hint where one helps."""
+    text = _one_line(e)
+    if isinstance(e, PermissionError) and os.geteuid() != 0:
+        text += " (vigild run needs root, or directories it may write: see [daemon])"
+    return text
+
+
 def _one_line(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.filename:
-        return f"{e.filename}: {e.strerror}"
+    """An error as one line naming its file, never a raw '[Errno N]'."""
+    if isinstance(e, OSError):
+        what = e.strerror or str(e)
+        return f"{e.filename}: {what}" if e.filename else what
     return str(e)

@@ -159,22 +159,25 @@ quarantine_dir = "{self.state / "quarantine"}"
     ) -> None:
         """Start ``vigild run`` in the namespace; returns once its control socket answers."""
         self.write_config(extra)
-        args = ["run", "--config", str(self.config)]
-        for w in watch or [self.ns.mnt]:
-            args += ["--watch", str(w)]
-        for r in rules:
-            args += ["--rules", str(r)]
         self.err = self.stderr_path.open("w")
         self.proc = self.ns.popen(
             *(prefix or []),
-            VIGILD,
-            *args,
+            *self.command(rules, watch),
             stdout=self.err,
             stderr=self.err,
             env={**os.environ, **(env or {})},
         )
         if wait:
             self.wait_ready()
+
+    def command(self, rules: list[Path], watch: list[Path] | None = None) -> list[str]:
+        """``vigild run`` on this test's config, watching ``watch`` (the tmpfs)."""
+        args = [VIGILD, "run", "--config", str(self.config)]
+        for w in watch or [self.ns.mnt]:
+            args += ["--watch", str(w)]
+        for r in rules:
+            args += ["--rules", str(r)]
+        return args
 
     def wait_ready(self, timeout: float = 30) -> None:
         end = time.monotonic() + timeout
