@@ -185,7 +185,11 @@ int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch)
 		fan->notify_in_flight++;
 	fifo_push(is_perm(s) ? &fan->perm_q : &fan->notify_q, s);
 	if (is_perm(s))
-		dl_insert(fan, s);	/* no wake-up: see watcher_main */
+		dl_insert(fan, s);
+	/* no wake-up (see watcher_main), unless a shrunk deadline put this
+	 * job before one the watcher is already sleeping for */
+	if (is_perm(s) && fan->dl_head == s && s->dl_next)
+		pthread_cond_signal(&fan->dl_cond);
 	pthread_cond_signal(&fan->q_cond);
 	pthread_mutex_unlock(&fan->q_lock);
 	settings_put(set);
