@@ -82,7 +82,8 @@ struct filters *filters_new(const char *const *watch, uint32_t n_watch,
 		filters_free(f);
 		return NULL;
 	}
-	memcpy(f->uids, uids, n_uids * sizeof(*uids));
+	if (n_uids)		/* @uids may be NULL then: memcpy's UB */
+		memcpy(f->uids, uids, n_uids * sizeof(*uids));
 	return f;
 }
 
