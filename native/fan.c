@@ -1,25 +1,18 @@
 /*
- * fan.c - the fanotify group: init, marks, responses, lifecycle, counters.
+ * fan.c - the on-access handle's life: open (or adopt), mark, configure,
+ * start, stop, free, and its counters.
  *
- * Owns the group fd, the verdict cache and the filter set of one handle.
- * The group fd is written to (responses, ignore marks) only under
- * respond_lock and closed only under it, so no thread can write a
- * response into an fd number the process has since reused.
- *
- * Kernel ignore marks: a file found clean gets an evictable inode mark
- * whose ignored mask holds our permission events, so the next open of
- * the unchanged file raises no event at all. The kernel clears that mask
- * on write() and truncate, but not on a write through a shared mmap:
- * every close-write therefore drops the mark (reader.c), and a rules
- * change flushes all of them.
+ * Owns the handle itself: its locks, the wake eventfd, the threads, the
+ * verdict cache object (not its contents: remember.c) and the fixed
+ * config. Must not answer events, touch job slots or cache entries: it
+ * calls jobs.c, remember.c, respond.c and settings.c, and nothing calls
+ * back into this file but through the public vg_fan_* entry points.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/fanotify.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fan.h"
@@ -30,83 +23,6 @@
 void vg_name_thread(const char *name)
 {
 	pthread_setname_np(pthread_self(), name);
-}
-
-/* Add one to a counter shared between threads. */
-void fan_count(uint64_t *counter)
-{
-	__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
-}
-
-/* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t fan_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Count one answer in the latency histogram (bucket i: < 2^(i+1) us). */
-void fan_latency(struct vg_fan *fan, uint64_t since_ns)
-{
-	uint64_t us = (fan_now_ns() - since_ns) / 1000;
-	int b = 0;
-
-	while (us > 1 && b < VG_LATENCY_BUCKETS - 1) {
-		us >>= 1;
-		b++;
-	}
-	fan_count(&fan->stats.latency_us[b]);
-}
-
-/* Write @response for the event fd @fd, unless the group is closed. */
-void fan_respond(struct vg_fan *fan, int fd, int response)
-{
-	struct fanotify_response r = { .fd = fd, .response = (uint32_t)response };
-	int written;
-
-	pthread_mutex_lock(&fan->respond_lock);
-	written = fan->fd >= 0 && write(fan->fd, &r, sizeof(r)) == sizeof(r);
-	pthread_mutex_unlock(&fan->respond_lock);
-	if (!written)
-		fan_count(&fan->stats.errors);
-	else
-		fan_count(response == VG_ALLOW ? &fan->stats.answered_allow
-					       : &fan->stats.answered_deny);
-}
-
-/* The verdict cache key of a file's state under rules @generation. */
-void fan_file_key(uint8_t *key, const struct stat *st, uint64_t generation)
-{
-	uint64_t v[6] = { st->st_dev, st->st_ino, (uint64_t)st->st_ctim.tv_sec,
-			  (uint64_t)st->st_ctim.tv_nsec, (uint64_t)st->st_size,
-			  generation };
-
-	_Static_assert(sizeof(v) == VG_KEY_LEN, "key is six words");
-	memcpy(key, v, sizeof(v));
-}
-
-/* Which write-epoch counter tracks the inode of @st. */
-uint32_t fan_epoch_slot(const struct stat *st)
-{
-	uint64_t h = (st->st_dev * 0x9e3779b97f4a7c15ull) ^ st->st_ino;
-
-	h *= 0xff51afd7ed558ccdull;
-	return (uint32_t)(h >> 40) % EPOCHS;
-}
-
-/* Add (or drop) the ignore mark of the file open at @fd. */
-void fan_ignore(struct vg_fan *fan, int fd, int add)
-{
-	unsigned int flags = FAN_MARK_IGNORED_MASK;
-
-	flags |= add ? FAN_MARK_ADD | FAN_MARK_EVICTABLE : FAN_MARK_REMOVE;
-	pthread_mutex_lock(&fan->respond_lock);
-	if (fan->fd >= 0 && !fan->adopted &&
-	    !fanotify_mark(fan->fd, flags, fan->perm_mask, fd, NULL) && add)
-		fan_count(&fan->stats.ignore_marks);
-	pthread_mutex_unlock(&fan->respond_lock);
 }
 
 /* Check a config; -EINVAL when a field is out of range. */
@@ -208,7 +124,6 @@ int vg_fan_adopt(const struct vg_fan_config *cfg, int fd, struct vg_fan **out)
 int vg_fan_mark(struct vg_fan *fan, const char *path, int how)
 {
 	unsigned int flags = FAN_MARK_ADD;
-	int ret = 0;
 
 	if (how == VG_MARK_FILESYSTEM)
 		flags |= FAN_MARK_FILESYSTEM;
@@ -217,44 +132,15 @@ int vg_fan_mark(struct vg_fan *fan, const char *path, int how)
 	else
 		return -EINVAL;
 	/* close-write always: it is how a changed file loses its cached state */
-	pthread_mutex_lock(&fan->respond_lock);
-	if (fanotify_mark(fan->fd, flags, fan->perm_mask | FAN_CLOSE_WRITE,
-			  AT_FDCWD, path))
-		ret = -errno;
-	pthread_mutex_unlock(&fan->respond_lock);
-	return ret;
-}
-
-/* 1 when going from @old to @new may leave an ignore mark that @new
- * would not have made: new rules, or marks switched off or narrowed. */
-static int marks_stale(const struct settings *old, const struct settings *new)
-{
-	return !old || old->generation != new->generation ||
-	       (old->ignore_marks && !new->ignore_marks) ||
-	       old->n_mark_fs != new->n_mark_fs ||
-	       memcmp(old->mark_fs, new->mark_fs, sizeof(old->mark_fs));
-}
-
-/* Drop every ignore mark. Caller holds cache_lock. */
-static int flush_marks(struct vg_fan *fan)
-{
-	int ret = 0;
-
-	pthread_mutex_lock(&fan->respond_lock);
-	if (fan->fd >= 0 && !fan->adopted &&
-	    fanotify_mark(fan->fd, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL))
-		ret = -errno;
-	pthread_mutex_unlock(&fan->respond_lock);
-	return ret;
+	return respond_mark(fan, flags, fan->perm_mask | FAN_CLOSE_WRITE,
+			    AT_FDCWD, path);
 }
 
 /*
  * Apply @in whole: readers see the old settings or the new, never a mix.
- * A new generation makes cached verdicts and ignore marks stop counting at
- * once: the cache key carries the generation, and every inode mark (only
- * ignore marks are inode marks) is flushed under cache_lock, so no mark
- * made with the old rules can be added after the flush. A new deadline
- * wakes the watcher, which may be asleep for a whole old period.
+ * A new generation drops cached verdicts and ignore marks at once
+ * (remember_switch). A new deadline wakes the watcher, which may be
+ * asleep for a whole old period.
  * -EINVAL on a bad value (nothing changes); a failed flush is returned
  * after the swap.
  */
@@ -265,17 +151,7 @@ int vg_fan_configure(struct vg_fan *fan, const struct vg_fan_settings *in)
 
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&fan->cache_lock);
-	old = fan->settings;
-	if (marks_stale(old, s)) {
-		if (!old || old->generation != s->generation)
-			vg_cache_clear(fan->verdicts);
-		ret = flush_marks(fan);
-	}
-	pthread_rwlock_wrlock(&fan->settings_lock);
-	fan->settings = s;
-	pthread_rwlock_unlock(&fan->settings_lock);
-	pthread_mutex_unlock(&fan->cache_lock);
+	ret = remember_switch(fan, s, &old);
 	wake = old && old->deadline_ns != s->deadline_ns;
 	settings_put(old);
 	if (wake)
@@ -318,11 +194,7 @@ int vg_fan_stop(struct vg_fan *fan)
 		fan_count(&fan->stats.errors);
 	if (fan->started)
 		pthread_join(fan->reader, NULL);
-	pthread_mutex_lock(&fan->respond_lock);
-	if (fan->fd >= 0)
-		close(fan->fd);
-	fan->fd = -1;
-	pthread_mutex_unlock(&fan->respond_lock);
+	respond_close(fan);
 	jobs_shutdown(fan);
 	if (fan->started)
 		pthread_join(fan->watcher, NULL);
@@ -358,8 +230,5 @@ void vg_fan_stats(struct vg_fan *fan, struct vg_fan_stats *out)
 
 	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
-	pthread_mutex_lock(&fan->q_lock);
-	out->queue_depth = fan->perm_q.len + fan->notify_q.len;
-	out->in_flight = fan->in_flight;
-	pthread_mutex_unlock(&fan->q_lock);
+	jobs_depth(fan, &out->queue_depth, &out->in_flight);
 }

@@ -1,5 +1,5 @@
 /*
- * fan.h - the on-access handle shared by fan.c, reader.c and jobs.c.
+ * fan.h - the on-access handle shared by the on-access C files.
  *
  * Not part of the cdef: Python sees only the opaque struct vg_fan and
  * the functions in vigild.h.
@@ -16,6 +16,33 @@
  * only whoever flips slot->answered from 0 to 1 under q_lock. At stop the
  * group fd is closed first: the kernel then allows every event it still
  * holds, and no later write can reach a reused fd number (respond_lock).
+ *
+ * Who owns what, and which file may call which (calls go down only; a
+ * test, tests/native/test_layout.py, fails on a cycle):
+ *
+ *   fan.c       handle lifecycle: open/adopt, mark, configure, start,
+ *    |          stop, free, stats
+ *    |   reader.c   the reader thread: each event until answered or queued
+ *    |    |
+ *   jobs.c   |  q_lock: slots, FIFOs, deadline list, watcher, next/answer/done
+ *    |    |  |
+ *   remember.c  cache_lock: verdict cache contents, write epochs, ignore
+ *    |          marks, the settings swap
+ *   respond.c   respond_lock: every write to the group fd and its close;
+ *               answer counters and latency
+ *   settings.c  immutable settings snapshots (refcounted)
+ *   filters.c   path / process filters inside a snapshot
+ *
+ *   fan.c -> reader.c, jobs.c, remember.c, respond.c, settings.c
+ *   reader.c -> jobs.c, remember.c, respond.c, settings.c, filters.c
+ *   jobs.c -> remember.c, respond.c, settings.c
+ *   remember.c -> respond.c, settings.c
+ *   settings.c -> filters.c
+ *
+ * Lock order: q_lock -> respond_lock; cache_lock -> respond_lock;
+ * cache_lock -> settings_lock (write, the swap); q_lock -> settings_lock
+ * (read, briefly). q_lock and cache_lock are never held together, and
+ * respond_lock is innermost.
  */
 #ifndef VIGILD_FAN_H
 #define VIGILD_FAN_H
@@ -23,6 +50,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "vigild.h"
 
@@ -117,14 +145,40 @@ struct vg_fan {
 	struct vg_fan_stats stats;	/* counters updated atomically */
 };
 
-/* fan.c */
-void fan_respond(struct vg_fan *fan, int fd, int response);
-void fan_count(uint64_t *counter);
-void fan_latency(struct vg_fan *fan, uint64_t since_ns);
-uint64_t fan_now_ns(void);
-void fan_file_key(uint8_t *key, const struct stat *st, uint64_t generation);
-void fan_ignore(struct vg_fan *fan, int fd, int add);
-uint32_t fan_epoch_slot(const struct stat *st);
+/* Add one to a counter shared between threads. */
+static inline void fan_count(uint64_t *counter)
+{
+	__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+}
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+static inline uint64_t fan_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* respond.c */
+void respond(struct vg_fan *fan, int fd, int response);
+void respond_latency(struct vg_fan *fan, uint64_t since_ns);
+int respond_mark(struct vg_fan *fan, unsigned int flags, uint64_t mask,
+		 int dirfd, const char *path);
+void respond_ignore(struct vg_fan *fan, int fd, int add);
+int respond_flush_marks(struct vg_fan *fan);
+void respond_close(struct vg_fan *fan);
+
+/* remember.c */
+uint32_t remember_epoch(struct vg_fan *fan, const struct stat *st);
+int remember_lookup(struct vg_fan *fan, const struct settings *set,
+		    const struct stat *st, int *response);
+void remember_invalidate(struct vg_fan *fan, int fd, const struct stat *st);
+void remember_forget_all(struct vg_fan *fan);
+int remember_switch(struct vg_fan *fan, struct settings *s,
+		    struct settings **old);
+void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
+		      uint64_t generation);
 
 /* reader.c */
 void *reader_main(void *arg);
@@ -135,6 +189,7 @@ int jobs_init(struct vg_fan *fan);
 void jobs_free(struct vg_fan *fan);
 int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch);
 void jobs_shutdown(struct vg_fan *fan);
+void jobs_depth(struct vg_fan *fan, uint64_t *waiting, uint64_t *in_flight);
 void *watcher_main(void *arg);
 
 /* settings.c */

@@ -4,7 +4,9 @@
  *
  * Owns immutable filter sets: a new set is built whole as part of a
  * settings snapshot (settings.c) and swapped in with it, so the reader
- * never sees half an update.
+ * never sees half an update. Must not touch the handle: every function
+ * here works on a filter set and the event's pid or path alone.
+ *
  * Decisions here are by path or by process, never cached on the inode: a
  * rename can move a file into a watched tree, and fanotify (permission
  * class) reports no renames.
@@ -36,6 +38,7 @@ static char **copy_strings(const char *const *src, uint32_t n)
 	return out;
 }
 
+/* Free @n strings copied by copy_strings; NULL is fine. */
 static void free_strings(char **s, uint32_t n)
 {
 	if (!s)
@@ -79,7 +82,8 @@ struct filters *filters_new(const char *const *watch, uint32_t n_watch,
 		filters_free(f);
 		return NULL;
 	}
-	memcpy(f->uids, uids, n_uids * sizeof(*uids));
+	if (n_uids)		/* @uids may be NULL then: memcpy's UB */
+		memcpy(f->uids, uids, n_uids * sizeof(*uids));
 	return f;
 }
 
@@ -93,6 +97,7 @@ static int under(const char *path, const char *prefix)
 	return !strncmp(path, prefix, n) && (path[n] == '/' || path[n] == '\0');
 }
 
+/* 1 when @path lies under one of @n @prefixes. */
 static int under_any(const char *path, char *const *prefixes, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++)

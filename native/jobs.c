@@ -2,7 +2,12 @@
  * jobs.c - the bounded job queue between the reader and the workers, and
  * the deadline watcher.
  *
- * Owns the job slots: a fixed array of cfg.queue_size, allocated once, so
+ * Owns, under q_lock: the job slots, the two FIFOs, the deadline list,
+ * the in-flight counts and the stopping flag. Must not touch the verdict
+ * cache, the epochs or the group fd itself: it asks remember.c to cache a
+ * verdict and respond.c to write an answer, and neither calls back here.
+ *
+ * The slots: a fixed array of cfg.queue_size, allocated once, so
  * a flood of opens costs answers by policy, never memory. A slot is taken
  * from enqueue to vg_fan_done and holds the event fd all that time.
  * Permission jobs are handed out before close-write jobs, and close-write
@@ -17,22 +22,20 @@
  * deadline list in deadline order (enqueue order while the deadline
  * setting does not change), so the watcher only ever looks at the head.
  *
- * vg_fan_answer caches the verdict (unless the file or the rules changed
- * meanwhile) just before it writes the answer, so whatever the opener
+ * vg_fan_answer caches the verdict (remember.c: unless the file or the
+ * rules changed meanwhile) just before it writes the answer, so whatever the opener
  * does next (bash opens a script whose exec was denied) already hits the
  * cache. After the answer a worker may still quarantine through the fd;
  * vg_fan_done then closes the fd and frees the slot.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fan.h"
 
+/* Append @s to @q. */
 static void fifo_push(struct fifo *q, struct slot *s)
 {
 	s->q_next = NULL;
@@ -44,6 +47,7 @@ static void fifo_push(struct fifo *q, struct slot *s)
 	q->len++;
 }
 
+/* Take the oldest slot off @q; NULL when empty. */
 static struct slot *fifo_pop(struct fifo *q)
 {
 	struct slot *s = q->head;
@@ -77,6 +81,7 @@ static void dl_insert(struct vg_fan *fan, struct slot *s)
 		fan->dl_head = s;
 }
 
+/* Take @s off the deadline list, if it is on it. */
 static void dl_remove(struct vg_fan *fan, struct slot *s)
 {
 	if (s->dl_prev)
@@ -119,6 +124,7 @@ void jobs_free(struct vg_fan *fan)
 	fan->slots = NULL;
 }
 
+/* 1 for a permission job (an opener waits for its answer). */
 static int is_perm(const struct slot *s)
 {
 	return s->job.kind != VG_EV_CLOSE_WRITE;
@@ -179,7 +185,11 @@ int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch)
 		fan->notify_in_flight++;
 	fifo_push(is_perm(s) ? &fan->perm_q : &fan->notify_q, s);
 	if (is_perm(s))
-		dl_insert(fan, s);	/* no wake-up: see watcher_main */
+		dl_insert(fan, s);
+	/* no wake-up (see watcher_main), unless a shrunk deadline put this
+	 * job before one the watcher is already sleeping for */
+	if (is_perm(s) && fan->dl_head == s && s->dl_next)
+		pthread_cond_signal(&fan->dl_cond);
 	pthread_cond_signal(&fan->q_cond);
 	pthread_mutex_unlock(&fan->q_lock);
 	settings_put(set);
@@ -240,110 +250,6 @@ static struct slot *taken(struct vg_fan *fan, uint64_t id)
 }
 
 /*
- * 1 when the file behind @s's fd still has the state it was queued with;
- * its current stat in @st. With @fresh_ns, also require that it had
- * last changed more than that before it was queued, that is before its
- * bytes were read: on kernels before multigrain timestamps (6.13) a
- * rewrite within the same clock tick can keep its ctime. (A deny is
- * cached anyway: stale, it only over-blocks.)
- */
-static int unchanged(const struct slot *s, uint64_t fresh_ns, struct stat *st)
-{
-	uint64_t ctime_ns;
-
-	if (fstat(s->job.fd, st) || (uint64_t)st->st_size != s->job.size ||
-	    st->st_ctim.tv_sec != s->job.ctime_sec ||
-	    st->st_ctim.tv_nsec != s->job.ctime_nsec)
-		return 0;
-	ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull +
-		   (uint64_t)st->st_ctim.tv_nsec;
-	return !fresh_ns || s->queued_rt_ns >= ctime_ns + fresh_ns;
-}
-
-/*
- * 1 when nobody has the file open for writing, writable shared mappings
- * included: a read lease is refused (EAGAIN) while anyone does. Such a
- * writer could change bytes already read without a new ctime (a page
- * dirtied before the scan is rewritten without a fault), so a clean
- * verdict is not cached then. Needs CAP_LEASE for others' files; any
- * failure (a filesystem without leases) also means "not proven".
- */
-static int no_writers(int fd)
-{
-	if (fcntl(fd, F_SETLEASE, F_RDLCK))
-		return 0;
-	fcntl(fd, F_SETLEASE, F_UNLCK);
-	return 1;
-}
-
-/*
- * 1 when a clean file may get a kernel ignore mark. The mark hides every
- * later open, the open of a writer included, and a write through a shared
- * mmap does not clear it: so only files that only root can write, on a
- * local filesystem of a type listed in mark_fs (a remote writer never
- * clears a mark either).
- */
-static int markable(const struct settings *set, int fd, const struct stat *st)
-{
-	struct statfs sfs;
-
-	if (st->st_uid != 0 || (st->st_mode & (S_IWGRP | S_IWOTH)) ||
-	    fstatfs(fd, &sfs))
-		return 0;
-	for (uint32_t i = 0; i < set->n_mark_fs; i++)
-		if (set->mark_fs[i] == (uint64_t)(unsigned long)sfs.f_type)
-			return 1;
-	return 0;
-}
-
-/* The freshness window of clean verdicts in the settings in force. */
-static uint64_t fresh_window(struct vg_fan *fan)
-{
-	struct settings *set = settings_get(fan);
-	uint64_t ns = set->fresh_ns;
-
-	settings_put(set);
-	return ns;
-}
-
-/*
- * Cache @s's verdict under @generation, and give a clean file its ignore
- * mark if @cache allows and markable(); nothing if the rules or the file
- * changed since the job was queued (the write epoch catches a close-write
- * already handled by the reader), nor, for a clean verdict, while anyone
- * holds the file open for writing. The settings in force are read under
- * cache_lock, under which vg_fan_configure swaps them and flushes marks.
- */
-static void remember(struct vg_fan *fan, struct slot *s, int cache,
-		     uint64_t generation)
-{
-	int allow = s->response == VG_ALLOW;
-	uint8_t key[VG_KEY_LEN];
-	struct settings *set;
-	struct stat st, now;
-
-	if (__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED) ||
-	    !unchanged(s, allow ? fresh_window(fan) : 0, &st) ||
-	    (allow && !no_writers(s->job.fd)))
-		return;
-	pthread_mutex_lock(&fan->cache_lock);
-	set = fan->settings;
-	if (generation == set->generation &&
-	    fan->epochs[fan_epoch_slot(&st)] == s->epoch) {
-		fan_file_key(key, &st, generation);
-		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
-		if (allow && set->ignore_marks && (cache & VG_CACHE_MARK) &&
-		    markable(set, s->job.fd, &st)) {
-			fan_ignore(fan, s->job.fd, 1);
-			/* a write that raced the mark must not keep it */
-			if (!unchanged(s, 0, &now))
-				fan_ignore(fan, s->job.fd, 0);
-		}
-	}
-	pthread_mutex_unlock(&fan->cache_lock);
-}
-
-/*
  * Answer job @id with @response, first caching it as @cache (VG_CACHE_*
  * bits) if the rules are still @generation. Returns 0 when this call answered (or, for
  * a close-write job, recorded the verdict), 1 when the deadline watcher
@@ -368,15 +274,17 @@ int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 	dl_remove(fan, s);
 	fd = s->job.fd;
 	pthread_mutex_unlock(&fan->q_lock);
-	if (cache & VG_CACHE_VERDICT)
-		remember(fan, s, cache, generation);
+	/* the slot stays taken (ours) until vg_fan_done */
+	if ((cache & VG_CACHE_VERDICT) &&
+	    !__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED))
+		remember_verdict(fan, s, cache, generation);
 	if (late) {
 		fan_count(&fan->stats.late_results);
 		return 1;
 	}
 	if (is_perm(s)) {
-		fan_respond(fan, fd, response);
-		fan_latency(fan, s->job.queued_ns);
+		respond(fan, fd, response);
+		respond_latency(fan, s->job.queued_ns);
 	}
 	return 0;
 }
@@ -429,8 +337,8 @@ static void expire_head(struct vg_fan *fan)
 	s->answered = 1;
 	s->response = s->on_deadline;
 	dl_remove(fan, s);
-	fan_respond(fan, s->job.fd, s->on_deadline);
-	fan_latency(fan, s->job.queued_ns);
+	respond(fan, s->job.fd, s->on_deadline);
+	respond_latency(fan, s->job.queued_ns);
 	fan_count(&fan->stats.deadline_passed);
 }
 
@@ -487,11 +395,20 @@ void jobs_wake_watcher(struct vg_fan *fan)
 void jobs_shutdown(struct vg_fan *fan)
 {
 	pthread_mutex_lock(&fan->q_lock);
-	fan->stopping = 1;
+	__atomic_store_n(&fan->stopping, 1, __ATOMIC_RELAXED);
 	for (uint32_t i = 0; fan->slots && i < fan->cfg.queue_size; i++)
 		fan->slots[i].answered = 1;
 	fan->dl_head = fan->dl_tail = NULL;
 	pthread_cond_broadcast(&fan->q_cond);
 	pthread_cond_broadcast(&fan->dl_cond);
+	pthread_mutex_unlock(&fan->q_lock);
+}
+
+/* Events waiting and events waiting or being scanned, now. */
+void jobs_depth(struct vg_fan *fan, uint64_t *waiting, uint64_t *in_flight)
+{
+	pthread_mutex_lock(&fan->q_lock);
+	*waiting = fan->perm_q.len + fan->notify_q.len;
+	*in_flight = fan->in_flight;
 	pthread_mutex_unlock(&fan->q_lock);
 }

@@ -2,7 +2,9 @@
  * reader.c - the native reader thread: read events, answer what needs no
  * scan, queue the rest. Never takes the GIL, never logs.
  *
- * Owns each event from read() until it is answered here or enqueued; on
+ * Owns the read buffer and each event from read() until it is answered
+ * here (respond.c) or enqueued (jobs.c); must not touch a job after the
+ * enqueue, nor the verdict cache but through remember.c. On
  * any error before the enqueue it answers the event itself (allow), so no
  * opener waits on a failure of ours. Events are handled strictly in the
  * order read: a close-write invalidates the file's cached state before
@@ -30,8 +32,8 @@
 static void answer_now(struct vg_fan *fan, int fd, int response,
 		       uint64_t *counter, uint64_t t0)
 {
-	fan_respond(fan, fd, response);
-	fan_latency(fan, t0);
+	respond(fan, fd, response);
+	respond_latency(fan, t0);
 	fan_count(counter);
 	close(fd);
 }
@@ -92,19 +94,6 @@ static void job_from(struct vg_job *job, const struct fanotify_event_metadata *m
 	job->queued_ns = t0;
 }
 
-/* Look the file up in the verdict cache; 1 and @response on a hit. */
-static int cached(struct vg_fan *fan, const struct settings *set,
-		  const struct stat *st, int *response)
-{
-	uint8_t key[VG_KEY_LEN], value;
-
-	fan_file_key(key, st, set->generation);
-	if (!vg_cache_get(fan->verdicts, key, &value))
-		return 0;
-	*response = value;
-	return 1;
-}
-
 /* Decide a permission event the reader can decide; 0 if a scan is needed. */
 static int decide_now(struct vg_fan *fan, const struct settings *set,
 		      const struct fanotify_event_metadata *m,
@@ -116,7 +105,7 @@ static int decide_now(struct vg_fan *fan, const struct settings *set,
 		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.excluded, t0);
 		return 1;
 	}
-	if (cached(fan, set, st, &response)) {
+	if (remember_lookup(fan, set, st, &response)) {
 		answer_now(fan, m->fd, response,
 			   response == VG_ALLOW ? &fan->stats.cache_allow
 						: &fan->stats.cache_deny, t0);
@@ -153,30 +142,9 @@ static void perm_event(struct vg_fan *fan, const struct settings *set,
 	job_from(&job, m, &st, kind, t0);
 	if (decide_now(fan, set, m, &st, &job, t0))
 		return;
-	if (jobs_enqueue(fan, &job, fan->epochs[fan_epoch_slot(&st)]))
+	if (jobs_enqueue(fan, &job, remember_epoch(fan, &st)))
 		answer_now(fan, m->fd, set->on_queue_full[policy_of(kind)],
 			   &fan->stats.queue_full, t0);
-}
-
-/*
- * A file was closed after writing: whatever we cached about it no longer
- * holds. Bump its write epoch (so a scan now in flight does not cache its
- * result), drop its verdict and its ignore mark. The settings in force
- * are read under cache_lock (vg_fan_configure swaps them under it), not
- * from the event's snapshot: a mark made under newer settings is dropped.
- */
-static void invalidate(struct vg_fan *fan, int fd, const struct stat *st)
-{
-	uint8_t key[VG_KEY_LEN];
-
-	pthread_mutex_lock(&fan->cache_lock);
-	fan->epochs[fan_epoch_slot(st)]++;
-	fan_file_key(key, st, fan->settings->generation);
-	vg_cache_del(fan->verdicts, key);
-	if (fan->settings->ignore_marks)
-		fan_ignore(fan, fd, 0);
-	pthread_mutex_unlock(&fan->cache_lock);
-	fan_count(&fan->stats.invalidations);
 }
 
 /* A close-write notification: invalidate, then queue a scan if asked. */
@@ -192,7 +160,7 @@ static void notify_event(struct vg_fan *fan, const struct settings *set,
 		close(m->fd);
 		return;
 	}
-	invalidate(fan, m->fd, &st);
+	remember_invalidate(fan, m->fd, &st);
 	job_from(&job, m, &st, VG_EV_CLOSE_WRITE, t0);
 	scanned = (fan->cfg.events & VG_EV_CLOSE_WRITE) &&
 		  !filters_process_excluded(set->filters, m->pid);
@@ -207,25 +175,10 @@ static void notify_event(struct vg_fan *fan, const struct settings *set,
 		close(m->fd);
 		return;
 	}
-	if (jobs_enqueue(fan, &job, fan->epochs[fan_epoch_slot(&st)])) {
+	if (jobs_enqueue(fan, &job, remember_epoch(fan, &st))) {
 		fan_count(&fan->stats.notify_dropped);
 		close(m->fd);
 	}
-}
-
-/* The kernel dropped events: nothing cached can be trusted any more. */
-static void overflowed(struct vg_fan *fan)
-{
-	pthread_mutex_lock(&fan->cache_lock);
-	for (int i = 0; i < EPOCHS; i++)
-		fan->epochs[i]++;
-	vg_cache_clear(fan->verdicts);
-	pthread_mutex_lock(&fan->respond_lock);
-	if (fan->fd >= 0 && !fan->adopted)
-		fanotify_mark(fan->fd, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL);
-	pthread_mutex_unlock(&fan->respond_lock);
-	pthread_mutex_unlock(&fan->cache_lock);
-	fan_count(&fan->stats.overflows);
 }
 
 /* Dispatch one event record under the settings in force when it is read. */
@@ -236,7 +189,8 @@ static void handle(struct vg_fan *fan, const struct fanotify_event_metadata *m)
 
 	fan_count(&fan->stats.events);
 	if (m->mask & FAN_Q_OVERFLOW) {
-		overflowed(fan);
+		remember_forget_all(fan);
+		fan_count(&fan->stats.overflows);
 		return;
 	}
 	if (m->fd < 0)

@@ -1,16 +1,24 @@
 /*
- * harness.c - drives the native code under AddressSanitizer and UBSan.
+ * harness.c - drives the native code under AddressSanitizer and UBSan,
+ * and (mode "threads") under ThreadSanitizer.
  *
  * Built and run by test_sanitizers.py. Forges hash databases with valid
  * CRCs but mutated bytes (what a checksum cannot catch), opens them and,
  * when one opens, looks up hashes in it: any out-of-bounds read aborts
- * under ASan. Then hammers one cache from several threads. Prints "ok".
+ * under ASan. Then hammers one cache from several threads, and races the
+ * on-access core (reader, queue, watcher) through vg_fan_adopt on a
+ * socketpair: workers answering, skipping the answer, answering around
+ * the deadline; configure at runtime; stop with jobs in flight. Every
+ * permission event must get exactly one response. Prints "ok".
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vigild.h"
@@ -213,16 +221,193 @@ static void hammer_cache(void)
 	vg_cache_free(c);
 }
 
+/* The on-access races: one handle on a socketpair, fed synthetic events. */
+#define FAN_OPEN_PERM_ 0x10000
+#define FAN_OPEN_EXEC_PERM_ 0x40000
+#define FAN_CLOSE_WRITE_ 0x8
+
+struct event_rec {		/* struct fanotify_event_metadata */
+	uint32_t event_len;
+	uint8_t vers, reserved;
+	uint16_t metadata_len;
+	uint64_t mask __attribute__((aligned(8)));
+	int32_t fd, pid;
+};
+
+struct race {
+	struct vg_fan *fan;
+	int peer;		/* our end: events out, responses in */
+	int file;		/* the scanned file; each event gets a dup */
+	int n_events;
+	int perm_sent;		/* atomic */
+	int responses;		/* atomic */
+	int hold;		/* workers keep jobs (for stop in flight) */
+};
+
+/* Read responses until the handle closes its end; count them. */
+static void *responses_main(void *arg)
+{
+	struct race *r = arg;
+	int32_t rec[2];
+
+	while (read(r->peer, rec, sizeof(rec)) == sizeof(rec)) {
+		if (rec[1] != VG_ALLOW && rec[1] != VG_DENY)
+			abort();
+		__atomic_add_fetch(&r->responses, 1, __ATOMIC_SEQ_CST);
+	}
+	return NULL;
+}
+
+/* Write n_events events: opens, execs and some close-writes. */
+static void *feeder_main(void *arg)
+{
+	struct race *r = arg;
+
+	for (int i = 0; i < r->n_events; i++) {
+		uint64_t mask = i % 7 == 0 ? FAN_CLOSE_WRITE_ :
+				i % 5 == 0 ? FAN_OPEN_EXEC_PERM_ : FAN_OPEN_PERM_;
+		struct event_rec e = { sizeof(e), 3, 0, sizeof(e), mask,
+				       dup(r->file), 1 };
+
+		if (mask != FAN_CLOSE_WRITE_)
+			__atomic_add_fetch(&r->perm_sent, 1, __ATOMIC_SEQ_CST);
+		if (write(r->peer, &e, sizeof(e)) != sizeof(e))
+			abort();
+		if (i % 4 == 0)
+			usleep(300);	/* mostly room in the queue of 32 */
+	}
+	return NULL;
+}
+
+/* Sleep up to @max_us, at random. */
+static void nap(unsigned int *seed, int max_us)
+{
+	usleep((useconds_t)(rand_r(seed) % max_us));
+}
+
+/* A worker: answer, skip the answer, or answer around the deadline. */
+static void *race_worker(void *arg)
+{
+	struct race *r = arg;
+	unsigned int seed = (unsigned int)(uintptr_t)&seed;
+	struct vg_job job;
+	int ret;
+
+	while ((ret = vg_fan_next(r->fan, &job, 20)) >= 0) {
+		int how = rand_r(&seed) % 4;
+
+		if (!ret)
+			continue;
+		if (r->hold)
+			nap(&seed, 20000);
+		if (how == 1)
+			nap(&seed, 4000);	/* around the 2 ms deadline */
+		if (how != 2)
+			vg_fan_answer(r->fan, job.id, how ? VG_ALLOW : VG_DENY,
+				      how == 3 ? VG_CACHE_VERDICT : 0, 0);
+		vg_fan_done(r->fan, job.id);
+	}
+	if (ret != -ESHUTDOWN)
+		abort();
+	return NULL;
+}
+
+/* Reconfigure while events flow: deadline, generation, share, answers. */
+static void *configurer_main(void *arg)
+{
+	struct race *r = arg;
+	static const char *const watch[] = { "/" };
+
+	for (int i = 0; i < 50; i++) {
+		struct vg_fan_settings s = {
+			.generation = (uint64_t)(i % 3), .deadline_ms = 1 + i % 4,
+			.on_queue_full_open = VG_ALLOW, .on_queue_full_exec = VG_DENY,
+			.on_deadline_open = VG_ALLOW, .on_deadline_exec = VG_DENY,
+			.ignore_marks = 1, .n_mark_fs = 1, .mark_fs = { 0xef53 },
+			.fresh_ms = 20, .close_write_share = (uint32_t)(i * 7 % 101),
+			.exec_anywhere = i % 2, .watch = watch, .n_watch = 1,
+		};
+
+		if (vg_fan_configure(r->fan, &s))
+			abort();
+		usleep(1000);
+	}
+	return NULL;
+}
+
+/* One round: @n events, 4 workers; stop once every event was answered,
+ * or (@hold) in the middle, with jobs in flight. */
+static int race_round(const char *dir, int n, int hold)
+{
+	struct vg_fan_config cfg = { VG_EV_OPEN | VG_EV_EXEC | VG_EV_CLOSE_WRITE,
+				     32, 256 };
+	struct race r = { .n_events = n, .hold = hold };
+	pthread_t workers[4], resp, feeder, conf;
+	struct vg_fan_stats st;
+	char path[4096];
+	int sv[2];
+
+	snprintf(path, sizeof(path), "%s/scanned", dir);
+	close(open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644));
+	r.file = open(path, O_RDONLY);
+	if (r.file < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		abort();
+	r.peer = sv[1];
+	if (vg_fan_adopt(&cfg, sv[0], &r.fan))
+		abort();
+	configurer_main(&(struct race){ .fan = r.fan, .n_events = 0 });
+	if (vg_fan_start(r.fan))
+		abort();
+	pthread_create(&resp, NULL, responses_main, &r);
+	for (int i = 0; i < 4; i++)
+		pthread_create(&workers[i], NULL, race_worker, &r);
+	pthread_create(&conf, NULL, configurer_main, &r);
+	pthread_create(&feeder, NULL, feeder_main, &r);
+	pthread_join(feeder, NULL);
+	for (int i = 0; !hold && i < 5000 &&
+	     __atomic_load_n(&r.responses, __ATOMIC_SEQ_CST) < r.perm_sent; i++)
+		usleep(1000);
+	vg_fan_stop(r.fan);
+	for (int i = 0; i < 4; i++)
+		pthread_join(workers[i], NULL);
+	pthread_join(conf, NULL);
+	pthread_join(resp, NULL);	/* stop closed the handle's end */
+	if (hold ? r.responses > r.perm_sent : r.responses != r.perm_sent) {
+		fprintf(stderr, "%d responses for %d permission events\n",
+			r.responses, r.perm_sent);
+		abort();
+	}
+	vg_fan_stats(r.fan, &st);
+	vg_fan_free(r.fan);
+	close(r.peer);
+	close(r.file);
+	fprintf(stderr, "round %d: %d responses, %d perm events, %llu by deadline, %llu queue full, %llu late\n",
+		hold, r.responses, r.perm_sent,
+		(unsigned long long)st.deadline_passed,
+		(unsigned long long)st.queue_full,
+		(unsigned long long)st.late_results);
+	return r.responses;
+}
+
+/* The on-access core's races: run to completion, then stop in flight. */
+static int race_fan(const char *dir)
+{
+	return race_round(dir, 3000, 0) + race_round(dir, 1000, 1);
+}
+
 int main(int argc, char **argv)
 {
-	int opened;
+	int opened = 0, answered;
 
-	if (argc != 2)
+	if (argc < 2)
 		return 2;
-	wrapped_counts(argv[1]);
-	opened = fuzz_db(argv[1]);
+	if (argc < 3 || strcmp(argv[2], "threads")) {
+		wrapped_counts(argv[1]);
+		opened = fuzz_db(argv[1]);
+	}
 	hammer_cache();
-	printf("ok: %d forged databases passed the structure checks and were probed\n",
-	       opened);
+	answered = race_fan(argv[1]);
+	printf("ok: %d forged databases passed the structure checks and were probed; %d permission events answered once\n",
+	       opened, answered);
 	return 0;
 }

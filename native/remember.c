@@ -1,0 +1,242 @@
+/*
+ * remember.c - what vigild remembers about files between opens: the
+ * verdict cache, the write epochs and the kernel ignore marks.
+ *
+ * Owns, under cache_lock: the contents of the verdict cache, the write
+ * epochs, and every decision to add or drop an ignore mark; also the swap
+ * of the settings pointer (settings_lock held inside cache_lock), so that
+ * code under cache_lock always sees the settings in force. Must not touch
+ * the job slots or q_lock, and never answers an event: the caller answers
+ * (jobs.c, reader.c). Calls only respond.c (marks), settings.c and lru.c.
+ *
+ * Kernel ignore marks: a file found clean gets an evictable inode mark
+ * whose ignored mask holds our permission events, so the next open of
+ * the unchanged file raises no event at all. The kernel clears that mask
+ * on write() and truncate, but not on a write through a shared mmap:
+ * every close-write therefore drops the mark (remember_invalidate), and a
+ * rules change flushes all of them.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/vfs.h>
+#include <time.h>
+
+#include "fan.h"
+
+/* The verdict cache key of a file's state under rules @generation. */
+static void file_key(uint8_t *key, const struct stat *st, uint64_t generation)
+{
+	uint64_t v[6] = { st->st_dev, st->st_ino, (uint64_t)st->st_ctim.tv_sec,
+			  (uint64_t)st->st_ctim.tv_nsec, (uint64_t)st->st_size,
+			  generation };
+
+	_Static_assert(sizeof(v) == VG_KEY_LEN, "key is six words");
+	memcpy(key, v, sizeof(v));
+}
+
+/* Which write-epoch counter tracks the inode of @st. */
+static uint32_t epoch_slot(const struct stat *st)
+{
+	uint64_t h = (st->st_dev * 0x9e3779b97f4a7c15ull) ^ st->st_ino;
+
+	h *= 0xff51afd7ed558ccdull;
+	return (uint32_t)(h >> 40) % EPOCHS;
+}
+
+/* The write epoch of @st's inode now; only the reader thread calls this
+ * and only the reader thread bumps epochs, so it needs no lock. */
+uint32_t remember_epoch(struct vg_fan *fan, const struct stat *st)
+{
+	return fan->epochs[epoch_slot(st)];
+}
+
+/* Look @st up under @set's generation; 1 and @response on a hit. */
+int remember_lookup(struct vg_fan *fan, const struct settings *set,
+		    const struct stat *st, int *response)
+{
+	uint8_t key[VG_KEY_LEN], value;
+
+	file_key(key, st, set->generation);
+	if (!vg_cache_get(fan->verdicts, key, &value))
+		return 0;
+	*response = value;
+	return 1;
+}
+
+/*
+ * A file was closed after writing: whatever we cached about it no longer
+ * holds. Bump its write epoch (so a scan now in flight does not cache its
+ * result), drop its verdict and its ignore mark. The settings in force are
+ * read under cache_lock, not from the event's snapshot: a mark made under
+ * newer settings is dropped too.
+ */
+void remember_invalidate(struct vg_fan *fan, int fd, const struct stat *st)
+{
+	uint8_t key[VG_KEY_LEN];
+
+	pthread_mutex_lock(&fan->cache_lock);
+	fan->epochs[epoch_slot(st)]++;
+	file_key(key, st, fan->settings->generation);
+	vg_cache_del(fan->verdicts, key);
+	if (fan->settings->ignore_marks)
+		respond_ignore(fan, fd, 0);
+	pthread_mutex_unlock(&fan->cache_lock);
+	fan_count(&fan->stats.invalidations);
+}
+
+/* The kernel dropped events: nothing cached can be trusted any more. */
+void remember_forget_all(struct vg_fan *fan)
+{
+	pthread_mutex_lock(&fan->cache_lock);
+	for (int i = 0; i < EPOCHS; i++)
+		fan->epochs[i]++;
+	vg_cache_clear(fan->verdicts);
+	respond_flush_marks(fan);
+	pthread_mutex_unlock(&fan->cache_lock);
+}
+
+/* 1 when going from @old to @new may leave an ignore mark that @new
+ * would not have made: new rules, or marks switched off or narrowed. */
+static int marks_stale(const struct settings *old, const struct settings *new)
+{
+	return !old || old->generation != new->generation ||
+	       (old->ignore_marks && !new->ignore_marks) ||
+	       old->n_mark_fs != new->n_mark_fs ||
+	       memcmp(old->mark_fs, new->mark_fs, sizeof(old->mark_fs));
+}
+
+/*
+ * Put @s in force, returning the old settings in @old (the caller drops
+ * that reference). A new generation makes cached verdicts and ignore
+ * marks stop counting at once: the cache key carries the generation, and
+ * every inode mark is flushed under cache_lock, so no mark made with the
+ * old rules can be added after the flush. 0, or a failed flush's -errno
+ * (the settings are swapped all the same).
+ */
+int remember_switch(struct vg_fan *fan, struct settings *s,
+		    struct settings **old)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&fan->cache_lock);
+	*old = fan->settings;
+	if (marks_stale(*old, s)) {
+		if (!*old || (*old)->generation != s->generation)
+			vg_cache_clear(fan->verdicts);
+		ret = respond_flush_marks(fan);
+	}
+	pthread_rwlock_wrlock(&fan->settings_lock);
+	fan->settings = s;
+	pthread_rwlock_unlock(&fan->settings_lock);
+	pthread_mutex_unlock(&fan->cache_lock);
+	return ret;
+}
+
+/*
+ * 1 when the file behind @s's fd still has the state it was queued with;
+ * its current stat in @st. With @fresh_ns, also require that it had
+ * last changed more than that before it was queued, that is before its
+ * bytes were read: on kernels before multigrain timestamps (6.13) a
+ * rewrite within the same clock tick can keep its ctime. (A deny is
+ * cached anyway: stale, it only over-blocks.)
+ */
+static int unchanged(const struct slot *s, uint64_t fresh_ns, struct stat *st)
+{
+	uint64_t ctime_ns;
+
+	if (fstat(s->job.fd, st) || (uint64_t)st->st_size != s->job.size ||
+	    st->st_ctim.tv_sec != s->job.ctime_sec ||
+	    st->st_ctim.tv_nsec != s->job.ctime_nsec)
+		return 0;
+	ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull +
+		   (uint64_t)st->st_ctim.tv_nsec;
+	return !fresh_ns || s->queued_rt_ns >= ctime_ns + fresh_ns;
+}
+
+/*
+ * 1 when nobody has the file open for writing, writable shared mappings
+ * included: a read lease is refused (EAGAIN) while anyone does. Such a
+ * writer could change bytes already read without a new ctime (a page
+ * dirtied before the scan is rewritten without a fault), so a clean
+ * verdict is not cached then. Needs CAP_LEASE for others' files; any
+ * failure (a filesystem without leases) also means "not proven".
+ */
+static int no_writers(int fd)
+{
+	if (fcntl(fd, F_SETLEASE, F_RDLCK))
+		return 0;
+	fcntl(fd, F_SETLEASE, F_UNLCK);
+	return 1;
+}
+
+/*
+ * 1 when a clean file may get a kernel ignore mark. The mark hides every
+ * later open, the open of a writer included, and a write through a shared
+ * mmap does not clear it: so only files that only root can write, on a
+ * local filesystem of a type listed in mark_fs (a remote writer never
+ * clears a mark either).
+ */
+static int markable(const struct settings *set, int fd, const struct stat *st)
+{
+	struct statfs sfs;
+
+	if (st->st_uid != 0 || (st->st_mode & (S_IWGRP | S_IWOTH)) ||
+	    fstatfs(fd, &sfs))
+		return 0;
+	for (uint32_t i = 0; i < set->n_mark_fs; i++)
+		if (set->mark_fs[i] == (uint64_t)(unsigned long)sfs.f_type)
+			return 1;
+	return 0;
+}
+
+/* The freshness window of clean verdicts in the settings in force. */
+static uint64_t fresh_window(struct vg_fan *fan)
+{
+	struct settings *set = settings_get(fan);
+	uint64_t ns = set->fresh_ns;
+
+	settings_put(set);
+	return ns;
+}
+
+/* Give the clean file of @s an ignore mark, unless a write raced it.
+ * Caller holds cache_lock. */
+static void mark_clean(struct vg_fan *fan, const struct slot *s)
+{
+	struct stat now;
+
+	respond_ignore(fan, s->job.fd, 1);
+	if (!unchanged(s, 0, &now))
+		respond_ignore(fan, s->job.fd, 0);
+}
+
+/*
+ * Cache @s's verdict (s->response) under @generation, and give a clean
+ * file its ignore mark if @cache allows and markable(); nothing if the
+ * rules or the file changed since the job was queued (the write epoch
+ * catches a close-write already handled by the reader), nor, for a clean
+ * verdict, while anyone holds the file open for writing.
+ */
+void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
+		      uint64_t generation)
+{
+	int allow = s->response == VG_ALLOW;
+	uint8_t key[VG_KEY_LEN];
+	struct settings *set;
+	struct stat st;
+
+	if (!unchanged(s, allow ? fresh_window(fan) : 0, &st) ||
+	    (allow && !no_writers(s->job.fd)))
+		return;
+	pthread_mutex_lock(&fan->cache_lock);
+	set = fan->settings;
+	if (generation == set->generation &&
+	    fan->epochs[epoch_slot(&st)] == s->epoch) {
+		file_key(key, &st, generation);
+		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
+		if (allow && set->ignore_marks && (cache & VG_CACHE_MARK) &&
+		    markable(set, s->job.fd, &st))
+			mark_clean(fan, s);
+	}
+	pthread_mutex_unlock(&fan->cache_lock);
+}

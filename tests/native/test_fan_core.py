@@ -1,0 +1,402 @@
+"""The on-access core (reader thread, job queue, deadline watcher) without root.
+
+The handle adopts one end of a socketpair instead of a fanotify group: the
+test writes ``struct fanotify_event_metadata`` records into the other end
+and reads back the ``struct fanotify_response`` records the C side writes,
+which is what an opener would get from the kernel. Every event carries an
+fd number used by no other event of this module, so responses can be
+counted per event.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import random
+import resource
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from vigild import native
+from vigild.native import ALLOW, DENY, FanConfig, Fanotify, FanSettings
+
+FAN_OPEN_PERM = 0x10000
+FAN_OPEN_EXEC_PERM = 0x40000
+FAN_CLOSE_WRITE = 0x8
+METADATA_VERSION = 3
+OPENER = 1  # not our pid: the reader answers its own pid's events at once
+_META = struct.Struct("=IBBHQii")  # struct fanotify_event_metadata, 24 bytes
+_RESP = struct.Struct("=iI")  # struct fanotify_response
+
+FIRST_FD = 256  # above what the process itself has open
+_numbers = itertools.count(FIRST_FD)  # event fd numbers, never reused in this module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _room_for_fds() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = FIRST_FD + 2048  # the events of this module, with room
+    if soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {want}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+class Rig:
+    """A started handle on a socketpair, a scanned file, and the responses seen."""
+
+    def __init__(
+        self,
+        path: Path,
+        queue_size: int = 8,
+        events: int = native.EV_OPEN | native.EV_EXEC,
+        settings: FanSettings | None = None,
+    ) -> None:
+        path.write_bytes(b"content\n")
+        time.sleep(0.03)  # older than the freshness window: clean verdicts may be cached
+        self.file = os.open(path, os.O_RDONLY)
+        ours, self.peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.fan = Fanotify(
+            FanConfig(events=events, queue_size=queue_size, cache_entries=64),
+            fd=ours.detach(),
+            settings=settings if settings is not None else FanSettings(),
+        )
+        self.responses: list[tuple[int, int]] = []
+        self.eof = threading.Event()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        self.fan.start()
+
+    def _read(self) -> None:
+        buf = b""
+        while chunk := self.peer.recv(4096):
+            buf += chunk
+            whole = len(buf) - len(buf) % _RESP.size
+            with self._cond:
+                self.responses.extend(_RESP.iter_unpack(buf[:whole]))
+                self._cond.notify_all()
+            buf = buf[whole:]
+        assert not buf, "a partial response record"
+        self.eof.set()
+
+    def send(self, mask: int = FAN_OPEN_PERM, pid: int = OPENER) -> int:
+        """One event on the scanned file; returns its (unique) fd number."""
+        fd = fcntl.fcntl(self.file, fcntl.F_DUPFD_CLOEXEC, next(_numbers))
+        self.peer.sendall(_META.pack(_META.size, METADATA_VERSION, 0, _META.size, mask, fd, pid))
+        return fd
+
+    def wait(self, n: int, timeout: float = 5.0) -> list[tuple[int, int]]:
+        """The responses once there are at least ``n`` of them."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.responses) >= n, timeout), (
+                f"{len(self.responses)} responses, expected {n}"
+            )
+            return list(self.responses)
+
+    def answers_for(self, fd: int) -> list[int]:
+        with self._cond:
+            return [r for f, r in self.responses if f == fd]
+
+    def settle(self, key: str, value: int, timeout: float = 5.0) -> None:
+        """Wait until ``value`` is counted in stats ``key`` (counters follow the response)."""
+        end = time.monotonic() + timeout
+        while self.fan.stats()[key] < value:
+            assert time.monotonic() < end, f"{key} = {self.fan.stats()[key]}, expected {value}"
+            time.sleep(0.002)
+
+    def job(self, timeout_ms: int = 5000) -> native.Job:
+        job = self.fan.next(timeout_ms)
+        assert job is not None, "no job"
+        return job
+
+    def close(self) -> None:
+        self.fan.stop()
+        self.fan.close()
+        self.eof.wait(5)
+        self.peer.close()
+        os.close(self.file)
+
+
+@pytest.fixture
+def rigs(tmp_path: Path) -> Iterator[list[Rig]]:
+    made: list[Rig] = []
+    yield made
+    for rig in made:
+        rig.close()
+
+
+Make = Callable[..., Rig]
+
+
+@pytest.fixture
+def make(tmp_path: Path, rigs: list[Rig]) -> Make:
+    def _make(**kw: object) -> Rig:
+        rig = Rig(tmp_path / f"file{len(rigs)}", **kw)  # type: ignore[arg-type]
+        rigs.append(rig)
+        return rig
+
+    return _make
+
+
+def _exactly_once(rig: Rig, fds: list[int]) -> None:
+    counts = Counter(f for f, _ in rig.wait(len(fds)))
+    assert set(counts) == set(fds), "a response for an fd that was never sent"
+    assert all(counts[fd] == 1 for fd in fds), {fd: counts[fd] for fd in fds if counts[fd] != 1}
+
+
+# 1 -------------------------------------------------------------------------
+
+
+def test_every_permission_event_is_answered_exactly_once(make: Make) -> None:
+    rig = make(queue_size=1024)  # never full: every answer is a worker's
+    fds: list[int] = []
+    verdict: dict[int, int] = {}
+
+    def worker() -> None:
+        try:
+            while True:
+                job = rig.fan.next(200)
+                if job is None:
+                    continue
+                allow = job.fd % 3 != 0
+                verdict[job.fd] = ALLOW if allow else DENY
+                assert rig.fan.answer(job, allow, 0, 0) is False
+                rig.fan.done(job)
+        except native.Shutdown:
+            pass
+
+    workers = [threading.Thread(target=worker) for _ in range(4)]
+    for t in workers:
+        t.start()
+    for i in range(400):
+        fds.append(rig.send(FAN_OPEN_EXEC_PERM if i % 4 == 0 else FAN_OPEN_PERM))
+        if i % 8 == 7:
+            rig.settle("perm_events", i + 1)
+    _exactly_once(rig, fds)
+    rig.fan.stop()
+    for t in workers:
+        t.join(5)
+    assert dict(rig.responses) == verdict
+    stats = rig.fan.stats()
+    assert stats["queue_full"] == 0 and stats["deadline_passed"] == 0
+    assert stats["answered_allow"] + stats["answered_deny"] == 400
+
+
+# 2 -------------------------------------------------------------------------
+
+
+def test_a_racing_deadline_answers_once_and_reports_late_results(make: Make) -> None:
+    # workers answer deny; the deadline answers allow: each response says who won
+    rig = make(queue_size=1024, settings=FanSettings(deadline_ms=3, on_deadline_open=ALLOW))
+    late: dict[int, bool] = {}
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        rnd = random.Random(seed)
+        try:
+            while True:
+                job = rig.fan.next(200)
+                if job is None:
+                    continue
+                time.sleep(rnd.uniform(0, 0.006))  # around the 3 ms deadline
+                was_late = rig.fan.answer(job, False, 0, 0)
+                with lock:
+                    late[job.fd] = was_late
+                rig.fan.done(job)
+        except native.Shutdown:
+            pass
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in workers:
+        t.start()
+    fds = []
+    for i in range(600):
+        fds.append(rig.send())
+        if i % 16 == 15:
+            rig.settle("perm_events", i + 1)
+    _exactly_once(rig, fds)
+    end = time.monotonic() + 5
+    while len(late) < len(fds) and time.monotonic() < end:
+        time.sleep(0.01)
+    rig.fan.stop()
+    for t in workers:
+        t.join(5)
+    got = dict(rig.responses)
+    for fd in fds:
+        assert got[fd] == (ALLOW if late[fd] else DENY), fd
+    stats = rig.fan.stats()
+    n_late = sum(late.values())
+    assert stats["late_results"] == n_late == stats["deadline_passed"]
+    assert 0 < n_late < len(fds), "the deadline never raced the workers: tune the sleeps"
+
+
+# 3 -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("open_, exec_", [(DENY, ALLOW), (ALLOW, DENY)])
+def test_a_full_queue_answers_at_once_by_policy_per_kind(
+    make: Make, open_: int, exec_: int
+) -> None:
+    settings = FanSettings(deadline_ms=60_000, on_queue_full_open=open_, on_queue_full_exec=exec_)
+    rig = make(queue_size=3, settings=settings)
+    queued = [rig.send(), rig.send(FAN_OPEN_EXEC_PERM), rig.send()]
+    rig.settle("queued", 3)
+    over_open = rig.send()
+    over_exec = rig.send(FAN_OPEN_EXEC_PERM)
+    assert rig.wait(2) == [(over_open, open_), (over_exec, exec_)]
+    assert all(not rig.answers_for(fd) for fd in queued)
+    rig.settle("queue_full", 2)  # counted just after the response is written
+
+
+# 4 -------------------------------------------------------------------------
+
+
+def test_done_without_answer_answers_by_the_deadline_policy(make: Make) -> None:
+    rig = make(settings=FanSettings(deadline_ms=60_000, on_deadline_open=DENY))
+    fd = rig.send()
+    rig.fan.done(rig.job())  # a worker that died between next and answer
+    assert rig.wait(1) == [(fd, DENY)]
+
+
+def test_a_job_never_done_is_answered_by_the_watcher(make: Make) -> None:
+    rig = make(settings=FanSettings(deadline_ms=50, on_deadline_exec=DENY))
+    fd = rig.send(FAN_OPEN_EXEC_PERM)
+    job = rig.job()
+    t0 = time.monotonic()
+    assert rig.wait(1, timeout=2) == [(fd, DENY)]
+    assert time.monotonic() - t0 < 1.0
+    rig.settle("deadline_passed", 1)
+    assert rig.fan.answer(job, True, 0, 0) is True  # late
+    rig.fan.done(job)
+    time.sleep(0.05)
+    assert rig.answers_for(fd) == [DENY]
+
+
+# 5 -------------------------------------------------------------------------
+
+
+def test_stop_wakes_workers_and_nothing_is_written_after_it(make: Make) -> None:
+    rig = make(settings=FanSettings(deadline_ms=60_000))
+    rig.send()
+    rig.send()
+    taken = rig.job()  # in flight; the second stays queued
+    woke: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            while rig.fan.next(10_000) is not None:
+                pass  # takes the queued one, then waits
+        except native.Shutdown as e:
+            woke.append(e)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    rig.settle("queued", 2)
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    rig.fan.stop()
+    t.join(2)
+    assert woke and time.monotonic() - t0 < 1.0, "next() was not woken by stop()"
+    assert rig.fan.answer(taken, False, native.CACHE_VERDICT, 0) is False
+    rig.fan.done(taken)
+    with pytest.raises(native.Shutdown):
+        rig.fan.next(10)
+    assert rig.eof.wait(2), "the socket was not closed at stop"
+    assert rig.responses == []
+
+
+# 6 -------------------------------------------------------------------------
+
+
+def test_a_new_deadline_and_answer_apply_to_the_next_event(make: Make) -> None:
+    rig = make(settings=FanSettings(deadline_ms=60_000))
+    first = rig.send()
+    rig.job()
+    rig.fan.configure(replace(rig.fan.settings, deadline_ms=50, on_deadline_open=DENY))
+    second = rig.send()
+    rig.job()
+    assert rig.wait(1, timeout=2) == [(second, DENY)]
+    time.sleep(0.1)
+    assert rig.answers_for(first) == []  # queued under the old 60 s deadline
+
+
+def test_a_new_queue_full_answer_applies_to_the_next_event(make: Make) -> None:
+    rig = make(queue_size=1, settings=FanSettings(deadline_ms=60_000))
+    rig.send()
+    rig.settle("queued", 1)
+    before = rig.send()
+    rig.wait(1)
+    rig.fan.configure(replace(rig.fan.settings, on_queue_full_open=DENY))
+    after = rig.send()
+    assert rig.wait(2) == [(before, ALLOW), (after, DENY)]
+
+
+def test_a_new_generation_drops_cached_verdicts(make: Make) -> None:
+    rig = make(settings=FanSettings(generation=1))
+    fd = rig.send()
+    job = rig.job()
+    assert job.generation == 1
+    rig.fan.answer(job, True, native.CACHE_VERDICT, 1)
+    rig.fan.done(job)
+    hit = rig.send()
+    assert rig.wait(2) == [(fd, ALLOW), (hit, ALLOW)]
+    rig.settle("cache_allow", 1)  # the clean verdict was cached
+    rig.fan.configure(replace(rig.fan.settings, generation=2))
+    miss = rig.send()
+    job = rig.job()
+    assert job.fd == miss and job.generation == 2
+    assert rig.fan.stats()["cache_allow"] == 1
+    rig.fan.answer(job, False, native.CACHE_VERDICT, 1)  # a result under old rules
+    rig.fan.done(job)
+    again = rig.send()
+    assert rig.job().fd == again, "a verdict of generation 1 was cached under 2"
+
+
+def test_configure_refuses_bad_values_and_keeps_the_old_settings(make: Make) -> None:
+    rig = make()
+    good = rig.fan.settings
+    for bad in (
+        replace(good, deadline_ms=0),
+        replace(good, on_queue_full_exec=0),
+        replace(good, close_write_share=101),
+        replace(good, mark_fs=tuple(range(17))),
+    ):
+        with pytest.raises(native.NativeError):
+            rig.fan.configure(bad)
+        assert rig.fan.settings is good
+
+
+# 7 -------------------------------------------------------------------------
+
+
+def test_close_write_jobs_hold_at_most_their_share_of_slots(make: Make) -> None:
+    events = native.EV_OPEN | native.EV_CLOSE_WRITE
+    rig = make(queue_size=8, events=events, settings=FanSettings(deadline_ms=60_000))
+    for _ in range(6):
+        rig.send(FAN_CLOSE_WRITE)
+    rig.settle("notify_events", 6)
+    stats = rig.fan.stats()
+    assert (stats["queued"], stats["notify_dropped"]) == (4, 2)  # 50 % of 8
+    opens = [rig.send() for _ in range(4)]
+    rig.settle("queued", 8)
+    assert all(not rig.answers_for(fd) for fd in opens)  # the other half is theirs
+    jobs = [rig.job() for _ in range(8)]
+    assert [j.kind for j in jobs[:4]] == [native.EV_OPEN] * 4  # opens first
+    for job in jobs:
+        rig.fan.answer(job, True, 0, 0)
+        rig.fan.done(job)
+    rig.fan.configure(replace(rig.fan.settings, close_write_share=25))
+    for _ in range(4):
+        rig.send(FAN_CLOSE_WRITE)
+    rig.settle("notify_events", 10)
+    assert rig.fan.stats()["notify_dropped"] == 2 + 2  # 25 % of 8
