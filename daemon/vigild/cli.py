@@ -336,7 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = qsub.add_parser("restore", help="put a file back, bytes and metadata as they were")
     _common(p)
     p.add_argument("id")
-    p.add_argument("--force", action="store_true", help="replace a file now at the original path")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a file now at the path; allow --to into a directory others can write",
+    )
     p.add_argument("--to", metavar="PATH", help="restore to this path instead")
     p.set_defaults(func=cmd_quarantine_restore)
     p = qsub.add_parser("delete", help="delete a quarantined file for good")

@@ -13,9 +13,13 @@ path still names the same inode. A crash at any step leaves the original,
 or the original and the item: nothing is lost. Leftover ``.tmp``
 directories are removed at start-up (their originals were never touched).
 
-Restoring writes a new file beside the target, sets owner, group, mode,
-xattrs and then atime/mtime (the kernel sets ctime; nobody can), fsyncs,
-and links it into place, refusing to replace an existing file unless told.
+Restoring follows no symbolic link anywhere on the way (safepath), to the
+original path as to ``--to``: it writes a new file beside the target
+(O_EXCL|O_NOFOLLOW in the directory's fd), sets owner, group, mode, xattrs
+and then atime/mtime (the kernel sets ctime; nobody can), fsyncs, and links
+or renames it into place within that directory, refusing to replace an
+existing file unless told, and a link at the target ever. ``--to`` into a
+directory other users can write takes ``--force``.
 """
 
 from __future__ import annotations
@@ -88,12 +92,26 @@ def _copy(src_fd: int, dst_fd: int, pread: bool) -> tuple[int, str]:
     return off, h.hexdigest()
 
 
-def _exists(name: str, dfd: int) -> bool:
+def _lstat(name: str, dfd: int) -> os.stat_result | None:
     try:
-        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
-        return False
-    return True
+        return None
+
+
+def _refuse_shared_dir(dfd: int, shown: str) -> None:
+    """Refuse a directory that users other than root (and us) can write.
+
+    Its owner, or anyone it lets write, could replace or hard-link the
+    restored file (owner, mode and set-id bits as quarantined) at will.
+    """
+    st = os.fstat(dfd)
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid not in (0, os.geteuid()) or mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise QuarantineError(
+            f"{shown}: other users can write there (owner uid {st.st_uid}, mode {mode:04o}); "
+            "restore with --force to do it anyway"
+        )
 
 
 def _identity(st: os.stat_result) -> str:
@@ -271,14 +289,17 @@ class Store:
     def restore(self, item_id: str, force: bool = False, to: str | None = None) -> str:
         """Put item ``item_id`` back (at ``to`` if given); returns the path written.
 
-        To the original path, the directory is reached without following
-        symlinks and must be the very one the file was taken from: its
-        owner may have swapped it for a link to somewhere root writes.
-        ``to`` is the admin's own choice and is resolved normally.
+        No symbolic link is followed anywhere on the way, to the original
+        path as to ``to``: a user who owns a directory on the way could
+        otherwise choose where root writes. The file is created beside
+        the target (O_EXCL|O_NOFOLLOW in the directory's fd) and renamed
+        or linked into place within that directory. To the original path,
+        the directory must be the very one the file was taken from. ``to``
+        in a directory other users can write is refused unless ``force``.
         """
         item = self.get(item_id)
-        target = os.path.realpath(to) if to else item.path
-        dfd, name = self._restore_dir(item, target, explicit=to is not None)
+        target = os.path.abspath(to) if to else item.path
+        dfd, name = self._restore_dir(item, target, explicit=to is not None, force=force)
         try:
             self._restore_into(item, dfd, name, target, force)
         finally:
@@ -287,38 +308,51 @@ class Store:
         return target
 
     @staticmethod
-    def _restore_dir(item: Item, target: str, explicit: bool) -> tuple[int, str]:
+    def _restore_dir(item: Item, target: str, explicit: bool, force: bool) -> tuple[int, str]:
         try:
             dfd, name = safepath.open_parent(target)
-        except OSError as e:
+        except safepath.SymlinkInPath as e:
             raise QuarantineError(
-                f"{os.path.dirname(target)}: cannot restore there without following a link "
-                f"({e.strerror}); use --to PATH"
+                f"{e.filename} is a symbolic link: restore never follows one "
+                "(give a path without links with --to PATH)"
             ) from e
-        if not explicit and item.parent and _identity(os.fstat(dfd)) != item.parent:
+        except OSError as e:
+            raise QuarantineError(f"{e.filename}: cannot restore there: {e.strerror}") from e
+        try:
+            if not explicit and item.parent and _identity(os.fstat(dfd)) != item.parent:
+                raise QuarantineError(
+                    f"{os.path.dirname(target)} is not the directory the file was taken from "
+                    "(replaced since?); use --to PATH"
+                )
+            if explicit and not force:
+                _refuse_shared_dir(dfd, os.path.dirname(target))
+        except BaseException:
             os.close(dfd)
-            raise QuarantineError(
-                f"{os.path.dirname(target)} is not the directory the file was taken from "
-                "(replaced since?); use --to PATH"
-            )
+            raise
         return dfd, name
 
     def _restore_into(self, item: Item, dfd: int, name: str, target: str, force: bool) -> None:
-        if not force and _exists(name, dfd):
+        now = _lstat(name, dfd)
+        if now is not None and stat.S_ISLNK(now.st_mode):
+            raise QuarantineError(
+                f"{target} is a symbolic link: restore never follows nor replaces one "
+                "(remove it, or --to PATH elsewhere)"
+            )
+        if now is not None and not force:
             raise QuarantineError(
                 f"{target} exists; restore with --force to replace it, or --to PATH elsewhere"
             )
         tmp = f".vigild-restore-{secrets.token_hex(6)}"
         try:
             self._write_restored(item, dfd, tmp)
-            if force:
+            if force:  # rename replaces a link put there since, never writes through it
                 os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
             else:  # fails if the target appeared meanwhile
                 os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
                 os.unlink(tmp, dir_fd=dfd)
             os.fsync(dfd)
         except OSError as e:
-            if _exists(tmp, dfd):
+            if _lstat(tmp, dfd) is not None:
                 os.unlink(tmp, dir_fd=dfd)
             raise QuarantineError(f"{target}: cannot restore: {e.strerror or e}") from e
 
