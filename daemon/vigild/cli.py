@@ -19,7 +19,17 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from vigild import __version__, config, control, hashes, native, ruleset, scan, snapshot
+from vigild import (
+    __version__,
+    config,
+    control,
+    hashes,
+    native,
+    ruleset,
+    scan,
+    snapshot,
+    textform,
+)
 from vigild.config import Config, ConfigError, Engine
 from vigild.quarantine import QuarantineError, Store
 from vigild.scanner import RuleError
@@ -172,16 +182,25 @@ def _store(args: argparse.Namespace) -> Store:
 
 
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
-    items = list(_store(args).items())
+    store = _store(args)
+    items = [(it, store.state(it)) for it in store.items()]
     if args.json:
-        for item in items:
-            print(json.dumps(asdict(item)))
+        for it, state in items:
+            rec = {**asdict(it), "state": state, "restorable": state == "ok"}
+            print(json.dumps(textform.json_record(rec)))
         return EXIT_OK
     if not items:
         print("quarantine is empty")
-    for it in items:
+    else:
+        print(f"{'ID':<24}  {'QUARANTINED':<19}  {'SIZE':>10}  {'STATE':<7}  PATH (DETECTION)")
+    for it, state in items:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(it.quarantined_at))
-        print(f"{it.id}  {when}  {it.size:>10}  {it.path}  ({it.detail or it.reason})")
+        why = it.detail or it.reason
+        if it.links:
+            why += f"; {it.links} other hard link{'s' if it.links > 1 else ''} not moved"
+        shown = "ok" if state == "ok" else state.upper()
+        line = f"{it.id}  {when}  {it.size:>10}  {shown:<7}  {it.path}  ({why})"
+        print(textform.escape(line))
     return EXIT_OK
 
 
