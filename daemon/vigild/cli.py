@@ -206,7 +206,7 @@ def cmd_quarantine_list(args: argparse.Namespace) -> int:
 
 def cmd_quarantine_restore(args: argparse.Namespace) -> int:
     path = _store(args).restore(args.id, force=args.force, to=args.to)
-    print(f"restored {args.id} to {path}")
+    print(textform.escape(f"restored {args.id} to {path}"))
     return EXIT_OK
 
 
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         scan.WorkerDied,
         OSError,
     ) as e:
-        print(f"vigild: {_one_line(e)}", file=sys.stderr)
+        print(f"vigild: {textform.escape(_one_line(e))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("vigild: interrupted", file=sys.stderr)
