@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import IO, ClassVar
 
-from vigild import journal
+from vigild import journal, textform
 from vigild.fields import Field
 
 SYSLOG_IDENTIFIER = "vigild"
@@ -89,16 +89,22 @@ Sink = Callable[[Alert], None]
 
 
 def stderr_sink(stream: IO[str] | None = None) -> Sink:
-    """Lines with a ``<N>`` priority prefix (systemd reads it from stderr too)."""
+    """One line per alert, with a ``<N>`` priority prefix (systemd reads it from stderr too).
+
+    The message and the values are escaped (textform): a file name holding
+    a newline cannot start a line of its own, nor a value forge a field.
+    """
 
     def write(alert: Alert) -> None:
         out = stream or sys.stderr
         prio = alert.priority if alert.priority is not None else alert.kind.priority
         extra = " ".join(
-            f"{k.removeprefix('VIGILD_').lower()}={v if isinstance(v, str) else ','.join(v)}"
+            f"{k.removeprefix('VIGILD_').lower()}="
+            + textform.logfmt(v if isinstance(v, str) else ",".join(v))
             for k, v in alert.fields.items()
         )
-        out.write(f"<{prio}>vigild: {alert.message}" + (f" [{extra}]" if extra else "") + "\n")
+        line = f"<{prio}>vigild: {textform.escape(alert.message)}"
+        out.write(line + (f" [{extra}]" if extra else "") + "\n")
         out.flush()
 
     return write

@@ -19,7 +19,17 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from vigild import __version__, config, control, hashes, native, ruleset, scan, snapshot
+from vigild import (
+    __version__,
+    config,
+    control,
+    hashes,
+    native,
+    ruleset,
+    scan,
+    snapshot,
+    textform,
+)
 from vigild.config import Config, ConfigError, Engine
 from vigild.quarantine import QuarantineError, Store
 from vigild.scanner import RuleError
@@ -189,22 +199,31 @@ def _store(args: argparse.Namespace) -> Store:
 
 
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
-    items = list(_store(args).items())
+    store = _store(args)
+    items = [(it, store.state(it)) for it in store.items()]
     if args.json:
-        for item in items:
-            print(json.dumps(asdict(item)))
+        for it, state in items:
+            rec = {**asdict(it), "state": state, "restorable": state == "ok"}
+            print(json.dumps(textform.json_record(rec)))
         return EXIT_OK
     if not items:
         print("quarantine is empty")
-    for it in items:
+    else:
+        print(f"{'ID':<24}  {'QUARANTINED':<19}  {'SIZE':>10}  {'STATE':<7}  PATH (DETECTION)")
+    for it, state in items:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(it.quarantined_at))
-        print(f"{it.id}  {when}  {it.size:>10}  {it.path}  ({it.detail or it.reason})")
+        why = it.detail or it.reason
+        if it.links:
+            why += f"; {it.links} other hard link{'s' if it.links > 1 else ''} not moved"
+        shown = "ok" if state == "ok" else state.upper()
+        line = f"{it.id}  {when}  {it.size:>10}  {shown:<7}  {it.path}  ({why})"
+        print(textform.escape(line))
     return EXIT_OK
 
 
 def cmd_quarantine_restore(args: argparse.Namespace) -> int:
     path = _store(args).restore(args.id, force=args.force, to=args.to)
-    print(f"restored {args.id} to {path}")
+    print(textform.escape(f"restored {args.id} to {path}"))
     return EXIT_OK
 
 
@@ -353,7 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = qsub.add_parser("restore", help="put a file back, bytes and metadata as they were")
     _common(p)
     p.add_argument("id")
-    p.add_argument("--force", action="store_true", help="replace a file now at the original path")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a file now at the path; allow --to into a directory others can write",
+    )
     p.add_argument("--to", metavar="PATH", help="restore to this path instead")
     p.set_defaults(func=cmd_quarantine_restore)
     p = qsub.add_parser("delete", help="delete a quarantined file for good")
@@ -393,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         scan.WorkerDied,
         OSError,
     ) as e:
-        print(f"vigild: {_one_line(e)}", file=sys.stderr)
+        print(f"vigild: {textform.escape(_one_line(e))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("vigild: interrupted", file=sys.stderr)

@@ -13,14 +13,19 @@ path still names the same inode. A crash at any step leaves the original,
 or the original and the item: nothing is lost. Leftover ``.tmp``
 directories are removed at start-up (their originals were never touched).
 
-Restoring writes a new file beside the target, sets owner, group, mode,
-xattrs and then atime/mtime (the kernel sets ctime; nobody can), fsyncs,
-and links it into place, refusing to replace an existing file unless told.
+Restoring follows no symbolic link anywhere on the way (safepath), to the
+original path as to ``--to``: it writes a new file beside the target
+(O_EXCL|O_NOFOLLOW in the directory's fd), sets owner, group, mode, xattrs
+and then atime/mtime (the kernel sets ctime; nobody can), fsyncs, and links
+or renames it into place within that directory, refusing to replace an
+existing file unless told, and a link at the target ever. ``--to`` into a
+directory other users can write takes ``--force``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -33,15 +38,36 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vigild import safepath
 
 _ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
 _CHUNK = 1 << 20
+_ZEROS = memoryview(bytes(_CHUNK))
 
 
 class QuarantineError(Exception):
     """A quarantine operation could not be done; the message says why."""
+
+
+def make_private_dirs(path: str | Path) -> None:
+    """Create ``path`` and its missing parents, each 0700 whatever the umask.
+
+    (``Path.mkdir(mode=0o700, parents=True)`` gives the parents the default
+    mode and the leaf 0700 less the umask.) Directories that exist keep theirs.
+    """
+    missing = []
+    p = Path(os.path.abspath(path))
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile, by someone else: not ours to change
+        d.chmod(0o700)
 
 
 @dataclass(frozen=True)
@@ -62,6 +88,7 @@ class Item:
     xattrs: dict[str, str] = field(default_factory=dict)  # name -> hex value
     original_removed: bool = True
     parent: str = ""  # "dev:ino:uid" of the directory it was in
+    links: int = 0  # other names the file had (hard links), still there after the move
 
 
 def _fsync_dir(path: str | Path) -> None:
@@ -72,28 +99,94 @@ def _fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def _copy(src_fd: int, dst_fd: int, pread: bool) -> tuple[int, str]:
-    """Copy all of src to dst; returns (bytes, sha256). pread leaves src's offset."""
-    h = hashlib.sha256()
+def _data_extents(fd: int) -> Iterator[tuple[int, int | None]]:
+    """(start, end) of each stretch of data in ``fd``, holes skipped; end None: until EOF.
+
+    Read lazily, so data written while we copy is still found. A filesystem
+    without SEEK_DATA gives one stretch: the whole file.
+    """
     off = 0
     while True:
-        chunk = os.pread(src_fd, _CHUNK, off) if pread else os.read(src_fd, _CHUNK)
+        try:
+            start = os.lseek(fd, off, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                return  # nothing but a hole (or nothing) from off to EOF
+            if e.errno in (errno.EINVAL, errno.EOPNOTSUPP) and off == 0:
+                yield 0, None
+                return
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, end
+        off = end
+
+
+def _hash_zeros(h: Any, n: int) -> None:
+    while n > 0:
+        step = min(n, _CHUNK)
+        h.update(_ZEROS[:step])
+        n -= step
+
+
+def _copy_range(src_fd: int, dst_fd: int, start: int, end: int | None, h: Any) -> int:
+    """Copy src[start:end] to the same offsets of dst; returns where it stopped (EOF)."""
+    off = start
+    while end is None or off < end:
+        chunk = os.pread(src_fd, _CHUNK if end is None else min(_CHUNK, end - off), off)
         if not chunk:
             break
         h.update(chunk)
         view = memoryview(chunk)
         while view:
-            view = view[os.write(dst_fd, view) :]
-        off += len(chunk)
+            n = os.pwrite(dst_fd, view, off)
+            view, off = view[n:], off + n
+    return off
+
+
+def _copy(src_fd: int, dst_fd: int) -> tuple[int, str]:
+    """Copy all of src to the empty dst, keeping holes; returns (bytes, sha256 of them).
+
+    SEEK_DATA moves src's offset: it is put back (the fd may be an opener's event fd).
+    """
+    h = hashlib.sha256()
+    saved = os.lseek(src_fd, 0, os.SEEK_CUR)
+    off = 0
+    try:
+        for start, end in _data_extents(src_fd):
+            _hash_zeros(h, start - off)
+            off = _copy_range(src_fd, dst_fd, start, end, h)
+            if end is None or off < end:
+                break  # at EOF
+        size = os.fstat(src_fd).st_size
+        if size > off:  # a hole at the end
+            _hash_zeros(h, size - off)
+            off = size
+        os.ftruncate(dst_fd, off)
+    finally:
+        os.lseek(src_fd, saved, os.SEEK_SET)
     return off, h.hexdigest()
 
 
-def _exists(name: str, dfd: int) -> bool:
+def _lstat(name: str, dfd: int) -> os.stat_result | None:
     try:
-        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
-        return False
-    return True
+        return None
+
+
+def _refuse_shared_dir(dfd: int, shown: str) -> None:
+    """Refuse a directory that users other than root (and us) can write.
+
+    Its owner, or anyone it lets write, could replace or hard-link the
+    restored file (owner, mode and set-id bits as quarantined) at will.
+    """
+    st = os.fstat(dfd)
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid not in (0, os.geteuid()) or mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise QuarantineError(
+            f"{shown}: other users can write there (owner uid {st.st_uid}, mode {mode:04o}); "
+            "restore with --force to do it anyway"
+        )
 
 
 def _identity(st: os.stat_result) -> str:
@@ -123,7 +216,7 @@ class Store:
 
     def prepare(self) -> None:
         """Create the store 0700 (or tighten it) and drop half-written items."""
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(self.dir)
         st = self.dir.stat()
         if st.st_uid != os.geteuid():
             raise QuarantineError(f"{self.dir}: owned by uid {st.st_uid}, not by us")
@@ -190,6 +283,7 @@ class Store:
                 quarantined_at=time.time(),
                 xattrs=_xattrs(fd),
                 parent=_identity(os.fstat(dfd)),
+                links=max(st.st_nlink - 1, 0),
             )
             self._write_meta(tmp / "meta.json", item)
             _fsync_dir(tmp)
@@ -207,7 +301,7 @@ class Store:
     def _write_data(src_fd: int, dst: Path) -> tuple[int, str]:
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            result = _copy(src_fd, fd, pread=True)
+            result = _copy(src_fd, fd)
             os.fsync(fd)
             return result
         finally:
@@ -258,6 +352,16 @@ class Store:
         except (OSError, ValueError, TypeError) as e:
             raise QuarantineError(f"{meta}: unreadable: {e}") from e
 
+    def state(self, item: Item) -> str:
+        """The item's bytes: ok, missing (gone), or damaged (not the size quarantined)."""
+        try:
+            st = os.stat(self.dir / item.id / "data", follow_symlinks=False)
+        except FileNotFoundError:
+            return "missing"
+        if not stat.S_ISREG(st.st_mode) or st.st_size != item.size:
+            return "damaged"
+        return "ok"
+
     def items(self) -> Iterator[Item]:
         """Every item, oldest first."""
         if not self.dir.is_dir():
@@ -271,14 +375,18 @@ class Store:
     def restore(self, item_id: str, force: bool = False, to: str | None = None) -> str:
         """Put item ``item_id`` back (at ``to`` if given); returns the path written.
 
-        To the original path, the directory is reached without following
-        symlinks and must be the very one the file was taken from: its
-        owner may have swapped it for a link to somewhere root writes.
-        ``to`` is the admin's own choice and is resolved normally.
+        No symbolic link is followed anywhere on the way, to the original
+        path as to ``to``: a user who owns a directory on the way could
+        otherwise choose where root writes. The file is created beside
+        the target (O_EXCL|O_NOFOLLOW in the directory's fd) and renamed
+        or linked into place within that directory. To the original path,
+        the directory must be the very one the file was taken from. ``to``
+        in a directory other users can write is refused unless ``force``.
         """
         item = self.get(item_id)
-        target = os.path.realpath(to) if to else item.path
-        dfd, name = self._restore_dir(item, target, explicit=to is not None)
+        self._check_data(item)
+        target = os.path.abspath(to) if to else item.path
+        dfd, name = self._restore_dir(item, target, explicit=to is not None, force=force)
         try:
             self._restore_into(item, dfd, name, target, force)
         finally:
@@ -286,39 +394,66 @@ class Store:
         self.delete(item_id)
         return target
 
+    def _check_data(self, item: Item) -> None:
+        state = self.state(item)
+        data = self.dir / item.id / "data"
+        if state == "missing":
+            raise QuarantineError(
+                f"quarantine item {item.id} cannot be restored: its bytes are gone ({data} "
+                f"is missing); `vigild quarantine delete {item.id}` removes the entry"
+            )
+        if state == "damaged":
+            raise QuarantineError(
+                f"quarantine item {item.id} is damaged ({data} is not the {item.size} bytes "
+                "quarantined); nothing restored"
+            )
+
     @staticmethod
-    def _restore_dir(item: Item, target: str, explicit: bool) -> tuple[int, str]:
+    def _restore_dir(item: Item, target: str, explicit: bool, force: bool) -> tuple[int, str]:
         try:
             dfd, name = safepath.open_parent(target)
-        except OSError as e:
+        except safepath.SymlinkInPath as e:
             raise QuarantineError(
-                f"{os.path.dirname(target)}: cannot restore there without following a link "
-                f"({e.strerror}); use --to PATH"
+                f"{e.filename} is a symbolic link: restore never follows one "
+                "(give a path without links with --to PATH)"
             ) from e
-        if not explicit and item.parent and _identity(os.fstat(dfd)) != item.parent:
+        except OSError as e:
+            raise QuarantineError(f"{e.filename}: cannot restore there: {e.strerror}") from e
+        try:
+            if not explicit and item.parent and _identity(os.fstat(dfd)) != item.parent:
+                raise QuarantineError(
+                    f"{os.path.dirname(target)} is not the directory the file was taken from "
+                    "(replaced since?); use --to PATH"
+                )
+            if explicit and not force:
+                _refuse_shared_dir(dfd, os.path.dirname(target))
+        except BaseException:
             os.close(dfd)
-            raise QuarantineError(
-                f"{os.path.dirname(target)} is not the directory the file was taken from "
-                "(replaced since?); use --to PATH"
-            )
+            raise
         return dfd, name
 
     def _restore_into(self, item: Item, dfd: int, name: str, target: str, force: bool) -> None:
-        if not force and _exists(name, dfd):
+        now = _lstat(name, dfd)
+        if now is not None and stat.S_ISLNK(now.st_mode):
+            raise QuarantineError(
+                f"{target} is a symbolic link: restore never follows nor replaces one "
+                "(remove it, or --to PATH elsewhere)"
+            )
+        if now is not None and not force:
             raise QuarantineError(
                 f"{target} exists; restore with --force to replace it, or --to PATH elsewhere"
             )
         tmp = f".vigild-restore-{secrets.token_hex(6)}"
         try:
             self._write_restored(item, dfd, tmp)
-            if force:
+            if force:  # rename replaces a link put there since, never writes through it
                 os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
             else:  # fails if the target appeared meanwhile
                 os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
                 os.unlink(tmp, dir_fd=dfd)
             os.fsync(dfd)
         except OSError as e:
-            if _exists(tmp, dfd):
+            if _lstat(tmp, dfd) is not None:
                 os.unlink(tmp, dir_fd=dfd)
             raise QuarantineError(f"{target}: cannot restore: {e.strerror or e}") from e
 
@@ -327,7 +462,7 @@ class Store:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(dst, flags, 0o600, dir_fd=dfd)
         try:
-            size, sha = _copy(src, fd, pread=False)
+            size, sha = _copy(src, fd)
             if (size, sha) != (item.size, item.sha256):
                 raise QuarantineError(f"quarantine item {item.id} is damaged (hash mismatch)")
             os.fchown(fd, item.uid, item.gid)

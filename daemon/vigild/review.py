@@ -4,6 +4,10 @@ Reads the same entries ``journalctl MESSAGE_ID=...`` shows: detections by
 default (denied, quarantined, detected late), every vigild alert kind
 with ``--all``. Matches are done by journald (MESSAGE_ID, VIGILD_RULE);
 ``--path`` keeps entries at or below a path. Times are the journal's.
+
+A field that is not UTF-8 (a file name) comes from the journal as bytes;
+it is held like any other name (textform), shown escaped in the table and
+in the lossless form (``path`` + ``path_b64``) in JSON.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
+from vigild import textform
 from vigild.alert import DETECTIONS, Kind
 
 _BY_ID = {k.message_id: k for k in Kind if k.message_id}
@@ -73,10 +78,19 @@ class AlertEntry:
     priority: int | None
 
 
+def _text(value: Any) -> str:
+    """A field value as text; bytes (not UTF-8) decoded losslessly, not as "b'...'"."""
+    if isinstance(value, bytes | bytearray):
+        return textform.from_bytes(value)
+    return str(value)
+
+
 def _list(value: Any) -> list[str]:
     if value is None:
         return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return [textform.from_bytes(value)]  # journalctl -o json: one value as byte list
+    return [_text(v) for v in value] if isinstance(value, list) else [_text(value)]
 
 
 def _one(entry: dict[str, Any], key: str) -> str:
@@ -172,16 +186,17 @@ def _process(a: AlertEntry) -> str:
 
 
 def print_table(alerts: Iterator[AlertEntry], out: IO[str] = sys.stdout) -> int:
-    """A human table; returns how many alerts were printed."""
+    """A human table, every field escaped; returns how many alerts were printed."""
     n = 0
     header = f"{'TIME':<25} {'ACTION':<11} {'DETECTION':<32} {'PROCESS':<24} PATH"
+    esc = textform.escape
     for a in alerts:
         if not n:
             print(header, file=out)
-        what = ", ".join(a.rules) or a.hash_name or a.kind
-        action = a.action or a.kind.replace("detected_", "")
+        what = esc(", ".join(a.rules) or a.hash_name or a.kind)
+        action = esc(a.action or a.kind.replace("detected_", ""))
         print(
-            f"{a.time:<25} {action:<11} {what[:32]:<32} {_process(a)[:24]:<24} {a.path}",
+            f"{a.time:<25} {action:<11} {what[:32]:<32} {esc(_process(a))[:24]:<24} {esc(a.path)}",
             file=out,
             flush=True,
         )
@@ -194,6 +209,6 @@ def print_table(alerts: Iterator[AlertEntry], out: IO[str] = sys.stdout) -> int:
 def print_json(alerts: Iterator[AlertEntry], out: IO[str] = sys.stdout) -> int:
     n = 0
     for a in alerts:
-        print(json.dumps(asdict(a)), file=out, flush=True)
+        print(json.dumps(textform.json_record(asdict(a))), file=out, flush=True)
         n += 1
     return n

@@ -29,6 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from vigild import textform
 from vigild.detector import Finding
 from vigild.verdict import Reason
 
@@ -193,7 +194,12 @@ def _human(n: float) -> str:
 
 
 class Reporter:
-    """Prints findings as plain lines or JSON objects; thread-safe."""
+    """Prints findings as plain lines or JSON objects; thread-safe.
+
+    File names are the uploader's choice: a plain line shows them escaped
+    (no newline or terminal sequence gets through), a JSON object in the
+    lossless form (``path`` plus ``path_b64`` when not UTF-8); see textform.
+    """
 
     def __init__(self, out: IO[str], as_json: bool, totals: Totals) -> None:
         self.out = out
@@ -202,11 +208,14 @@ class Reporter:
         self.lock = threading.Lock()
         self.progress: Progress | None = None
 
-    def _emit(self, line: str) -> None:
+    def _emit(self, *lines: str) -> None:
+        """Write whole lines: JSON as built, plain text escaped."""
+        if not self.as_json:
+            lines = tuple(textform.escape(line) for line in lines)
         with self.lock:
             if self.progress:
                 self.progress.clear()
-            self.out.write(line + "\n")
+            self.out.write("".join(line + "\n" for line in lines))
             self.out.flush()
 
     def error(self, path: str, message: str) -> None:
@@ -270,7 +279,7 @@ class Reporter:
 
     @staticmethod
     def _json(kind: str, **fields: Any) -> str:
-        return json.dumps({"type": kind, **fields}, sort_keys=False)
+        return json.dumps(textform.json_record({"type": kind, **fields}), sort_keys=False)
 
     def summary(self, extra: dict[str, Any]) -> None:
         t = self.totals
@@ -295,7 +304,7 @@ class Reporter:
             f"Skipped: {t.special} special files, {t.symlinks} symlinks not followed",
             f"Time: {t.seconds:.2f} s ({rates['files_per_s']} files/s, {rates['mb_per_s']} MB/s)",
         ]
-        self._emit("\n".join(lines))
+        self._emit(*lines)
 
 
 class Progress:

@@ -122,3 +122,22 @@ def test_a_full_queue_drops_and_counts_without_blocking() -> None:
     alerts = Alerts(lambda a: None, maxsize=2)  # not started: nothing drains
     assert [alerts.emit(Alert(Kind.LOG, str(i))) for i in range(4)] == [True, True, False, False]
     assert alerts.dropped == 2
+
+
+def test_stderr_sink_writes_one_line_whatever_the_file_is_called() -> None:
+    """With no journald, a file name must not forge log lines or fields."""
+    out = io.StringIO()
+    path = "/srv/up/x\nMESSAGE_ID=0781ca6752fe444584f53ea7cd5bf82c\nVIGILD_ACTION=allow \x1b[2K"
+    stderr_sink(out)(
+        Alert(
+            Kind.DETECTED_DENIED,
+            f"{path}: malicious, denied",
+            {"VIGILD_PATH": path, "VIGILD_ACTION": "deny"},
+        )
+    )
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "<2>vigild: /srv/up/x\\nMESSAGE_ID=0781ca6752fe444584f53ea7cd5bf82c\\nVIGILD_ACTION=allow"
+        ' \\x1b[2K: malicious, denied [path="/srv/up/x\\nMESSAGE_ID=0781ca6752fe444584f53ea7cd5bf82c'
+        '\\nVIGILD_ACTION=allow \\x1b[2K" action=deny]'
+    ]

@@ -128,3 +128,25 @@ def test_a_crash_mid_move_leaves_the_original_and_is_cleaned_up(
     assert not half.exists()
     assert list(store.items()) == []
     assert path.read_bytes() == b"malicious bytes\n"
+
+
+def test_store_and_the_state_directory_it_creates_are_0700(tmp_path: Path) -> None:
+    """Whatever the umask, no directory vigild creates for its state lets others look in."""
+    old = os.umask(0o022)
+    try:
+        Store(str(tmp_path / "state" / "lib" / "quarantine")).prepare()
+    finally:
+        os.umask(old)
+    modes = {
+        p.name: oct(p.stat().st_mode & 0o777)
+        for p in (tmp_path / "state", tmp_path / "state" / "lib", tmp_path / "state/lib/quarantine")
+    }
+    assert modes == {"state": "0o700", "lib": "0o700", "quarantine": "0o700"}
+
+
+def test_existing_parent_directories_keep_their_mode(tmp_path: Path) -> None:
+    (tmp_path / "var").mkdir(mode=0o755)
+    os.chmod(tmp_path / "var", 0o755)
+    Store(str(tmp_path / "var" / "quarantine")).prepare()
+    assert oct((tmp_path / "var").stat().st_mode & 0o777) == "0o755"
+    assert oct((tmp_path / "var" / "quarantine").stat().st_mode & 0o777) == "0o700"
