@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from vigild import textform
 from vigild.alert import DETECTIONS, Kind
+from vigild.fields import Field
 
 _BY_ID = {k.message_id: k for k in Kind if k.message_id}
 _RELATIVE = re.compile(r"^\s*-?\s*(\d+)\s*(s|sec|m|min|h|hour|hours|d|day|days)?\s*(ago)?\s*$")
@@ -113,20 +114,20 @@ def to_alert(entry: dict[str, Any]) -> AlertEntry:
         else "",
         kind=kind.name.lower() if kind else "",
         message=_one(entry, "MESSAGE"),
-        path=_one(entry, "VIGILD_PATH"),
-        rules=_list(entry.get("VIGILD_RULE")),
-        hash_name=_one(entry, "VIGILD_HASH_NAME"),
-        action=_one(entry, "VIGILD_ACTION"),
-        event=_one(entry, "VIGILD_EVENT"),
-        sha256=_one(entry, "VIGILD_SHA256"),
-        pid=_int(entry, "VIGILD_PID"),
-        exe=_one(entry, "VIGILD_EXE"),
-        comm=_one(entry, "VIGILD_COMM"),
-        uid=_int(entry, "VIGILD_UID"),
-        unit=_one(entry, "VIGILD_UNIT"),
-        container=_one(entry, "VIGILD_CONTAINER"),
-        quarantine_id=_one(entry, "VIGILD_QUARANTINE_ID"),
-        generation=_one(entry, "VIGILD_GENERATION"),
+        path=_one(entry, Field.PATH),
+        rules=_list(entry.get(Field.RULE)),
+        hash_name=_one(entry, Field.HASH_NAME),
+        action=_one(entry, Field.ACTION),
+        event=_one(entry, Field.EVENT),
+        sha256=_one(entry, Field.SHA256),
+        pid=_int(entry, Field.PID),
+        exe=_one(entry, Field.EXE),
+        comm=_one(entry, Field.COMM),
+        uid=_int(entry, Field.UID),
+        unit=_one(entry, Field.UNIT),
+        container=_one(entry, Field.CONTAINER),
+        quarantine_id=_one(entry, Field.QUARANTINE_ID),
+        generation=_one(entry, Field.GENERATION),
         priority=_int(entry, "PRIORITY"),
     )
 
@@ -153,7 +154,7 @@ def _reader(q: Query) -> Any:
     for kind in kinds:
         reader.add_match(MESSAGE_ID=kind.message_id)
     if q.rule:
-        reader.add_match(VIGILD_RULE=q.rule)
+        reader.add_match(**{Field.RULE: q.rule})
     if q.since:
         reader.seek_realtime(q.since)
     return reader

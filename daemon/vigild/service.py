@@ -44,7 +44,7 @@ from vigild.fields import Field
 from vigild.hashes import HashListError
 from vigild.monitor import Monitor
 from vigild.onaccess import Workers
-from vigild.quarantine import Store
+from vigild.quarantine import Store, make_private_dirs
 from vigild.report import Reporter
 from vigild.scanner import RuleError
 from vigild.snapshot import Snapshot
@@ -78,17 +78,6 @@ def _raise_nofile() -> None:
     if soft < hard:
         with contextlib.suppress(OSError, ValueError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _private_dir(path: str) -> None:
-    """Create ``path`` 0700 if missing (mkdir's mode is masked by the umask);
-    a directory the admin made is left as it is."""
-    p = Path(path)
-    if p.is_dir():
-        return
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.mkdir(mode=0o700)
-    os.chmod(p, 0o700)
 
 
 def _fit_queue_to_fds(cfg: Config) -> Config:
@@ -190,7 +179,7 @@ class Daemon:
         cfg = _fit_queue_to_fds(self.first_cfg)
         snap = snapshot.build(cfg, self.clean)
         self.reporter.store.prepare()
-        _private_dir(cfg.daemon.state_dir)
+        make_private_dirs(cfg.daemon.state_dir)
         restored = cleancache.load(self._cache_file(), self.clean, snap.generation)
         self.snap = snap
         self.watch = existing(cfg.onaccess.watch)

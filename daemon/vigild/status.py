@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
+from vigild.textform import escape
+
 _T = TypeVar("_T")
 
 
@@ -204,4 +206,4 @@ def render_text(s: Status) -> str:
     ]
     if s.settings:
         lines.append(f"  settings:  {_settings_text(s.settings)}")
-    return "\n".join(lines)
+    return "\n".join(escape(line) for line in lines)  # paths come from the config
