@@ -27,6 +27,7 @@ from vigild import (
     native,
     ruleset,
     scan,
+    scanout,
     snapshot,
     textform,
 )
@@ -79,7 +80,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     workers = cfg.scan.workers or os.cpu_count() or 1
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
     totals = scan.run(args.paths, snap, workers, args.json, args.follow_symlinks, progress)
-    scan.Reporter(sys.stdout, args.json, totals).summary(
+    scanout.Reporter(sys.stdout, args.json, totals).summary(
         {"engine": rs.engine, "rules": rs.count, "hash_entries": rs.hash_entries}
     )
     return totals.exit_code

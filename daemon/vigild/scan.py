@@ -15,51 +15,24 @@ scan does not disturb access times that backup or cleanup tools rely on.
 from __future__ import annotations
 
 import errno
-import json
 import multiprocessing
 import os
 import signal
 import stat
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from vigild import textform
-from vigild.detector import Finding
+from vigild.scanout import Progress, Reporter, Totals
 from vigild.verdict import Reason
 
 if TYPE_CHECKING:
     from vigild.snapshot import Snapshot
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-@dataclass
-class Totals:
-    files: int = 0
-    bytes: int = 0
-    found: int = 0
-    errors: int = 0
-    skipped: int = 0  # not scanned: too large, or timed out with policy allow
-    special: int = 0  # FIFOs, sockets, devices
-    symlinks: int = 0  # symbolic links not followed
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def seconds(self) -> float:
-        return max(time.monotonic() - self.started, 1e-9)
-
-    @property
-    def exit_code(self) -> int:
-        """0 clean, 1 something found, 2 errors (as clamscan)."""
-        if self.found:
-            return 1
-        return 2 if self.errors else 0
 
 
 # ------------------------------------------------------------------ walking
@@ -184,184 +157,6 @@ def open_for_scan(path: str, follow: bool) -> tuple[int, int] | None:
 
 # ---------------------------------------------------------------- reporting
 
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
-class Reporter:
-    """Prints findings as plain lines or JSON objects; thread-safe.
-
-    File names are the uploader's choice: a plain line shows them escaped
-    (no newline or terminal sequence gets through), a JSON object in the
-    lossless form (``path`` plus ``path_b64`` when not UTF-8); see textform.
-    """
-
-    def __init__(self, out: IO[str], as_json: bool, totals: Totals) -> None:
-        self.out = out
-        self.as_json = as_json
-        self.totals = totals
-        self.lock = threading.Lock()
-        self.progress: Progress | None = None
-
-    def _emit(self, *lines: str) -> None:
-        """Write whole lines: JSON as built, plain text escaped."""
-        if not self.as_json:
-            lines = tuple(textform.escape(line) for line in lines)
-        with self.lock:
-            if self.progress:
-                self.progress.clear()
-            self.out.write("".join(line + "\n" for line in lines))
-            self.out.flush()
-
-    def error(self, path: str, message: str) -> None:
-        with self.lock:
-            self.totals.errors += 1
-        self._emit(
-            self._json("error", path=path, error=message)
-            if self.as_json
-            else f"{path}: ERROR {message}"
-        )
-
-    def clean(self, size: int) -> None:
-        with self.lock:
-            self.totals.files += 1
-            self.totals.bytes += size
-
-    def finding(self, f: Finding) -> None:
-        v = f.verdict
-        with self.lock:
-            self.totals.files += 1
-            self.totals.bytes += f.size
-            if v.malicious:
-                self.totals.found += 1
-            elif v.reason in (Reason.TOO_LARGE, Reason.SCAN_TIMEOUT):
-                self.totals.skipped += 1
-            elif v.reason is Reason.SCAN_ERROR:
-                self.totals.errors += 1
-        if v.malicious:
-            self._emit(self._found(f))
-        elif v.reason in (Reason.TOO_LARGE, Reason.SCAN_TIMEOUT, Reason.SCAN_ERROR):
-            word = "ERROR" if v.reason is Reason.SCAN_ERROR else "SKIPPED"
-            if self.as_json:
-                self._emit(
-                    self._json(word.lower(), path=f.path, reason=v.reason.value, error=v.detail)
-                )
-            else:
-                self._emit(f"{f.path}: {word} {v.detail}")
-
-    def _found(self, f: Finding) -> str:
-        if not self.as_json:
-            return f"{f.path}: FOUND {f.verdict.detail} ({f.verdict.reason.value})"
-        rules = [
-            {
-                "rule": m.rule,
-                "file": m.namespace,
-                "severity": m.get("severity"),
-                "description": m.get("description"),
-                "tags": list(m.tags),
-            }
-            for m in f.matches
-        ]
-        return self._json(
-            "finding",
-            path=f.path,
-            size=f.size,
-            sha256=f.sha256,
-            reason=f.verdict.reason.value,
-            name=f.verdict.detail,
-            rules=rules,
-        )
-
-    @staticmethod
-    def _json(kind: str, **fields: Any) -> str:
-        return json.dumps(textform.json_record({"type": kind, **fields}), sort_keys=False)
-
-    def summary(self, extra: dict[str, Any]) -> None:
-        t = self.totals
-        rates = {
-            "files_per_s": round(t.files / t.seconds, 1),
-            "mb_per_s": round(t.bytes / t.seconds / 1e6, 2),
-        }
-        if self.as_json:
-            data = {k: v for k, v in asdict(t).items() if k != "started"}
-            data.update(seconds=round(t.seconds, 3), exit_code=t.exit_code, **rates, **extra)
-            self._emit(self._json("summary", **data))
-            return
-        lines = [
-            "----------- SCAN SUMMARY -----------",
-            f"Engine: {extra['engine']}, {extra['rules']} rules, "
-            f"{extra['hash_entries']} known-bad hashes",
-            f"Files scanned: {t.files}",
-            f"Data scanned: {_human(t.bytes)}",
-            f"Found: {t.found}",
-            f"Errors: {t.errors}",
-            f"Not scanned (too large or timed out): {t.skipped}",
-            f"Skipped: {t.special} special files, {t.symlinks} symlinks not followed",
-            f"Time: {t.seconds:.2f} s ({rates['files_per_s']} files/s, {rates['mb_per_s']} MB/s)",
-        ]
-        self._emit(*lines)
-
-
-class Progress:
-    """A one-line progress display on a terminal, redrawn ten times a second."""
-
-    def __init__(
-        self, stream: IO[str], totals: Totals, walked: Totals, lock: threading.Lock
-    ) -> None:
-        self.stream = stream
-        self.totals = totals
-        self.walked = walked  # files and bytes found by the walker so far
-        self.walk_done = False
-        self.lock = lock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="vigild-progress", daemon=True)
-        self._width = 0
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        with self.lock:
-            self.clear()
-
-    def clear(self) -> None:
-        if self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self.stream.flush()
-            self._width = 0
-
-    def _line(self) -> str:
-        t, s = self.totals, self.totals.seconds
-        done = f"{t.files}" + (f"/{self.walked.files}" if self.walk_done else "")
-        if self.walk_done and self.walked.bytes:
-            frac = min(t.bytes / self.walked.bytes, 1.0)
-            bar = "#" * int(frac * 20)
-            head = f"[{bar:<20}] {frac * 100:5.1f}%"
-        else:
-            head = "[ walking...         ]"
-        return (
-            f"{head} {done} files {_human(t.bytes)}  "
-            f"{t.files / s:.0f} files/s {t.bytes / s / 1e6:.1f} MB/s  "
-            f"found {t.found} errors {t.errors}"
-        )
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            with self.lock:
-                line = self._line()
-                self.stream.write("\r" + line.ljust(self._width))
-                self.stream.flush()
-                self._width = len(line)
-
-
-# ------------------------------------------------------------------ driving
 
 # A batch closes at this many files or bytes: small enough to balance big
 # files across workers, large enough to amortise the hand-off.

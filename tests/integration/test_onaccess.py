@@ -223,16 +223,21 @@ def _slow_file(ns: Namespace, path: Path, seconds: float) -> None:
     _put(ns, path, bytes(_slow_size(seconds)))
 
 
+def _openers(ns: Namespace, path: Path, n: int) -> list[subprocess.Popen[str]]:
+    """``n`` processes reading ``path``, each held until the daemon answers."""
+    return [
+        ns.popen("cat", str(path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(n)
+    ]
+
+
 def test_kill_9_while_openers_wait_lets_them_complete(ns: Namespace, daemon: OnAccess) -> None:
     slow = ns.mnt / "slow.bin"
     _slow_file(ns, slow, 30)
     daemon.start(
         [SLOW_RULES], extra='[scan]\ntimeout = 120\nworkers = 1\n[onaccess]\ndeadline = "120s"\n'
     )
-    openers = [
-        ns.popen("cat", str(slow), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(3)
-    ]
+    openers = _openers(ns, slow, 3)
     daemon.wait_for(lambda: daemon.events()["in_flight"] >= 1, what="an opener to be held")
     time.sleep(0.5)
     assert all(p.poll() is None for p in openers), "openers should still be held"

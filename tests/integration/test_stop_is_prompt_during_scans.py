@@ -7,13 +7,12 @@ deep in scans whose openers the kernel had already released.
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 
 import pytest
 
 from onaccess_harness import SLOW_RULES, Namespace, OnAccess, needs_fanotify
-from test_onaccess import _slow_file
+from test_onaccess import _openers, _slow_file
 
 pytestmark = [needs_fanotify, pytest.mark.root]
 
@@ -24,10 +23,7 @@ def test_sigterm_while_workers_scan(ns: Namespace, daemon: OnAccess) -> None:
     daemon.start(
         [SLOW_RULES], extra='[scan]\ntimeout = 120\nworkers = 2\n[onaccess]\ndeadline = "120s"\n'
     )
-    openers = [
-        ns.popen("cat", str(slow), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(2)
-    ]
+    openers = _openers(ns, slow, 2)
     daemon.wait_for(lambda: daemon.events()["in_flight"] >= 2, what="both workers to be scanning")
     assert daemon.proc is not None
     t0 = time.monotonic()
