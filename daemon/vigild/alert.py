@@ -2,25 +2,30 @@
 
 Answer before you log: journald may be the process waiting for our answer.
 Workers and the reader never write the journal or stderr; they hand an
-``Alert`` to ``Alerts.emit``, which never blocks (a full queue drops the
-alert and counts it), and one thread, ``vigild-alerts``, writes them.
+``Alert`` to ``Alerts.emit``, which never blocks (a full queue drops an
+informational alert and counts it; a detection waits in an overflow list),
+and one thread, ``vigild-alerts``, writes them.
 
 Each kind of alert has a fixed 128-bit MESSAGE_ID (documented in
 ``packaging/vigild.catalog``), a syslog PRIORITY and ``VIGILD_*`` fields, so
 ``journalctl MESSAGE_ID=...`` and ``journalctl VIGILD_RULE=...`` find them
 without vigild's own CLI. Floods are limited per kind (a burst, then one
-summary entry saying how many were suppressed). With no journald the same
-entries go to stderr as ``<N>``-prefixed lines, and the daemon keeps running.
+summary entry saying how many were suppressed; detections never are). What
+journald cannot take now is spooled on disk and delivered in order later
+(``JournalChannel``, vigild.spool). With no journald at all and a stderr of
+our own, the same entries go to stderr as ``<N>``-prefixed lines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,8 +33,14 @@ from typing import IO, ClassVar
 
 from vigild import journal, textform
 from vigild.fields import Field
+from vigild.spool import Spool
 
 SYSLOG_IDENTIFIER = "vigild"
+DEFAULT_SPOOL = 16 << 20  # bytes; the daemon's comes from daemon.alert_spool_size
+MAX_OVERFLOW = 65536  # detections waiting beyond a full alert queue
+TICK_BUDGET = 0.2  # seconds the alert thread spends delivering the spool per tick
+SEND_WAIT = 0.05  # seconds one spooled entry may wait for room in journald's queue
+TICK_EVERY = 0.1  # seconds between deliveries while the spool holds entries
 
 
 class Kind(Enum):
@@ -47,6 +58,7 @@ class Kind(Enum):
     DETECT_MODE = ("a46902054ec446b48a1bb5207fda23df", 4)
     SUPPRESSED = ("28144f5d272f4cc8b9d30f54e15e7bdc", 4)
     QUARANTINE_FAILED = ("b0dd2a529eec449d8f6526fb2dcda5e9", 3)
+    ALERTS_LOST = ("3669b6f3ed7543888a9a06a95e58d939", 2)
     LOG = ("", 6)  # ordinary log lines: no MESSAGE_ID
 
     @property
@@ -110,34 +122,83 @@ def stderr_sink(stream: IO[str] | None = None) -> Sink:
     return write
 
 
-def journal_sink(
-    fallback: Sink, busy: Callable[[Alert], None], socket: str = journal.JOURNAL_SOCKET
-) -> Sink:
-    """Structured entries to journald, never blocking (see vigild.journal).
+class JournalChannel:
+    """Alerts to journald; what it cannot take now waits in the spool, in order.
 
-    No journald listening: the entry goes to ``fallback`` (stderr). A
-    journald that is not reading: ``busy`` counts the entry as dropped
-    (stderr under systemd leads to the same journald, so no fallback).
+    journald stopped or not reading: the entry is spooled (vigild.spool) and
+    delivered, behind everything spooled before it, once journald takes
+    entries again. No journald at all while stderr is our own (not a stream
+    into journald, e.g. ``vigild run`` in a terminal): stderr is the channel
+    and nothing is spooled. Never blocks.
     """
 
-    def write(alert: Alert) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        socket: str = journal.JOURNAL_SOCKET,
+        fallback: Sink | None = None,
+        stderr_is_journal: bool | None = None,
+    ) -> None:
+        self.spool = spool
+        self.socket = socket
+        self.fallback = fallback or stderr_sink()
+        self.stderr_is_journal = (
+            journal.stderr_is_journal() if stderr_is_journal is None else stderr_is_journal
+        )
+        self.busy = 0  # sends journald had no room for (then spooled)
+
+    def __call__(self, alert: Alert) -> None:
+        if self.spool.pending:
+            self._keep(alert)  # behind what waits (tick delivers): the journal keeps the order
+            return
         try:
-            journal.send(alert.journal_fields(), socket)
-        except journal.Unavailable:
-            fallback(alert)
+            journal.send(alert.journal_fields(), self.socket)
         except journal.Busy:
-            busy(alert)
+            self.busy += 1
+            self._keep(alert)
+        except journal.Unavailable:
+            if self.stderr_is_journal or self._socket_exists():
+                self._keep(alert)
+            else:
+                self.fallback(alert)
 
-    return write
+    def _socket_exists(self) -> bool:
+        """A socket file without a reader is journald restarting: spool, do not print."""
+        return self.socket.startswith("@") or os.path.exists(self.socket)
+
+    def _keep(self, alert: Alert) -> None:
+        fields = [*alert.journal_fields(), (Field.RAISED_AT, _now_iso())]
+        self.spool.add(journal.encode(fields), time.time_ns() // 1000, alert.kind in DETECTIONS)
+
+    def tick(self, budget: float = TICK_BUDGET) -> bool:
+        """Deliver what the spool holds, for at most ``budget`` seconds, waiting a
+        little for room in journald's queue; report a gap once all is out.
+        True when the spool is empty."""
+        end = time.monotonic() + budget
+
+        def send(payload: bytes) -> None:
+            if time.monotonic() > end:
+                raise journal.Busy("tick budget spent")
+            journal.send_payload(payload, self.socket, wait=SEND_WAIT)
+
+        if self.spool.pending and not self.spool.deliver(send):
+            return False
+        lost, detections = self.spool.take_gap()
+        if lost:
+            msg = (
+                f"{lost} alerts ({detections} detections) were not kept while journald "
+                f"was unavailable: the alert spool ({self.spool.max_bytes} bytes) was full"
+            )
+            fields: dict[str, str] = {
+                Field.COUNT: str(lost),
+                Field.DETECTIONS_LOST: str(detections),
+            }
+            self(Alert(Kind.ALERTS_LOST, msg, fields))
+        return True
 
 
-def default_sink(busy: Callable[[Alert], None]) -> Sink:
-    """The journal, and stderr for each entry it cannot take (not running, stopped).
-
-    Tried entry by entry, so a journald that starts or restarts later is
-    used again at once.
-    """
-    return journal_sink(stderr_sink(), busy)
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 # -------------------------------------------------------------- the thread
@@ -146,7 +207,9 @@ def default_sink(busy: Callable[[Alert], None]) -> Sink:
 class Alerts:
     """A bounded queue of alerts and the one thread that writes them.
 
-    ``sink`` None means the journal (with stderr when it is not there).
+    ``sink`` None means the journal through a ``JournalChannel`` over
+    ``spool`` (in memory only when None). A detection is never dropped at a
+    full queue: it waits in an overflow list the thread drains next.
     """
 
     BURST = 20  # per kind and window; the rest are counted
@@ -157,15 +220,17 @@ class Alerts:
         sink: Sink | None = None,
         maxsize: int = 4096,
         clock: Callable[[], float] = time.monotonic,
+        spool: Spool | None = None,
     ) -> None:
-        self.sink = sink or default_sink(self._journal_busy)
-        self.journal_busy = 0  # entries journald had no room for
+        self.channel = JournalChannel(spool or Spool(None, DEFAULT_SPOOL)) if sink is None else None
+        self.sink: Sink = sink or self.channel  # type: ignore[assignment]
         self.clock = clock
         self.dropped = 0  # queue full
         self.written = 0
         self.sink_errors = 0
         self.counts: dict[Kind, int] = {}
         self._q: queue.Queue[Alert | None] = queue.Queue(maxsize=maxsize)
+        self._overflow: deque[Alert] = deque()  # detections that found the queue full
         self._window_start = clock()
         self._in_window: dict[Kind, int] = {}
         self._suppressed: dict[Kind, int] = {}
@@ -174,15 +239,28 @@ class Alerts:
     def start(self) -> None:
         self._thread.start()
 
-    def _journal_busy(self, _alert: Alert) -> None:
-        self.journal_busy += 1
+    @property
+    def journal_busy(self) -> int:
+        return self.channel.busy if self.channel else 0
+
+    @property
+    def spool(self) -> Spool | None:
+        return self.channel.spool if self.channel else None
 
     def emit(self, alert: Alert) -> bool:
-        """Queue ``alert`` without ever blocking; False (counted) when full."""
+        """Queue ``alert`` without ever blocking; False (counted) when full.
+
+        A detection is kept whatever the queue holds (up to MAX_OVERFLOW
+        waiting; a detection is raised at most once per scan, so reaching
+        that takes a storm the scans themselves would throttle).
+        """
         try:
             self._q.put_nowait(alert)
             return True
         except queue.Full:
+            if alert.kind in DETECTIONS and len(self._overflow) < MAX_OVERFLOW:
+                self._overflow.append(alert)  # deque.append: thread-safe
+                return True
             self.dropped += 1
             return False
 
@@ -197,17 +275,39 @@ class Alerts:
         from vigild.native import name_thread
 
         name_thread("vigild-alerts")
+        last_tick = 0.0
         while True:
+            spooled = self.channel is not None and self.channel.spool.pending > 0
             try:
-                alert = self._q.get(timeout=1.0)
+                alert = self._q.get(timeout=TICK_EVERY if spooled else 1.0)
             except queue.Empty:
-                self._roll_window()
-                continue
-            if alert is None:
-                self._roll_window(force=True)
-                return
+                alert = None
+            else:
+                if alert is None:  # stop: what is queued is written, the spool tried once more
+                    self._drain_overflow()
+                    self._roll_window(force=True)
+                    self._tick()
+                    return
+                self._write(alert)
+                self._drain_overflow()
             self._roll_window()
-            self._write(alert)
+            if time.monotonic() - last_tick >= TICK_EVERY:
+                self._tick()
+                last_tick = time.monotonic()
+
+    def _drain_overflow(self) -> None:
+        while self._overflow:
+            self._write(self._overflow.popleft())
+
+    def _tick(self) -> None:
+        """Idle: deliver what the spool holds (journald may be back)."""
+        if self.channel is not None:
+            try:
+                self.channel.tick()
+            except Exception as e:  # never end the thread
+                self.sink_errors += 1
+                with contextlib.suppress(Exception):
+                    stderr_sink()(Alert(Kind.LOG, f"alert spool failed: {e!r}", priority=3))
 
     def _write(self, alert: Alert) -> None:
         n = self._in_window.get(alert.kind, 0)

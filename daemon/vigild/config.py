@@ -142,6 +142,7 @@ class DaemonConfig:
     quarantine_dir: str = "/var/lib/vigild/quarantine"
     metrics_file: str = ""  # empty: no OpenMetrics file
     stall_timeout_ms: int = 60000
+    alert_spool_size: int = 16 << 20  # alerts kept on disk while journald is away
 
 
 @dataclass(frozen=True)
@@ -324,6 +325,7 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "quarantine_dir": ("quarantine_dir", _path),
         "metrics_file": ("metrics_file", _optional_path),
         "stall_timeout": ("stall_timeout_ms", _duration_ms),
+        "alert_spool_size": ("alert_spool_size", _size),
     },
 }
 

@@ -43,6 +43,8 @@ class Field(StrEnum):
     COUNT = "VIGILD_COUNT"
     SUPPRESSED = "VIGILD_SUPPRESSED"
     SUPPRESSED_KIND = "VIGILD_SUPPRESSED_KIND"
+    RAISED_AT = "VIGILD_RAISED_AT"
+    DETECTIONS_LOST = "VIGILD_DETECTIONS_LOST"
 
 
 # What each field holds, as the man page and README say it.
@@ -75,6 +77,8 @@ MEANING: dict[Field, str] = {
     Field.COUNT: "how many events that overflow cost",
     Field.SUPPRESSED: "how many alerts of one kind the flood limit held back",
     Field.SUPPRESSED_KIND: "the kind of those alerts",
+    Field.RAISED_AT: "when an alert delivered late from the spool was raised (journald stamps the delivery)",
+    Field.DETECTIONS_LOST: "how many of the alerts the full spool dropped were detections",
 }
 
 # The fields of a detection, in the order the README and man page list them.

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from vigild import journal, metrics
 from vigild.alert import Alert, Kind
 from vigild.fields import Field
+from vigild.spool import SpoolCounters
 from vigild.status import (
     OVERFLOWS,
     AlertStatus,
@@ -92,8 +93,24 @@ class Monitor:
                 errors=tally.errors,
                 internal_errors=(w.counters.internal_errors if w else 0) + tally.report_failures,
             ),
-            alerts=AlertStatus(d.alerts.written, d.alerts.dropped, d.alerts.journal_busy),
+            alerts=self._alerts(),
             settings=d.source.settings() if d.source else {},
+        )
+
+    def _alerts(self) -> AlertStatus:
+        a = self.d.alerts
+        sp = a.spool
+        c = sp.counters if sp else SpoolCounters()
+        return AlertStatus(
+            written=a.written,
+            dropped=a.dropped,
+            journal_busy=a.journal_busy,
+            spooled=c.spooled,
+            spool_pending=sp.pending if sp else 0,
+            spool_bytes=sp.size if sp else 0,
+            spool_delivered=c.delivered,
+            spool_lost=c.lost,
+            spool_lost_detections=c.lost_detections,
         )
 
     def tick(self) -> None:

@@ -48,6 +48,7 @@ from vigild.quarantine import Store, make_private_dirs
 from vigild.report import Reporter
 from vigild.scanner import RuleError
 from vigild.snapshot import Snapshot
+from vigild.spool import Spool
 from vigild.status import status_line
 
 log = logging.getLogger("vigild")
@@ -105,7 +106,8 @@ class Daemon:
         self.first_cfg = cfg  # until the first snapshot; then snap.config is the truth
         self.config_path = config_path
         self.overrides = overrides  # --watch / --rules, re-applied at reload
-        self.alerts = Alerts()
+        spool_file = os.path.join(cfg.daemon.state_dir, "alerts.spool")
+        self.alerts = Alerts(spool=Spool(spool_file, cfg.daemon.alert_spool_size))
         self.started_at = time.time()
         self.mode = "starting"
         self.mode_reason = ""
@@ -180,6 +182,8 @@ class Daemon:
         snap = snapshot.build(cfg, self.clean)
         self.reporter.store.prepare()
         make_private_dirs(cfg.daemon.state_dir)
+        if self.alerts.spool is not None and self.alerts.spool.load():
+            log.info("%d alerts from the previous run wait for journald", self.alerts.spool.pending)
         restored = cleancache.load(self._cache_file(), self.clean, snap.generation)
         self.snap = snap
         self.watch = existing(cfg.onaccess.watch)

@@ -92,8 +92,14 @@ class WorkerStatus:
 @dataclass(frozen=True)
 class AlertStatus:
     written: int
-    dropped: int  # the alert queue was full
-    journal_busy: int  # journald had no room
+    dropped: int  # the alert queue was full (never a detection)
+    journal_busy: int  # sends journald had no room for (then spooled)
+    spooled: int  # entries kept on disk while journald was away
+    spool_pending: int  # waiting in the spool now
+    spool_bytes: int
+    spool_delivered: int  # spooled entries journald took later
+    spool_lost: int  # dropped because the spool was full
+    spool_lost_detections: int
 
 
 @dataclass(frozen=True)
@@ -201,8 +207,10 @@ def render_text(s: Status) -> str:
         f"  latency:   p50 <= {s.latency_p50_us} us, p99 <= {s.latency_p99_us} us",
         f"  blocked:   {s.blocked}; detections {w.detections} ({w.late} late), "
         f"quarantined {w.quarantined}, scan errors {w.errors}, internal errors {w.internal_errors}",
-        f"  alerts:    {s.alerts.written} written, {s.alerts.dropped} dropped (queue full), "
-        f"{s.alerts.journal_busy} not taken by journald",
+        f"  alerts:    {s.alerts.written} written, {s.alerts.dropped} dropped (queue full); "
+        f"spool: {s.alerts.spool_pending} waiting for journald, {s.alerts.spooled} spooled, "
+        f"{s.alerts.spool_delivered} delivered late, {s.alerts.spool_lost} lost "
+        f"({s.alerts.spool_lost_detections} detections)",
     ]
     if s.settings:
         lines.append(f"  settings:  {_settings_text(s.settings)}")

@@ -78,6 +78,11 @@ class Namespace(PrivateMount):
             " && mount -t tmpfs tmpfs /var/log/journal && mount -t tmpfs tmpfs /var/lib/systemd/catalog"
             f" && mount --bind {catalog} /usr/lib/systemd/catalog"
         )
+        return self.run_journald()
+
+    def run_journald(self) -> int:
+        """Start journald (again) on the mounts start_journald made; returns its pid."""
+        self.sh("rm -f /run/systemd/journal/socket")  # so that readiness below is the new one's
         self.journald = subprocess.Popen(
             self.cmd("/lib/systemd/systemd-journald"),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

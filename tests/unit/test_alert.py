@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import re
 import socket
 import struct
+import threading
 import time
 from pathlib import Path
 
 from vigild import journal
-from vigild.alert import Alert, Alerts, Kind, journal_sink, stderr_sink
+from vigild.alert import Alert, Alerts, JournalChannel, Kind, stderr_sink
+from vigild.spool import Spool
 
 
 class Clock:
@@ -59,31 +64,76 @@ def test_stderr_lines_carry_the_priority_prefix() -> None:
     assert out.getvalue() == "<4>vigild: /y: timed out [path=/y]\n"
 
 
-def test_journal_sink_sends_falls_back_and_never_blocks(tmp_path: Path) -> None:
+def _channel(path: Path, spool: Spool, fell: list[Alert], journal: bool = False) -> JournalChannel:
+    return JournalChannel(spool, str(path), fell.append, stderr_is_journal=journal)
+
+
+def test_with_no_journald_and_our_own_stderr_alerts_go_to_stderr(tmp_path: Path) -> None:
     fell: list[Alert] = []
-    busy: list[Alert] = []
-    path = tmp_path / "socket"
-    sink = journal_sink(fell.append, busy.append, socket=str(path))
+    channel = _channel(tmp_path / "socket", Spool(None, 1 << 20), fell)
     a = Alert(Kind.STARTED, "hello", {"VIGILD_MODE": "block"})
-    sink(a)  # no socket at all (libsystemd would have dropped it silently)
-    assert fell == [a]
+    channel(a)  # no socket at all (libsystemd would have dropped it silently)
+    assert fell == [a] and channel.spool.pending == 0
+
+
+def test_under_systemd_a_missing_journald_spools_instead_of_printing(tmp_path: Path) -> None:
+    fell: list[Alert] = []
+    channel = _channel(tmp_path / "socket", Spool(None, 1 << 20), fell, journal=True)
+    channel(Alert(Kind.DETECTED_DENIED, "/x: bad"))
+    assert fell == [] and channel.spool.pending == 1
+
+
+def test_a_journald_that_does_not_read_gets_everything_later_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "socket"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    fell: list[Alert] = []
+    channel = _channel(path, Spool(str(tmp_path / "spool"), 64 << 20), fell)
+    try:
+        start = time.monotonic()
+        for i in range(3000):  # the socket buffer fills: sends fail at once
+            channel(Alert(Kind.DETECTED_DENIED, f"det {i}", {"VIGILD_PATH": f"/f{i}"}))
+        assert time.monotonic() - start < 10
+        assert channel.busy > 0 and channel.spool.pending > 0 and fell == []
+        got: list[bytes] = []
+        server.settimeout(0.5)
+
+        def journald() -> None:  # reads again, at its own pace
+            with contextlib.suppress(OSError):
+                while True:
+                    got.append(server.recv(1 << 20))
+
+        reader = threading.Thread(target=journald)
+        reader.start()
+        while channel.spool.pending:
+            channel.tick()
+        reader.join()
+        messages = [m for d in got for m in re.findall(rb"MESSAGE=(det \d+)\n", d)]
+        assert messages == [b"det %d" % i for i in range(3000)]  # all, in order
+        late = [d for d in got if b"VIGILD_RAISED_AT=" in d]
+        assert len(late) == channel.spool.counters.spooled > 0
+    finally:
+        server.close()
+
+
+def test_an_entry_too_large_for_a_datagram_travels_in_a_memfd(tmp_path: Path) -> None:
+    path = tmp_path / "socket"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(path))
     try:
-        sink(a)
-        got = server.recv(4096)
-        assert b"MESSAGE=hello\n" in got and b"VIGILD_MODE=block\n" in got
-        assert b"MESSAGE_ID=2c0d2ccae55e41e2aa27c75d6ed363eb\n" in got
-        # a journald that does not read: the buffer fills, the send fails at once
-        start = time.monotonic()
-        for _ in range(5000):
-            sink(Alert(Kind.LOG, "x" * 1000))
-        assert time.monotonic() - start < 5
-        assert busy, "a full socket must be reported, not waited on"
+        huge = "r" * (4 << 20)
+        journal.send([("MESSAGE", "big"), ("VIGILD_RULE", huge)], str(path))
+        _data, anc, _flags, _addr = server.recvmsg(16, socket.CMSG_SPACE(4))
+        ((level, kind, raw),) = anc
+        assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+        fd = struct.unpack("i", raw[:4])[0]
+        try:  # journald maps the memfd from offset 0
+            payload = os.pread(fd, os.fstat(fd).st_size, 0)
+        finally:
+            os.close(fd)
+        assert payload.startswith(b"MESSAGE=big\n") and len(payload) > 4 << 20
     finally:
         server.close()
-    sink(a)  # bound but closed: refused, so stderr
-    assert fell == [a, a]
 
 
 def test_a_failing_sink_loses_nothing(capsys: object) -> None:
@@ -118,10 +168,18 @@ def test_floods_are_summarised_but_detections_never_suppressed() -> None:
     assert got[-1].message == "next window"
 
 
-def test_a_full_queue_drops_and_counts_without_blocking() -> None:
-    alerts = Alerts(lambda a: None, maxsize=2)  # not started: nothing drains
+def test_a_full_queue_drops_and_counts_without_blocking_but_keeps_detections() -> None:
+    got: list[Alert] = []
+    alerts = Alerts(got.append, maxsize=2)  # not started: nothing drains
     assert [alerts.emit(Alert(Kind.LOG, str(i))) for i in range(4)] == [True, True, False, False]
     assert alerts.dropped == 2
+    assert all(alerts.emit(Alert(Kind.DETECTED_DENIED, f"/d{i}: bad")) for i in range(50))
+    assert alerts.dropped == 2
+    alerts.start()
+    alerts.stop()
+    assert [a.message for a in got if a.kind is Kind.DETECTED_DENIED] == [
+        f"/d{i}: bad" for i in range(50)
+    ]
 
 
 def test_stderr_sink_writes_one_line_whatever_the_file_is_called() -> None:

@@ -36,7 +36,7 @@ def sample() -> Status:
         latency_p50_us=64,
         latency_p99_us=2048,
         workers=WorkerStatus(2, 2, 3, 2, 1, 0, 0, 0),
-        alerts=AlertStatus(7, 0, 1),
+        alerts=AlertStatus(7, 0, 1, 3, 2, 300, 1, 0, 0),
         settings={"deadline_ms": 5000},
     )
 
@@ -73,7 +73,7 @@ def test_status_line_and_text_agree_with_the_record() -> None:
     assert "vigild (pid 42) running in block mode" in text
     assert "(missing, skipped: /var/www)" in text
     assert "blocked:   2; detections 2 (0 late), quarantined 1" in text
-    assert "7 written, 0 dropped (queue full), 1 not taken by journald" in text
+    assert "7 written, 0 dropped (queue full); spool: 2 waiting for journald, 3 spooled" in text
     assert "settings:  deadline_ms=5000" in text
 
 
@@ -86,4 +86,5 @@ def test_metrics_text_comes_from_the_same_record() -> None:
     assert "vigild_rules 28\n" in text
     assert "vigild_verdict_cache_hit_ratio 0.5\n" in text
     assert "vigild_alerts_journal_busy_total 1\n" in text
+    assert "vigild_alerts_spool_pending 2\n" in text
     assert text.endswith("# EOF\n")
