@@ -1,10 +1,11 @@
 /*
- * fan.c - the on-access handle's life: open (or adopt), mark, configure,
- * start, stop, free, and its counters.
+ * fan.c - the on-access handle's life: open (or adopt), its groups and
+ * their marks, configure, start, stop, free, and its counters.
  *
- * Owns the handle itself: its locks, the wake eventfd, the threads, the
- * verdict cache object (not its contents: remember.c) and the fixed
- * config. Must not answer events, touch job slots or cache entries: it
+ * Owns the handle itself: its locks, the wake eventfd, the groups (one
+ * per marked filesystem: fan.h says why) and which filesystem each one
+ * marks, the threads, the verdict cache object (not its contents:
+ * remember.c) and the fixed config. Must not answer events, touch job slots or cache entries: it
  * calls jobs.c, remember.c, respond.c and settings.c, and nothing calls
  * back into this file but through the public vg_fan_* entry points.
  */
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/fanotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fan.h"
@@ -35,14 +37,53 @@ static int config_ok(const struct vg_fan_config *cfg)
 	return 0;
 }
 
-/* Initialise the locks and everything but the threads around @fd. */
+/* Add @fd as the next group (its reader starts with vg_fan_start); its
+ * index, -EBUSY once started or -EMFILE when all VG_MAX_GROUPS are in use. */
+static int group_add(struct vg_fan *fan, int fd)
+{
+	uint32_t n = fan->n_groups;
+	struct group *g = &fan->groups[n];
+
+	if (fan->started)
+		return -EBUSY;
+	if (n >= VG_MAX_GROUPS)
+		return -EMFILE;
+	g->fd = fd;
+	g->index = n;
+	g->fan = fan;
+	g->alive_ns = fan_now_ns();
+	__atomic_store_n(&fan->n_groups, n + 1, __ATOMIC_RELEASE);
+	return (int)n;
+}
+
+/*
+ * A new permission-class fanotify group; its fd or -errno. -EPERM without
+ * CAP_SYS_ADMIN; -EINVAL when the kernel lacks permission events
+ * (CONFIG_FANOTIFY_ACCESS_PERMISSIONS).
+ *
+ * FAN_UNLIMITED_QUEUE: with a bounded queue, a permission event that
+ * finds it full is silently allowed by the kernel. Permission events
+ * hold their openers, so the queue cannot grow past the processes that
+ * open; close-write notifications can, and are small.
+ */
+static int group_open(void)
+{
+	int fd = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK |
+				       FAN_UNLIMITED_QUEUE,
+			       O_RDONLY | O_LARGEFILE | O_CLOEXEC | O_NOATIME);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* Initialise the locks and everything but the threads, with @fd as the
+ * first group. */
 static int fan_init(struct vg_fan *fan, const struct vg_fan_config *cfg,
 		    int fd)
 {
 	pthread_condattr_t ca;
 	int ret;
 
-	fan->fd = fd;
+	group_add(fan, fd);
 	fan->cfg = *cfg;
 	fan->self = getpid();
 	if (cfg->events & VG_EV_OPEN)
@@ -81,7 +122,7 @@ static int fan_new(const struct vg_fan_config *cfg, int fd, int adopted,
 	fan->adopted = adopted;
 	ret = fan_init(fan, cfg, fd);
 	if (ret) {
-		fan->fd = -1;	/* the caller still owns @fd */
+		fan->groups[0].fd = -1;	/* the caller still owns @fd */
 		vg_fan_free(fan);
 		return ret;
 	}
@@ -90,24 +131,17 @@ static int fan_new(const struct vg_fan_config *cfg, int fd, int adopted,
 }
 
 /*
- * Create a permission-class fanotify group and a handle for it. Needs
- * CAP_SYS_ADMIN: -EPERM without it; -EINVAL when the kernel lacks
- * permission events (CONFIG_FANOTIFY_ACCESS_PERMISSIONS).
- *
- * FAN_UNLIMITED_QUEUE: with a bounded queue, a permission event that
- * finds it full is silently allowed by the kernel. Permission events
- * hold their openers, so the queue cannot grow past the processes that
- * open; close-write notifications can, and are small.
+ * A handle with one fanotify group, which the first mark will use; more
+ * are created as marks name other filesystems. Needs CAP_SYS_ADMIN (the
+ * errors of group_open), so a host without permission events is known at
+ * once.
  */
 int vg_fan_open(const struct vg_fan_config *cfg, struct vg_fan **out)
 {
-	int ret, fd = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC |
-					    FAN_NONBLOCK | FAN_UNLIMITED_QUEUE,
-				    O_RDONLY | O_LARGEFILE | O_CLOEXEC |
-					    O_NOATIME);
+	int ret, fd = group_open();
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	ret = fan_new(cfg, fd, 0, out);
 	if (ret)
 		close(fd);
@@ -120,10 +154,50 @@ int vg_fan_adopt(const struct vg_fan_config *cfg, int fd, struct vg_fan **out)
 	return fan_new(cfg, fd, 1, out);
 }
 
-/* Watch the filesystem (or mount) holding @path for our events. */
+/* One more group reading event records from @fd, before start (tests: a
+ * second socketpair); its index, or -EBUSY / -EMFILE. */
+int vg_fan_adopt_group(struct vg_fan *fan, int fd)
+{
+	return group_add(fan, fd);
+}
+
+/* The index of the group for the filesystem of @dev: the one that marks
+ * it already, the unclaimed first one, or a new one; or -errno. */
+static int group_for(struct vg_fan *fan, uint64_t dev)
+{
+	uint32_t n = fan->n_groups;
+	int fd, i;
+
+	for (uint32_t k = 0; k < n; k++)
+		if (fan->groups[k].claimed && fan->groups[k].dev == dev)
+			return (int)k;
+	if (!fan->groups[0].claimed) {
+		i = 0;
+	} else {
+		fd = fan->started ? -EBUSY : group_open();
+		if (fd < 0)
+			return fd;
+		i = group_add(fan, fd);
+		if (i < 0) {
+			close(fd);
+			return i;
+		}
+	}
+	fan->groups[i].dev = dev;
+	fan->groups[i].claimed = 1;
+	return i;
+}
+
+/*
+ * Watch the filesystem (or mount) holding @path for our events, in the
+ * group of that filesystem (fan.h: a stacked filesystem and its layers
+ * must not share a reader). New filesystems only before start (-EBUSY).
+ */
 int vg_fan_mark(struct vg_fan *fan, const char *path, int how)
 {
 	unsigned int flags = FAN_MARK_ADD;
+	struct stat st;
+	int g;
 
 	if (how == VG_MARK_FILESYSTEM)
 		flags |= FAN_MARK_FILESYSTEM;
@@ -131,9 +205,14 @@ int vg_fan_mark(struct vg_fan *fan, const char *path, int how)
 		flags |= FAN_MARK_MOUNT;
 	else
 		return -EINVAL;
+	if (stat(path, &st))
+		return -errno;
+	g = group_for(fan, st.st_dev);
+	if (g < 0)
+		return g;
 	/* close-write always: it is how a changed file loses its cached state */
-	return respond_mark(fan, flags, fan->perm_mask | FAN_CLOSE_WRITE,
-			    AT_FDCWD, path);
+	return respond_mark(fan, (uint32_t)g, flags,
+			    fan->perm_mask | FAN_CLOSE_WRITE, AT_FDCWD, path);
 }
 
 /*
@@ -159,9 +238,27 @@ int vg_fan_configure(struct vg_fan *fan, const struct vg_fan_settings *in)
 	return ret;
 }
 
-/* Start the reader and the deadline watcher. */
+/* Wake every reader and join those started; each closes its own group
+ * as it leaves (reader_main), which is what frees a reader blocked in
+ * read() on the group of a lower layer. */
+static void readers_stop(struct vg_fan *fan)
+{
+	uint64_t one = 1;
+	uint32_t n = fan_groups(fan);
+
+	if (write(fan->wake_fd, &one, sizeof(one)) < 0)
+		fan_count(&fan->stats.errors);
+	for (uint32_t i = 0; i < n; i++) {
+		if (fan->groups[i].running)
+			pthread_join(fan->groups[i].reader, NULL);
+		fan->groups[i].running = 0;
+	}
+}
+
+/* Start the deadline watcher and one reader per group. */
 int vg_fan_start(struct vg_fan *fan)
 {
+	uint32_t n = fan_groups(fan);
 	int ret;
 
 	if (fan->started)
@@ -171,30 +268,33 @@ int vg_fan_start(struct vg_fan *fan)
 	ret = -pthread_create(&fan->watcher, NULL, watcher_main, fan);
 	if (ret)
 		return ret;
-	ret = -pthread_create(&fan->reader, NULL, reader_main, fan);
-	if (ret) {
-		jobs_shutdown(fan);
-		pthread_join(fan->watcher, NULL);
-		return ret;
-	}
 	fan->started = 1;
-	return 0;
+	for (uint32_t i = 0; i < n && !ret; i++) {
+		struct group *g = &fan->groups[i];
+
+		__atomic_store_n(&g->alive_ns, fan_now_ns(), __ATOMIC_RELAXED);
+		ret = -pthread_create(&g->reader, NULL, reader_main, g);
+		g->running = !ret;
+	}
+	if (ret)
+		vg_fan_stop(fan);
+	return ret;
 }
 
 /*
- * Stop: wake and join the reader, close the group (the kernel then
- * allows every event it holds, read or not), wake the workers (their
- * vg_fan_next returns -ESHUTDOWN) and join the watcher. Idempotent.
+ * Stop: wake the readers, each closing its group as it leaves (the
+ * kernel then allows every event the group holds, read or not), close
+ * the groups no reader read, wake the workers (their vg_fan_next returns
+ * -ESHUTDOWN) and join the watcher. Idempotent.
  */
 int vg_fan_stop(struct vg_fan *fan)
 {
-	uint64_t one = 1;
+	uint32_t n = fan_groups(fan);
 
-	if (fan->started && write(fan->wake_fd, &one, sizeof(one)) < 0)
-		fan_count(&fan->stats.errors);
 	if (fan->started)
-		pthread_join(fan->reader, NULL);
-	respond_close(fan);
+		readers_stop(fan);
+	for (uint32_t i = 0; i < n; i++)
+		respond_close(fan, i);
 	jobs_shutdown(fan);
 	if (fan->started)
 		pthread_join(fan->watcher, NULL);
@@ -222,6 +322,33 @@ void vg_fan_free(struct vg_fan *fan)
 	free(fan);
 }
 
+/*
+ * The kernel side of the readers, now: bytes pending in every group, and
+ * the longest a reader whose group has events pending has not come back
+ * from poll() or read(). A reader idle in poll comes back twice a
+ * second; one blocked in read() (or not started) does not.
+ */
+static void readers_state(struct vg_fan *fan, struct vg_fan_stats *out)
+{
+	uint32_t n = fan_groups(fan);
+	uint64_t now = fan_now_ns();
+
+	out->groups = n;
+	out->kernel_pending = out->reader_stuck_ms = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t pending = respond_pending(fan, i), since, ms;
+
+		if (!pending)
+			continue;
+		out->kernel_pending += pending;
+		since = __atomic_load_n(&fan->groups[i].alive_ns,
+					__ATOMIC_RELAXED);
+		ms = now > since ? (now - since) / 1000000 : 0;
+		if (ms > out->reader_stuck_ms)
+			out->reader_stuck_ms = ms;
+	}
+}
+
 /* A snapshot of the counters. */
 void vg_fan_stats(struct vg_fan *fan, struct vg_fan_stats *out)
 {
@@ -231,4 +358,5 @@ void vg_fan_stats(struct vg_fan *fan, struct vg_fan_stats *out)
 	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	jobs_depth(fan, &out->queue_depth, &out->in_flight);
+	readers_state(fan, out);
 }

@@ -6,30 +6,49 @@
  *
  * Who answers an event (each permission event is answered exactly once):
  *
- *   kernel --read--> reader thread --enqueue--> job slot --next--> worker
- *                      |                           |                 |
- *                      answers at once:            deadline watcher  vg_fan_answer
- *                      own pid, filtered, cached,  answers by policy (unless the
- *                      queue full, any error       when time is up   watcher did)
+ *   kernel group 0 --read--> reader 0 --+
+ *   kernel group 1 --read--> reader 1 --+--enqueue--> job slot --next--> worker
+ *   ...  (one group per marked fs)      |   (slot->group)  |               |
+ *                                       |                  |               |
+ *     each reader answers at once:      |  deadline watcher   vg_fan_answer
+ *     own pid, filtered, cached,        |  answers by policy  (unless the
+ *     queue full, any error             |  when time is up    watcher did)
  *
- * Before a job is enqueued only the reader may answer its event; after,
- * only whoever flips slot->answered from 0 to 1 under q_lock. At stop the
- * group fd is closed first: the kernel then allows every event it still
- * holds, and no later write can reach a reused fd number (respond_lock).
+ * Every answer goes to the group the event was read from (the slot keeps
+ * its index). Before a job is enqueued only its reader may answer the
+ * event; after, only whoever flips slot->answered from 0 to 1 under
+ * q_lock.
+ *
+ * Why one group per marked filesystem: the kernel opens an event's fd
+ * inside read(). For a file on a stacked filesystem (overlayfs) that open
+ * opens the backing file, and since 6.14 the backing open raises its own
+ * permission event (FMODE_NONOTIFY no longer reaches it through the open
+ * flags). With one group marking both filesystems that event would wait
+ * for the very reader that is blocked in read(): every opener on both
+ * would wait forever. In the layers' own group it is read by another
+ * reader, which answers our own pid at once; opening the fd of a file on
+ * a non-stacked filesystem raises nothing further, and stacks have no
+ * cycles, so every chain of readers ends.
+ *
+ * At stop each reader, once woken, closes its own group as it leaves
+ * (the kernel then allows every event that group still holds, which also
+ * frees a reader of an upper layer blocked in read() on it); the fd
+ * number is never reused under a live reader, and no later write can
+ * reach a reused number (respond_lock).
  *
  * Who owns what, and which file may call which (calls go down only; a
  * test, tests/native/test_layout.py, fails on a cycle):
  *
- *   fan.c       handle lifecycle: open/adopt, mark, configure, start,
- *    |          stop, free, stats
- *    |   reader.c   the reader thread: each event until answered or queued
- *    |    |
+ *   fan.c       handle lifecycle: open/adopt, groups and marks, configure,
+ *    |          start, stop, free, stats
+ *    |   reader.c   one reader thread per group: each event until
+ *    |    |         answered or queued
  *   jobs.c   |  q_lock: slots, FIFOs, deadline list, watcher, next/answer/done
  *    |    |  |
  *   remember.c  cache_lock: verdict cache contents, write epochs, ignore
  *    |          marks, the settings swap
- *   respond.c   respond_lock: every write to the group fd and its close;
- *               answer counters and latency
+ *   respond.c   respond_lock: every write to a group fd, its close and
+ *               FIONREAD; answer counters and latency
  *   settings.c  immutable settings snapshots (refcounted)
  *   filters.c   path / process filters inside a snapshot
  *
@@ -42,7 +61,7 @@
  * Lock order: q_lock -> respond_lock; cache_lock -> respond_lock;
  * cache_lock -> settings_lock (write, the swap); q_lock -> settings_lock
  * (read, briefly). q_lock and cache_lock are never held together, and
- * respond_lock is innermost.
+ * respond_lock is innermost. One respond_lock covers every group.
  */
 #ifndef VIGILD_FAN_H
 #define VIGILD_FAN_H
@@ -92,6 +111,7 @@ enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_TAKEN };
 
 struct slot {
 	struct vg_job job;
+	uint32_t group;		/* index of the group the event came from */
 	enum slot_state state;
 	int answered;		/* 1 once the kernel has its answer */
 	int response;		/* the answer given (VG_ALLOW / VG_DENY) */
@@ -109,15 +129,32 @@ struct fifo {
 	uint32_t len;
 };
 
-struct vg_fan {
+/*
+ * One fanotify group and its reader. Set up before start (fan.c) and
+ * then fixed but for fd, which only respond.c writes, under respond_lock.
+ */
+struct group {
 	int fd;			/* fanotify group; -1 once closed */
-	int wake_fd;		/* eventfd: stops the reader's poll */
+	uint32_t index;		/* in fan->groups */
+	uint64_t dev;		/* st_dev of the marked filesystem */
+	int claimed;		/* dev is set: a mark chose this group */
+	int running;		/* its reader thread was started */
+	uint64_t alive_ns;	/* atomic: the reader last came back from
+				 * poll() or read() (or was started) */
+	pthread_t reader;
+	struct vg_fan *fan;
+};
+
+struct vg_fan {
+	struct group groups[VG_MAX_GROUPS];
+	uint32_t n_groups;	/* atomic: grows before start only */
+	int wake_fd;		/* eventfd: stops every reader's poll */
 	int adopted;		/* fd came from vg_fan_adopt (tests) */
 	pid_t self;
 	struct vg_fan_config cfg;
 	uint64_t perm_mask;	/* kernel bits answered by us */
 
-	pthread_mutex_t respond_lock;	/* guards fd against close */
+	pthread_mutex_t respond_lock;	/* guards group fds against close */
 
 	/* the settings in force: NULL until the first configure; written
 	 * under both cache_lock and settings_lock, so read under either */
@@ -139,7 +176,7 @@ struct vg_fan {
 	uint32_t notify_in_flight;	/* close-write jobs: close_write_share */
 	int stopping;
 
-	pthread_t reader, watcher;
+	pthread_t watcher;
 	int started;
 
 	struct vg_fan_stats stats;	/* counters updated atomically */
@@ -149,6 +186,12 @@ struct vg_fan {
 static inline void fan_count(uint64_t *counter)
 {
 	__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+}
+
+/* The number of groups set up so far. */
+static inline uint32_t fan_groups(struct vg_fan *fan)
+{
+	return __atomic_load_n(&fan->n_groups, __ATOMIC_ACQUIRE);
 }
 
 /* CLOCK_MONOTONIC in nanoseconds. */
@@ -161,19 +204,21 @@ static inline uint64_t fan_now_ns(void)
 }
 
 /* respond.c */
-void respond(struct vg_fan *fan, int fd, int response);
+void respond(struct vg_fan *fan, uint32_t group, int fd, int response);
 void respond_latency(struct vg_fan *fan, uint64_t since_ns);
-int respond_mark(struct vg_fan *fan, unsigned int flags, uint64_t mask,
-		 int dirfd, const char *path);
-void respond_ignore(struct vg_fan *fan, int fd, int add);
+int respond_mark(struct vg_fan *fan, uint32_t group, unsigned int flags,
+		 uint64_t mask, int dirfd, const char *path);
+void respond_ignore(struct vg_fan *fan, uint32_t group, int fd, int add);
 int respond_flush_marks(struct vg_fan *fan);
-void respond_close(struct vg_fan *fan);
+void respond_close(struct vg_fan *fan, uint32_t group);
+uint64_t respond_pending(struct vg_fan *fan, uint32_t group);
 
 /* remember.c */
 uint32_t remember_epoch(struct vg_fan *fan, const struct stat *st);
 int remember_lookup(struct vg_fan *fan, const struct settings *set,
 		    const struct stat *st, int *response);
-void remember_invalidate(struct vg_fan *fan, int fd, const struct stat *st);
+void remember_invalidate(struct vg_fan *fan, uint32_t group, int fd,
+			 const struct stat *st);
 void remember_forget_all(struct vg_fan *fan);
 int remember_switch(struct vg_fan *fan, struct settings *s,
 		    struct settings **old);
@@ -181,13 +226,14 @@ void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 		      uint64_t generation);
 
 /* reader.c */
-void *reader_main(void *arg);
+void *reader_main(void *arg);	/* @arg: its struct group */
 
 /* jobs.c */
 void jobs_wake_watcher(struct vg_fan *fan);
 int jobs_init(struct vg_fan *fan);
 void jobs_free(struct vg_fan *fan);
-int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch);
+int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t group,
+		 uint32_t epoch);
 void jobs_shutdown(struct vg_fan *fan);
 void jobs_depth(struct vg_fan *fan, uint64_t *waiting, uint64_t *in_flight);
 void *watcher_main(void *arg);

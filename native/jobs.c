@@ -151,12 +151,14 @@ static int no_room(struct vg_fan *fan, const struct settings *set,
 }
 
 /*
- * Queue @job (the reader keeps nothing of it); -ENOSPC when full. The
+ * Queue @job, read from @group (the reader keeps nothing of it; every
+ * answer goes to @group); -ENOSPC when full. The
  * deadline is taken from the settings in force under q_lock, the lock the
  * watcher reads its period under: vg_fan_configure wakes the watcher
  * after the swap, so no job can be due before the watcher wakes.
  */
-int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch)
+int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t group,
+		 uint32_t epoch)
 {
 	struct settings *set;
 	struct slot *s;
@@ -173,6 +175,7 @@ int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t epoch)
 	s->job = *job;
 	s->job.id = (uint64_t)(s - fan->slots) << 32 | s->seq;
 	s->job.generation = set->generation;
+	s->group = group;
 	s->state = SLOT_QUEUED;
 	s->answered = 0;
 	s->response = VG_ALLOW;
@@ -283,7 +286,7 @@ int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 		return 1;
 	}
 	if (is_perm(s)) {
-		respond(fan, fd, response);
+		respond(fan, s->group, fd, response);
 		respond_latency(fan, s->job.queued_ns);
 	}
 	return 0;
@@ -337,7 +340,7 @@ static void expire_head(struct vg_fan *fan)
 	s->answered = 1;
 	s->response = s->on_deadline;
 	dl_remove(fan, s);
-	respond(fan, s->job.fd, s->on_deadline);
+	respond(fan, s->group, s->job.fd, s->on_deadline);
 	respond_latency(fan, s->job.queued_ns);
 	fan_count(&fan->stats.deadline_passed);
 }

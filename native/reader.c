@@ -1,10 +1,12 @@
 /*
- * reader.c - the native reader thread: read events, answer what needs no
- * scan, queue the rest. Never takes the GIL, never logs.
+ * reader.c - the native reader threads, one per fanotify group: read
+ * events, answer what needs no scan, queue the rest. Never takes the GIL,
+ * never logs.
  *
  * Owns the read buffer and each event from read() until it is answered
- * here (respond.c) or enqueued (jobs.c); must not touch a job after the
- * enqueue, nor the verdict cache but through remember.c. On
+ * here (respond.c, to the group it came from) or enqueued (jobs.c, with
+ * that group); must not touch a job after the enqueue, nor the verdict
+ * cache but through remember.c, nor another group's fd. On
  * any error before the enqueue it answers the event itself (allow), so no
  * opener waits on a failure of ours. Events are handled strictly in the
  * order read: a close-write invalidates the file's cached state before
@@ -27,12 +29,15 @@
 #include "fan.h"
 
 #define READ_BUF 16384
+#define ALIVE_MS 500	/* below the least stall_timeout (1 s) */
 
-/* Answer @fd at once and close it; @counter says why. */
-static void answer_now(struct vg_fan *fan, int fd, int response,
+/* Answer @fd to @g at once and close it; @counter says why. */
+static void answer_now(struct group *g, int fd, int response,
 		       uint64_t *counter, uint64_t t0)
 {
-	respond(fan, fd, response);
+	struct vg_fan *fan = g->fan;
+
+	respond(fan, g->index, fd, response);
 	respond_latency(fan, t0);
 	fan_count(counter);
 	close(fd);
@@ -95,18 +100,19 @@ static void job_from(struct vg_job *job, const struct fanotify_event_metadata *m
 }
 
 /* Decide a permission event the reader can decide; 0 if a scan is needed. */
-static int decide_now(struct vg_fan *fan, const struct settings *set,
+static int decide_now(struct group *g, const struct settings *set,
 		      const struct fanotify_event_metadata *m,
 		      const struct stat *st, struct vg_job *job, uint64_t t0)
 {
+	struct vg_fan *fan = g->fan;
 	int response, scanned;
 
 	if (filters_process_excluded(set->filters, m->pid)) {
-		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.excluded, t0);
+		answer_now(g, m->fd, VG_ALLOW, &fan->stats.excluded, t0);
 		return 1;
 	}
 	if (remember_lookup(fan, set, st, &response)) {
-		answer_now(fan, m->fd, response,
+		answer_now(g, m->fd, response,
 			   response == VG_ALLOW ? &fan->stats.cache_allow
 						: &fan->stats.cache_deny, t0);
 		return 1;
@@ -118,39 +124,45 @@ static int decide_now(struct vg_fan *fan, const struct settings *set,
 					       set->exec_anywhere) ||
 		  !same_file(job->path, st);
 	if (!scanned)
-		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
+		answer_now(g, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
 	return !scanned;
 }
 
-/* A permission event: answer it here or hand it to the workers. */
-static void perm_event(struct vg_fan *fan, const struct settings *set,
+/*
+ * A permission event: answer it here or hand it to the workers. Our own
+ * pid's events are answered first and unconditionally: among them is the
+ * backing file's event that another reader's read() raised (fan.h).
+ */
+static void perm_event(struct group *g, const struct settings *set,
 		       const struct fanotify_event_metadata *m, uint64_t t0)
 {
 	uint32_t kind = m->mask & FAN_OPEN_EXEC_PERM ? VG_EV_EXEC : VG_EV_OPEN;
+	struct vg_fan *fan = g->fan;
 	struct vg_job job;
 	struct stat st;
 
 	fan_count(&fan->stats.perm_events);
 	if (m->pid == fan->self) {
-		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.self_allowed, t0);
+		answer_now(g, m->fd, VG_ALLOW, &fan->stats.self_allowed, t0);
 		return;
 	}
 	if (fstat(m->fd, &st) || !S_ISREG(st.st_mode)) {
-		answer_now(fan, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
+		answer_now(g, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
 		return;
 	}
 	job_from(&job, m, &st, kind, t0);
-	if (decide_now(fan, set, m, &st, &job, t0))
+	if (decide_now(g, set, m, &st, &job, t0))
 		return;
-	if (jobs_enqueue(fan, &job, remember_epoch(fan, &st)))
-		answer_now(fan, m->fd, set->on_queue_full[policy_of(kind)],
+	if (jobs_enqueue(fan, &job, g->index, remember_epoch(fan, &st)))
+		answer_now(g, m->fd, set->on_queue_full[policy_of(kind)],
 			   &fan->stats.queue_full, t0);
 }
 
 /* A close-write notification: invalidate, then queue a scan if asked. */
-static void notify_event(struct vg_fan *fan, const struct settings *set,
+static void notify_event(struct group *g, const struct settings *set,
 			 const struct fanotify_event_metadata *m, uint64_t t0)
 {
+	struct vg_fan *fan = g->fan;
 	struct vg_job job;
 	struct stat st;
 	int scanned;
@@ -160,7 +172,7 @@ static void notify_event(struct vg_fan *fan, const struct settings *set,
 		close(m->fd);
 		return;
 	}
-	remember_invalidate(fan, m->fd, &st);
+	remember_invalidate(fan, g->index, m->fd, &st);
 	job_from(&job, m, &st, VG_EV_CLOSE_WRITE, t0);
 	scanned = (fan->cfg.events & VG_EV_CLOSE_WRITE) &&
 		  !filters_process_excluded(set->filters, m->pid);
@@ -175,15 +187,16 @@ static void notify_event(struct vg_fan *fan, const struct settings *set,
 		close(m->fd);
 		return;
 	}
-	if (jobs_enqueue(fan, &job, remember_epoch(fan, &st))) {
+	if (jobs_enqueue(fan, &job, g->index, remember_epoch(fan, &st))) {
 		fan_count(&fan->stats.notify_dropped);
 		close(m->fd);
 	}
 }
 
 /* Dispatch one event record under the settings in force when it is read. */
-static void handle(struct vg_fan *fan, const struct fanotify_event_metadata *m)
+static void handle(struct group *g, const struct fanotify_event_metadata *m)
 {
+	struct vg_fan *fan = g->fan;
 	uint64_t t0 = fan_now_ns();
 	struct settings *set;
 
@@ -197,55 +210,68 @@ static void handle(struct vg_fan *fan, const struct fanotify_event_metadata *m)
 		return;
 	set = settings_get(fan);
 	if (m->mask & (FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM))
-		perm_event(fan, set, m, t0);
+		perm_event(g, set, m, t0);
 	else
-		notify_event(fan, set, m, t0);
+		notify_event(g, set, m, t0);
 	settings_put(set);
 }
 
 /* Handle every whole record in @buf[0..@len). */
-static void handle_batch(struct vg_fan *fan, const char *buf, ssize_t len)
+static void handle_batch(struct group *g, const char *buf, ssize_t len)
 {
 	const struct fanotify_event_metadata *m = (const void *)buf;
 
 	while (FAN_EVENT_OK(m, len)) {
 		if (m->vers == FANOTIFY_METADATA_VERSION)
-			handle(fan, m);
+			handle(g, m);
 		else
-			fan_count(&fan->stats.errors);
+			fan_count(&g->fan->stats.errors);
 		m = FAN_EVENT_NEXT(m, len);
 	}
 }
 
+/* Record that @g's reader came back (from poll or read): not stuck. */
+static void alive(struct group *g)
+{
+	__atomic_store_n(&g->alive_ns, fan_now_ns(), __ATOMIC_RELAXED);
+}
+
 /*
- * The reader thread: poll the group and the wake fd until stopped.
- * It must not die while the group is open (every opener on the marked
- * filesystems would wait forever), so a failed read is counted and
- * retried after a millisecond. EMFILE: the kernel could not open an event
- * fd for us, and it denies that event (its opener gets an error); the
- * daemon keeps queue_size well below RLIMIT_NOFILE so it does not happen.
+ * A reader thread: poll its group and the wake fd until stopped, then
+ * close the group (fan.h: the kernel allows what it holds, which may free
+ * the reader of an upper layer). It must not die while the group is
+ * open (every opener on the marked filesystem would wait forever), so a
+ * failed read is counted and retried after a millisecond. EMFILE: the
+ * kernel could not open an event fd for us, and it denies that event
+ * (its opener gets an error); the daemon keeps queue_size well below
+ * RLIMIT_NOFILE so it does not happen. poll wakes at least every
+ * ALIVE_MS, so a reader idle in poll always looks alive (vg_fan_stats).
  */
 void *reader_main(void *arg)
 {
 	static const struct timespec pause = { .tv_nsec = 1000000 };
-	struct vg_fan *fan = arg;
+	struct group *g = arg;
+	struct vg_fan *fan = g->fan;
 	char buf[READ_BUF] __attribute__((aligned(8)));
-	struct pollfd pfd[2] = { { .fd = fan->fd, .events = POLLIN },
+	struct pollfd pfd[2] = { { .fd = g->fd, .events = POLLIN },
 				 { .fd = fan->wake_fd, .events = POLLIN } };
 
 	pthread_setname_np(pthread_self(), "vigild-reader");
 	for (;;) {
 		ssize_t n;
 
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+		if (poll(pfd, 2, ALIVE_MS) < 0 && errno != EINTR)
 			nanosleep(&pause, NULL);
+		alive(g);
 		if (pfd[1].revents)
 			break;
 		if (!(pfd[0].revents & (POLLIN | POLLHUP)))
 			continue;
 		n = read(pfd[0].fd, buf, sizeof(buf));
+		alive(g);
 		if (n > 0) {
-			handle_batch(fan, buf, n);
+			fan_count(&fan->stats.reads);
+			handle_batch(g, buf, n);
 		} else if (n == 0 || errno == EBADF) {
 			break;	/* a test's socket closed; never a live group */
 		} else if (errno != EAGAIN && errno != EINTR) {
@@ -253,5 +279,6 @@ void *reader_main(void *arg)
 			nanosleep(&pause, NULL);
 		}
 	}
+	respond_close(fan, g->index);
 	return NULL;
 }

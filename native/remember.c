@@ -43,11 +43,21 @@ static uint32_t epoch_slot(const struct stat *st)
 	return (uint32_t)(h >> 40) % EPOCHS;
 }
 
-/* The write epoch of @st's inode now; only the reader thread calls this
- * and only the reader thread bumps epochs, so it needs no lock. */
+/*
+ * The write epoch of @st's inode now. Only readers call this and bump
+ * epochs (under cache_lock); a file's events all come from one group, so
+ * from one reader, and the others only share counters by hash: an atomic
+ * read is enough, no lock.
+ */
 uint32_t remember_epoch(struct vg_fan *fan, const struct stat *st)
 {
-	return fan->epochs[epoch_slot(st)];
+	return __atomic_load_n(&fan->epochs[epoch_slot(st)], __ATOMIC_RELAXED);
+}
+
+/* Bump the write epoch at @i; caller holds cache_lock. */
+static void epoch_bump(struct vg_fan *fan, uint32_t i)
+{
+	__atomic_add_fetch(&fan->epochs[i], 1, __ATOMIC_RELAXED);
 }
 
 /* Look @st up under @set's generation; 1 and @response on a hit. */
@@ -70,16 +80,17 @@ int remember_lookup(struct vg_fan *fan, const struct settings *set,
  * read under cache_lock, not from the event's snapshot: a mark made under
  * newer settings is dropped too.
  */
-void remember_invalidate(struct vg_fan *fan, int fd, const struct stat *st)
+void remember_invalidate(struct vg_fan *fan, uint32_t group, int fd,
+			 const struct stat *st)
 {
 	uint8_t key[VG_KEY_LEN];
 
 	pthread_mutex_lock(&fan->cache_lock);
-	fan->epochs[epoch_slot(st)]++;
+	epoch_bump(fan, epoch_slot(st));
 	file_key(key, st, fan->settings->generation);
 	vg_cache_del(fan->verdicts, key);
 	if (fan->settings->ignore_marks)
-		respond_ignore(fan, fd, 0);
+		respond_ignore(fan, group, fd, 0);
 	pthread_mutex_unlock(&fan->cache_lock);
 	fan_count(&fan->stats.invalidations);
 }
@@ -88,8 +99,8 @@ void remember_invalidate(struct vg_fan *fan, int fd, const struct stat *st)
 void remember_forget_all(struct vg_fan *fan)
 {
 	pthread_mutex_lock(&fan->cache_lock);
-	for (int i = 0; i < EPOCHS; i++)
-		fan->epochs[i]++;
+	for (uint32_t i = 0; i < EPOCHS; i++)
+		epoch_bump(fan, i);
 	vg_cache_clear(fan->verdicts);
 	respond_flush_marks(fan);
 	pthread_mutex_unlock(&fan->cache_lock);
@@ -205,9 +216,9 @@ static void mark_clean(struct vg_fan *fan, const struct slot *s)
 {
 	struct stat now;
 
-	respond_ignore(fan, s->job.fd, 1);
+	respond_ignore(fan, s->group, s->job.fd, 1);
 	if (!unchanged(s, 0, &now))
-		respond_ignore(fan, s->job.fd, 0);
+		respond_ignore(fan, s->group, s->job.fd, 0);
 }
 
 /*
@@ -231,7 +242,7 @@ void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 	pthread_mutex_lock(&fan->cache_lock);
 	set = fan->settings;
 	if (generation == set->generation &&
-	    fan->epochs[epoch_slot(&st)] == s->epoch) {
+	    remember_epoch(fan, &st) == s->epoch) {
 		file_key(key, &st, generation);
 		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
 		if (allow && set->ignore_marks && (cache & VG_CACHE_MARK) &&

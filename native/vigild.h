@@ -110,8 +110,8 @@ void vg_clean_put(struct vg_cache *clean, const uint8_t *sha256,
 
 /*
  * fan.c, reader.c, jobs.c, filters.c: on-access blocking with fanotify.
- * A C reader thread answers what it can at once and queues the rest;
- * workers take jobs with vg_fan_next (blocking in C), answer (and cache)
+ * A C reader thread per fanotify group (one group per marked filesystem)
+ * answers what it can at once and queues the rest; workers take jobs with vg_fan_next (blocking in C), answer (and cache)
  * with vg_fan_answer, then release the job with vg_fan_done.
  */
 #define VG_EV_OPEN 1
@@ -131,6 +131,9 @@ void vg_clean_put(struct vg_cache *clean, const uint8_t *sha256,
 
 #define VG_PATH_MAX 4096
 #define VG_LATENCY_BUCKETS 24
+
+/* fanotify groups in one handle: one per marked filesystem (fan.h says why) */
+#define VG_MAX_GROUPS 32
 
 /* Fixed for the life of a group. */
 struct vg_fan_config {
@@ -204,6 +207,12 @@ struct vg_fan_stats {
 	uint64_t errors;
 	uint64_t queue_depth;	/* waiting now */
 	uint64_t in_flight;	/* waiting or being scanned now */
+	uint64_t reads;		/* read() calls that returned, all groups */
+	uint64_t groups;	/* fanotify groups (one per marked filesystem) */
+	uint64_t kernel_pending;	/* bytes of events not yet read, now */
+	uint64_t reader_stuck_ms;	/* longest a reader with events pending
+					 * in its group has not come back from
+					 * poll() or read(); 0: nothing pending */
 	uint64_t latency_us[24];	/* answers by time to answer, 2^i us */
 };
 
@@ -211,6 +220,7 @@ struct vg_fan;
 
 int vg_fan_open(const struct vg_fan_config *cfg, struct vg_fan **out);
 int vg_fan_adopt(const struct vg_fan_config *cfg, int fd, struct vg_fan **out);
+int vg_fan_adopt_group(struct vg_fan *fan, int fd);
 int vg_fan_mark(struct vg_fan *fan, const char *path, int how);
 int vg_fan_configure(struct vg_fan *fan, const struct vg_fan_settings *s);
 int vg_fan_start(struct vg_fan *fan);

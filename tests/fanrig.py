@@ -5,7 +5,10 @@ test writes ``struct fanotify_event_metadata`` records into the other end
 and reads back the ``struct fanotify_response`` records the C side writes,
 which is what an opener would get from the kernel. Every event carries an
 fd number used by no other event of the process, so responses can be
-counted per event. Used by tests/native (the C core) and tests/unit (the
+counted per event. ``groups`` > 1 adopts one socketpair per group (as the
+daemon has one fanotify group per marked filesystem); ``routed`` records
+which group's socket each response came back on. ``start=False`` leaves
+every reader unstarted: a group nobody reads. Used by tests/native (the C core) and tests/unit (the
 Python workers on top of it).
 """
 
@@ -56,40 +59,73 @@ class Rig:
         queue_size: int = 8,
         events: int = native.EV_OPEN | native.EV_EXEC,
         settings: FanSettings | None = None,
+        groups: int = 1,
+        start: bool = True,
     ) -> None:
         path.write_bytes(b"content\n")
         time.sleep(0.03)  # older than the freshness window: clean verdicts may be cached
         self.file = os.open(path, os.O_RDONLY)
-        ours, self.peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(groups)]
+        self.peers = [peer for _, peer in pairs]
+        self.peer = self.peers[0]
         self.fan = Fanotify(
             FanConfig(events=events, queue_size=queue_size, cache_entries=64),
-            fd=ours.detach(),
+            fd=pairs[0][0].detach(),
             settings=settings if settings is not None else FanSettings(),
         )
-        self.responses: list[tuple[int, int]] = []
+        for ours, _ in pairs[1:]:
+            self.fan.adopt_group(ours.detach())
+        self.responses: list[tuple[int, int]] = []  # group 0's
+        self.routed: list[tuple[int, int, int]] = []  # (group, fd, response), every group
         self.eof = threading.Event()
+        self._eofs = [threading.Event() for _ in self.peers]
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-        self.fan.start()
+        self._threads = [
+            threading.Thread(target=self._read, args=(i,), daemon=True) for i in range(groups)
+        ]
+        for thread in self._threads:
+            thread.start()
+        if start:
+            self.fan.start()
 
-    def _read(self) -> None:
+    def _recv(self, group: int) -> bytes:
+        """The next bytes from ``group``'s socket; b"" once closed, also when
+        closed with our events unread (a group nobody read)."""
+        try:
+            return self.peers[group].recv(4096)
+        except ConnectionResetError:
+            return b""
+
+    def _read(self, group: int) -> None:
         buf = b""
-        while chunk := self.peer.recv(4096):
+        while chunk := self._recv(group):
             buf += chunk
             whole = len(buf) - len(buf) % _RESP.size
             with self._cond:
-                self.responses.extend(_RESP.iter_unpack(buf[:whole]))
+                got = list(_RESP.iter_unpack(buf[:whole]))
+                if group == 0:
+                    self.responses.extend(got)
+                self.routed.extend((group, fd, r) for fd, r in got)
                 self._cond.notify_all()
             buf = buf[whole:]
         assert not buf, "a partial response record"
-        self.eof.set()
+        self._eofs[group].set()
+        if all(e.is_set() for e in self._eofs):
+            self.eof.set()
 
-    def send(self, mask: int = FAN_OPEN_PERM, pid: int = OPENER, file: int | None = None) -> int:
-        """One event on the scanned file (or the file open at ``file``); returns
-        its (unique) fd number."""
+    def send(
+        self,
+        mask: int = FAN_OPEN_PERM,
+        pid: int = OPENER,
+        file: int | None = None,
+        group: int = 0,
+    ) -> int:
+        """One event on the scanned file (or the file open at ``file``), read by
+        ``group``; returns its (unique) fd number."""
         fd = fcntl.fcntl(self.file if file is None else file, fcntl.F_DUPFD_CLOEXEC, next(_numbers))
-        self.peer.sendall(_META.pack(_META.size, METADATA_VERSION, 0, _META.size, mask, fd, pid))
+        self.peers[group].sendall(
+            _META.pack(_META.size, METADATA_VERSION, 0, _META.size, mask, fd, pid)
+        )
         return fd
 
     def wait(self, n: int, timeout: float = 5.0) -> list[tuple[int, int]]:
@@ -99,6 +135,14 @@ class Rig:
                 f"{len(self.responses)} responses, expected {n}"
             )
             return list(self.responses)
+
+    def wait_routed(self, n: int, timeout: float = 5.0) -> list[tuple[int, int, int]]:
+        """(group, fd, response) of every group, once there are at least ``n``."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.routed) >= n, timeout), (
+                f"{len(self.routed)} responses, expected {n}"
+            )
+            return list(self.routed)
 
     def answers_for(self, fd: int) -> list[int]:
         with self._cond:
@@ -120,5 +164,6 @@ class Rig:
         self.fan.stop()
         self.fan.close()
         self.eof.wait(5)
-        self.peer.close()
+        for peer in self.peers:
+            peer.close()
         os.close(self.file)

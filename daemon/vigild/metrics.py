@@ -152,6 +152,19 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ),
     ("vigild_queue_depth", "gauge", "Events waiting for a worker.", ("events", "queue_depth")),
     ("vigild_in_flight", "gauge", "Events waiting or being scanned.", ("events", "in_flight")),
+    ("vigild_kernel_reads", "counter", "Reads from the fanotify groups.", ("events", "reads")),
+    (
+        "vigild_kernel_pending_bytes",
+        "gauge",
+        "Bytes of events waiting in the kernel, not yet read.",
+        ("events", "kernel_pending"),
+    ),
+    (
+        "vigild_reader_stuck_milliseconds",
+        "gauge",
+        "Longest time a reader with events pending has not come back (0: none pending).",
+        ("events", "reader_stuck_ms"),
+    ),
     ("vigild_rules", "gauge", "Rules loaded.", ("rules", "count")),
     (
         "vigild_verdict_cache_hit_ratio",

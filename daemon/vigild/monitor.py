@@ -5,8 +5,10 @@ threads update without locks (plain ints, or C counters read atomically),
 and nothing here blocks: sd_notify and journal writes never wait.
 
 The watchdog (``WATCHDOG=1``) is sent only while work is being completed
-or none waits, and while every worker thread lives: a wedged worker stops
-the pings and systemd restarts the daemon (fapolicyd does the same).
+or none waits, while every worker thread lives, and while no reader has
+left events pending in the kernel unread for ``stall_timeout``: a wedged
+worker or a reader blocked in read() stops the pings and systemd restarts
+the daemon (fapolicyd does the same for its workers).
 """
 
 from __future__ import annotations
@@ -131,9 +133,18 @@ class Monitor:
         self._last = now
 
     def healthy(self, s: Status) -> bool:
-        """Jobs are being completed, or none is waiting; every worker thread lives."""
+        """Jobs are being completed, or none is waiting; every worker thread lives;
+        no reader has left events pending in the kernel unread for ``stall_timeout``.
+
+        The reader's side is measured in C (``reader_stuck_ms``, per group): a
+        reader idle in poll() comes back twice a second, one blocked in read()
+        does not, and openers wait behind the events it has not read.
+        """
         w = s.workers
+        stall_ms = self.d.stall_timeout_ms()
         if self.d.workers is None or w.alive < w.threads:
+            return False
+        if s.events.kernel_pending and s.events.reader_stuck_ms >= stall_ms:
             return False
         now = self.clock()
         if w.scanned != self._progress.completed:
@@ -142,7 +153,7 @@ class Monitor:
         if not self.d.source or not self.d.source.waiting():
             self._progress.at = now
             return True
-        return now - self._progress.at < self.d.stall_timeout_ms() / 1000
+        return now - self._progress.at < stall_ms / 1000
 
     def write_metrics(self, s: Status | None = None, force: bool = False) -> None:
         path = self.d.metrics_file()

@@ -345,11 +345,16 @@ def _c_settings(s: FanSettings, keep: list[Any]) -> Any:
 
 
 class Fanotify:
-    """A fanotify permission group with its reader thread, queue and caches.
+    """fanotify permission groups with their reader threads, one queue and caches.
 
-    ``fd`` adopts an existing descriptor instead of creating a group (the
-    tests hand it a socketpair carrying synthetic event records). The group
-    starts with ``settings`` applied; ``configure`` replaces them whole.
+    One group (and reader) per marked filesystem: ``mark`` picks the group of
+    the path's filesystem, or creates it (before ``start`` only). A stacked
+    filesystem (overlayfs) and its layers thus never share a reader, which
+    the backing file's own permission event would otherwise deadlock
+    (native/fan.h). ``fd`` adopts an existing descriptor instead of creating
+    a group (the tests hand it a socketpair carrying synthetic event
+    records; ``adopt_group`` adds another). The handle starts with
+    ``settings`` applied; ``configure`` replaces them whole.
     """
 
     def __init__(
@@ -382,7 +387,12 @@ class Fanotify:
         _check(ret, "applying on-access settings")
 
     def mark(self, path: str, how: int = MARK_FILESYSTEM) -> None:
+        """Watch the filesystem (or mount) of ``path``, in that filesystem's group."""
         _check(lib.vg_fan_mark(self._fan, os.fsencode(path), how), "fanotify_mark", path)
+
+    def adopt_group(self, fd: int) -> int:
+        """Read events from ``fd`` too, as a group of its own (tests); its index."""
+        return _check(lib.vg_fan_adopt_group(self._fan, fd), "adopting a second source")
 
     def start(self) -> None:
         _check(lib.vg_fan_start(self._fan), "starting the reader")
@@ -439,7 +449,7 @@ class Fanotify:
         return out
 
     def stop(self) -> None:
-        """Close the group first (the kernel allows what it holds), then stop threads."""
+        """Close every group (the kernel allows what they hold) and stop the threads."""
         lib.vg_fan_stop(self._fan)
 
     def close(self) -> None:

@@ -42,6 +42,10 @@ class EventCounters:
     errors: int = 0
     queue_depth: int = 0  # waiting now
     in_flight: int = 0  # waiting or being scanned now
+    reads: int = 0  # reads from the kernel that returned (every group)
+    groups: int = 0  # fanotify groups: one per marked filesystem
+    kernel_pending: int = 0  # bytes of events in the kernel not yet read, now
+    reader_stuck_ms: int = 0  # longest a reader with events pending has not come back
     dropped: int = 0  # detect mode: scans dropped, the queue was full
 
     @classmethod
@@ -204,6 +208,9 @@ def render_text(s: Status) -> str:
         f"{ev.ignore_marks} ignore marks, clean-content {s.clean_cache.entries} entries",
         f"  queue:     {ev.queue_depth} waiting, {ev.in_flight} in flight, "
         f"{ev.queue_full} answered full, {ev.deadline_passed} past deadline, {ev.dropped} dropped",
+        f"  readers:   {ev.groups} groups, {ev.reads} reads, "
+        f"{ev.kernel_pending} bytes pending in the kernel"
+        + (f", a reader stuck for {ev.reader_stuck_ms} ms" if ev.reader_stuck_ms else ""),
         f"  latency:   p50 <= {s.latency_p50_us} us, p99 <= {s.latency_p99_us} us",
         f"  blocked:   {s.blocked}; detections {w.detections} ({w.late} late), "
         f"quarantined {w.quarantined}, scan errors {w.errors}, internal errors {w.internal_errors}",

@@ -7,9 +7,11 @@
  * when one opens, looks up hashes in it: any out-of-bounds read aborts
  * under ASan. Then hammers one cache from several threads, and races the
  * on-access core (reader, queue, watcher) through vg_fan_adopt on a
- * socketpair: workers answering, skipping the answer, answering around
- * the deadline; configure at runtime; stop with jobs in flight. Every
- * permission event must get exactly one response. Prints "ok".
+ * socketpair per group (two groups, as for an overlay and its layers):
+ * workers answering, skipping the answer, answering around the deadline;
+ * configure at runtime; stop with jobs in flight. Every permission event
+ * must get exactly one response, on the socket of its own group. Prints
+ * "ok".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -236,7 +238,8 @@ struct event_rec {		/* struct fanotify_event_metadata */
 
 struct race {
 	struct vg_fan *fan;
-	int peer;		/* our end: events out, responses in */
+	int peers[2];		/* our ends, one per group: events out,
+				 * responses in */
 	int file;		/* the scanned file; each event gets a dup */
 	int n_events;
 	int perm_sent;		/* atomic */
@@ -244,21 +247,47 @@ struct race {
 	int hold;		/* workers keep jobs (for stop in flight) */
 };
 
-/* Read responses until the handle closes its end; count them. */
+struct peer_reader {
+	struct race *race;
+	int group;
+};
+
+/* Read one group's responses until the handle closes its end; count
+ * them. Events of group g carry odd fds for g = 1, even for g = 0. */
 static void *responses_main(void *arg)
 {
-	struct race *r = arg;
+	struct peer_reader *p = arg;
+	struct race *r = p->race;
 	int32_t rec[2];
 
-	while (read(r->peer, rec, sizeof(rec)) == sizeof(rec)) {
+	while (read(r->peers[p->group], rec, sizeof(rec)) == sizeof(rec)) {
 		if (rec[1] != VG_ALLOW && rec[1] != VG_DENY)
 			abort();
+		if ((rec[0] & 1) != p->group)
+			abort();	/* answered to another group */
 		__atomic_add_fetch(&r->responses, 1, __ATOMIC_SEQ_CST);
 	}
 	return NULL;
 }
 
-/* Write n_events events: opens, execs and some close-writes. */
+/* A dup of @fd whose number is even (group 0) or odd (group 1); other
+ * threads close fds meanwhile, so try until one fits. */
+static int dup_parity(int fd, int group)
+{
+	int wrong[64], n = 0, d;
+
+	while ((d = dup(fd)) >= 0 && (d & 1) != group && n < 64)
+		wrong[n++] = d;
+	while (n > 0)
+		close(wrong[--n]);
+	if (d < 0 || (d & 1) != group)
+		abort();
+	return d;
+}
+
+/* Write n_events events, alternating groups: opens, execs and some
+ * close-writes. The parity of each event's fd names its group (a response
+ * is always written before its fd is closed). */
 static void *feeder_main(void *arg)
 {
 	struct race *r = arg;
@@ -266,12 +295,13 @@ static void *feeder_main(void *arg)
 	for (int i = 0; i < r->n_events; i++) {
 		uint64_t mask = i % 7 == 0 ? FAN_CLOSE_WRITE_ :
 				i % 5 == 0 ? FAN_OPEN_EXEC_PERM_ : FAN_OPEN_PERM_;
+		int group = i % 2;
 		struct event_rec e = { sizeof(e), 3, 0, sizeof(e), mask,
-				       dup(r->file), 1 };
+				       dup_parity(r->file, group), 1 };
 
 		if (mask != FAN_CLOSE_WRITE_)
 			__atomic_add_fetch(&r->perm_sent, 1, __ATOMIC_SEQ_CST);
-		if (write(r->peer, &e, sizeof(e)) != sizeof(e))
+		if (write(r->peers[group], &e, sizeof(e)) != sizeof(e))
 			abort();
 		if (i % 4 == 0)
 			usleep(300);	/* mostly room in the queue of 32 */
@@ -342,23 +372,28 @@ static int race_round(const char *dir, int n, int hold)
 	struct vg_fan_config cfg = { VG_EV_OPEN | VG_EV_EXEC | VG_EV_CLOSE_WRITE,
 				     32, 256 };
 	struct race r = { .n_events = n, .hold = hold };
-	pthread_t workers[4], resp, feeder, conf;
+	struct peer_reader pr[2] = { { &r, 0 }, { &r, 1 } };
+	pthread_t workers[4], resp[2], feeder, conf;
 	struct vg_fan_stats st;
 	char path[4096];
-	int sv[2];
+	int sv[2], sv2[2];
 
 	snprintf(path, sizeof(path), "%s/scanned", dir);
 	close(open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644));
 	r.file = open(path, O_RDONLY);
-	if (r.file < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+	if (r.file < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, sv2))
 		abort();
-	r.peer = sv[1];
-	if (vg_fan_adopt(&cfg, sv[0], &r.fan))
+	r.peers[0] = sv[1];
+	r.peers[1] = sv2[1];
+	if (vg_fan_adopt(&cfg, sv[0], &r.fan) ||
+	    vg_fan_adopt_group(r.fan, sv2[0]) != 1)
 		abort();
 	configurer_main(&(struct race){ .fan = r.fan, .n_events = 0 });
 	if (vg_fan_start(r.fan))
 		abort();
-	pthread_create(&resp, NULL, responses_main, &r);
+	for (int i = 0; i < 2; i++)
+		pthread_create(&resp[i], NULL, responses_main, &pr[i]);
 	for (int i = 0; i < 4; i++)
 		pthread_create(&workers[i], NULL, race_worker, &r);
 	pthread_create(&conf, NULL, configurer_main, &r);
@@ -371,15 +406,19 @@ static int race_round(const char *dir, int n, int hold)
 	for (int i = 0; i < 4; i++)
 		pthread_join(workers[i], NULL);
 	pthread_join(conf, NULL);
-	pthread_join(resp, NULL);	/* stop closed the handle's end */
+	for (int i = 0; i < 2; i++)
+		pthread_join(resp[i], NULL);	/* stop closed the handle's ends */
 	if (hold ? r.responses > r.perm_sent : r.responses != r.perm_sent) {
 		fprintf(stderr, "%d responses for %d permission events\n",
 			r.responses, r.perm_sent);
 		abort();
 	}
 	vg_fan_stats(r.fan, &st);
+	if (st.groups != 2 || st.kernel_pending || !st.reads)
+		abort();
 	vg_fan_free(r.fan);
-	close(r.peer);
+	close(r.peers[0]);
+	close(r.peers[1]);
 	close(r.file);
 	fprintf(stderr, "round %d: %d responses, %d perm events, %llu by deadline, %llu queue full, %llu late\n",
 		hold, r.responses, r.perm_sent,

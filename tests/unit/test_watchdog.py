@@ -1,0 +1,113 @@
+"""The watchdog covers the readers: events pending in the kernel, none read, is a stall.
+
+``Monitor.healthy`` decides whether WATCHDOG=1 is sent. The reader side is
+measured by the C core (``reader_stuck_ms``, per group); here the group is
+a socketpair (tests/fanrig.py) holding an event record nobody reads, which
+is what a reader blocked inside read() leaves behind, without root.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from fanrig import Rig, room_for_fds
+from vigild.monitor import Monitor
+from vigild.service import Daemon
+from vigild.status import (
+    AlertStatus,
+    CacheStatus,
+    EventCounters,
+    RulesStatus,
+    Status,
+    WorkerStatus,
+)
+
+STALL_MS = 50
+
+
+@dataclass
+class _Source:
+    waiting_jobs: int = 0
+
+    def waiting(self) -> int:
+        return self.waiting_jobs
+
+
+@dataclass
+class _Daemon:
+    """What ``Monitor.healthy`` asks of the daemon."""
+
+    source: _Source
+    workers: object = True
+
+    def stall_timeout_ms(self) -> int:
+        return STALL_MS
+
+
+def _status(stats: dict[str, Any]) -> Status:
+    return Status(
+        pid=1, mode="block", mode_reason="", watching=("/srv",), missing=(), started_at=0.0,
+        rules=RulesStatus("yara", 1, 1, "00", 0, 0, 0), events=EventCounters.of(stats),
+        clean_cache=CacheStatus(0, 0, 0), latency_p50_us=0, latency_p99_us=0,
+        workers=WorkerStatus(2, 2, 0, 0, 0, 0, 0, 0), alerts=AlertStatus(0, 0, 0),
+    )  # fmt: skip
+
+
+def _monitor() -> Monitor:
+    return Monitor(cast(Daemon, _Daemon(_Source())), clock=time.monotonic)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _room_for_fds() -> None:
+    room_for_fds()
+
+
+@pytest.fixture
+def rigs() -> Iterator[list[Rig]]:
+    made: list[Rig] = []
+    yield made
+    for rig in made:
+        rig.close()
+
+
+def test_events_pending_in_a_group_nobody_reads_stop_the_pings(
+    tmp_path: Path, rigs: list[Rig]
+) -> None:
+    rig = Rig(tmp_path / "f", groups=2, start=False)  # group 1: a reader that is not reading
+    rigs.append(rig)
+    monitor = _monitor()
+    assert monitor.healthy(_status(rig.fan.stats()))  # nothing pending: idle is healthy
+    rig.send(group=1)
+    end = time.monotonic() + 5
+    while rig.fan.stats()["reader_stuck_ms"] < STALL_MS:
+        assert time.monotonic() < end, rig.fan.stats()
+        time.sleep(0.005)
+    stats = rig.fan.stats()
+    assert stats["kernel_pending"] > 0 and stats["reads"] == 0
+    assert not monitor.healthy(_status(stats))
+
+
+def test_a_reader_that_reads_keeps_the_pings(tmp_path: Path, rigs: list[Rig]) -> None:
+    rig = Rig(tmp_path / "f", groups=2)
+    rigs.append(rig)
+    rig.send(group=1)
+    rig.job()  # read by its reader and queued: nothing left in the kernel
+    time.sleep(STALL_MS * 2 / 1000)  # longer than the stall timeout
+    stats = rig.fan.stats()
+    assert stats["kernel_pending"] == 0 and stats["reads"] >= 1
+    assert _monitor().healthy(_status(stats))
+
+
+def test_pending_bytes_alone_are_not_a_stall() -> None:
+    # a reader that came back a moment ago is reading its queue
+    base = _status({"kernel_pending": 48, "reader_stuck_ms": STALL_MS - 1})
+    assert _monitor().healthy(base)
+    assert not _monitor().healthy(
+        replace(base, events=replace(base.events, reader_stuck_ms=STALL_MS))
+    )
