@@ -15,18 +15,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from test_status import sample
 
 from fanrig import Rig, room_for_fds
 from vigild.monitor import Monitor
 from vigild.service import Daemon
-from vigild.status import (
-    AlertStatus,
-    CacheStatus,
-    EventCounters,
-    RulesStatus,
-    Status,
-    WorkerStatus,
-)
+from vigild.status import EventCounters, Status
 
 STALL_MS = 50
 
@@ -51,12 +45,11 @@ class _Daemon:
 
 
 def _status(stats: dict[str, Any]) -> Status:
-    return Status(
-        pid=1, mode="block", mode_reason="", watching=("/srv",), missing=(), started_at=0.0,
-        rules=RulesStatus("yara", 1, 1, "00", 0, 0, 0), events=EventCounters.of(stats),
-        clean_cache=CacheStatus(0, 0, 0), latency_p50_us=0, latency_p99_us=0,
-        workers=WorkerStatus(2, 2, 0, 0, 0, 0, 0, 0), alerts=AlertStatus(0, 0, 0),
-    )  # fmt: skip
+    """A status whose two workers live and have scanned nothing, with these counters."""
+    s = sample()
+    return replace(
+        s, events=EventCounters.of(stats), workers=replace(s.workers, threads=2, alive=2, scanned=0)
+    )
 
 
 def _monitor() -> Monitor:
