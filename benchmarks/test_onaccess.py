@@ -395,12 +395,13 @@ def _events_note(st: dict[str, dict[str, Any]]) -> str:
     hits2 = (second["cache_allow"] + second["cache_deny"]) - (
         first["cache_allow"] + first["cache_deny"]
     )
-    lat = st["first"]["latency_us"]
+    lat = st["first"]
     return (
         f"first pass: {first['perm_events']:,} permission events, {first['queued']:,} scanned, "
         f"{first['answered_deny']} denied, {first['ignore_marks']:,} ignore marks, "
         f"{first['deadline_passed']} past deadline, {first['queue_full']} queue full; "
-        f"vigild's answer latency p50 <= {lat['p50']:,} us, p99 <= {lat['p99']:,} us; "
+        f"vigild's answer latency p50 <= {lat['latency_p50_us']:,} us, "
+        f"p99 <= {lat['latency_p99_us']:,} us; "
         f"second pass: {perm2} permission events reached vigild ({hits2} verdict-cache answers)"
     )
 
