@@ -103,6 +103,8 @@ static int fan_init(struct vg_fan *fan, const struct vg_fan_config *cfg,
 	if (fan->wake_fd < 0)
 		return -errno;
 	ret = vg_cache_new(cfg->cache_entries, &fan->verdicts);
+	if (!ret)
+		ret = vg_cache_new(DETECTED_ENTRIES, &fan->detected);
 	return ret ? ret : jobs_init(fan);
 }
 
@@ -310,6 +312,7 @@ void vg_fan_free(struct vg_fan *fan)
 	vg_fan_stop(fan);
 	jobs_free(fan);
 	vg_cache_free(fan->verdicts);
+	vg_cache_free(fan->detected);
 	settings_put(fan->settings);
 	if (fan->wake_fd >= 0)
 		close(fan->wake_fd);

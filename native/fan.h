@@ -74,6 +74,7 @@
 #include "vigild.h"
 
 #define EPOCHS 4096		/* write-epoch counters, by (dev, ino) hash */
+#define DETECTED_ENTRIES 65536	/* inodes found malicious, kept apart from verdicts */
 
 struct filters {
 	char **watch;		/* path prefixes scanned; none = everything */
@@ -163,6 +164,7 @@ struct vg_fan {
 
 	pthread_mutex_t cache_lock;	/* verdict insert vs invalidation */
 	struct vg_cache *verdicts;
+	struct vg_cache *detected;	/* inodes found malicious: scanned under any name */
 	uint32_t epochs[EPOCHS];
 
 	pthread_mutex_t q_lock;
@@ -220,6 +222,7 @@ int remember_lookup(struct vg_fan *fan, const struct settings *set,
 void remember_invalidate(struct vg_fan *fan, uint32_t group, int fd,
 			 const struct stat *st);
 void remember_forget_all(struct vg_fan *fan);
+int remember_detected(struct vg_fan *fan, const struct stat *st);
 int remember_switch(struct vg_fan *fan, struct settings *s,
 		    struct settings **old);
 void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,

@@ -14,8 +14,9 @@
  *
  * Answered at once, in this order: our own pid; not a regular file; an
  * excluded executable or user; a verdict-cache hit; a path outside the
- * watched prefixes or inside an excluded one. A full queue is answered by
- * policy.
+ * watched prefixes or inside an excluded one, unless the inode was found
+ * malicious before (then scanned under any name). A full queue is
+ * answered by policy.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -122,7 +123,7 @@ static int decide_now(struct group *g, const struct settings *set,
 		  filters_path_scanned(set->filters, job->path,
 				       job->kind == VG_EV_EXEC &&
 					       set->exec_anywhere) ||
-		  !same_file(job->path, st);
+		  !same_file(job->path, st) || remember_detected(fan, st);
 	if (!scanned)
 		answer_now(g, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
 	return !scanned;

@@ -2,8 +2,8 @@
  * remember.c - what vigild remembers about files between opens: the
  * verdict cache, the write epochs and the kernel ignore marks.
  *
- * Owns, under cache_lock: the contents of the verdict cache, the write
- * epochs, and every decision to add or drop an ignore mark; also the swap
+ * Owns, under cache_lock: the contents of the verdict cache and of the
+ * set of inodes found malicious, the write epochs, and every decision to add or drop an ignore mark; also the swap
  * of the settings pointer (settings_lock held inside cache_lock), so that
  * code under cache_lock always sees the settings in force. Must not touch
  * the job slots or q_lock, and never answers an event: the caller answers
@@ -93,6 +93,30 @@ void remember_invalidate(struct vg_fan *fan, uint32_t group, int fd,
 		respond_ignore(fan, group, fd, 0);
 	pthread_mutex_unlock(&fan->cache_lock);
 	fan_count(&fan->stats.invalidations);
+}
+
+/* The detected-set key of @st's inode: device and inode number only. Its
+ * ctime changes when a name of it is unlinked (a quarantine), so the set
+ * must not key on it; the entry only makes the next open be scanned. */
+static void inode_key(uint8_t *key, const struct stat *st)
+{
+	uint64_t v[6] = { st->st_dev, st->st_ino, 0, 0, 0, 0 };
+
+	memcpy(key, v, sizeof(v));
+}
+
+/*
+ * 1 when @st's inode was found malicious and has not been found clean
+ * since: its open is scanned whatever the name, the watched paths
+ * notwithstanding (a hard link outside them, or the name left after a
+ * quarantine, serves the same bytes). The set never answers by itself.
+ */
+int remember_detected(struct vg_fan *fan, const struct stat *st)
+{
+	uint8_t key[VG_KEY_LEN], value;
+
+	inode_key(key, st);
+	return vg_cache_get(fan->detected, key, &value);
 }
 
 /* The kernel dropped events: nothing cached can be trusted any more. */
@@ -245,6 +269,11 @@ void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 	    remember_epoch(fan, &st) == s->epoch) {
 		file_key(key, &st, generation);
 		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
+		inode_key(key, &st);
+		if (allow)
+			vg_cache_del(fan->detected, key);
+		else
+			vg_cache_put(fan->detected, key, 1);
 		if (allow && set->ignore_marks && (cache & VG_CACHE_MARK) &&
 		    markable(set, s->job.fd, &st))
 			mark_clean(fan, s);
