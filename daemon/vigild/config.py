@@ -108,6 +108,18 @@ class PolicyConfig:
     on_error: Fallback = Fallback.ALLOW
     on_timeout: Fallback = Fallback.ALLOW
     on_oversize: Fallback = Fallback.ALLOW
+    on_unpack_limit: Fallback = Fallback.ALLOW  # an [archive] limit stopped the unpacking
+    on_encrypted: Fallback = Fallback.ALLOW  # an archive member is encrypted
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    scan: bool = True  # look inside archives and compressed files
+    max_depth: int = 5
+    max_members: int = 10000
+    max_unpacked: int = 1 << 30
+    max_ratio: int = 250
+    timeout_ms: int = 10000
 
 
 @dataclass(frozen=True)
@@ -150,6 +162,7 @@ class Config:
     rules: RulesConfig = field(default_factory=RulesConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     onaccess: OnAccessConfig = field(default_factory=OnAccessConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     files: tuple[str, ...] = ()  # the files this was read from, in order
@@ -298,6 +311,16 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "on_error": ("on_error", _choice(Fallback)),
         "on_timeout": ("on_timeout", _choice(Fallback)),
         "on_oversize": ("on_oversize", _choice(Fallback)),
+        "on_unpack_limit": ("on_unpack_limit", _choice(Fallback)),
+        "on_encrypted": ("on_encrypted", _choice(Fallback)),
+    },
+    "archive": {
+        "scan": ("scan", _bool),
+        "max_depth": ("max_depth", _int_range(1, 32)),
+        "max_members": ("max_members", _int_range(1, 10_000_000)),
+        "max_unpacked": ("max_unpacked", _size),
+        "max_ratio": ("max_ratio", _int_range(2, 100_000)),
+        "timeout": ("timeout_ms", _duration_ms),
     },
     "onaccess": {
         "watch": ("watch", _path_list),

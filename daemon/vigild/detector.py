@@ -12,13 +12,14 @@ address space only, until a file of that size is read into it.
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import threading
 from dataclasses import dataclass
 
-from vigild import native
-from vigild.config import Oversize, ScanConfig
+from vigild import native, unpack
+from vigild.config import ArchiveConfig, Oversize, ScanConfig
 from vigild.ruleset import RuleSet
 from vigild.scanner import RuleMatch, ScanFailed, ScanTimeout
 from vigild.verdict import Policy, ScanResult, ScanStatus, Verdict, decide
@@ -54,12 +55,20 @@ def _externals(path: str, wanted: tuple[str, ...]) -> dict[str, str]:
 class Detector:
     """Thread-safe; one per snapshot. Call ``examine`` from any thread."""
 
-    def __init__(self, ruleset: RuleSet, scan: ScanConfig, clean: native.Cache | None) -> None:
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        scan: ScanConfig,
+        clean: native.Cache | None,
+        archive: ArchiveConfig | None = None,
+    ) -> None:
         """``clean``: the clean-content cache, or None where a verdict may not be
-        remembered by content (vigild.snapshot decides)."""
+        remembered by content (vigild.snapshot decides); ``archive``: how to look
+        inside archives (None: not at all)."""
         self.ruleset = ruleset
         self.scan = scan
         self.clean = clean
+        self.archive = archive if archive is not None and archive.scan else None
         self._local = threading.local()
 
     def _buffer(self) -> mmap.mmap:
@@ -109,6 +118,10 @@ class Detector:
         view = memoryview(buf)[:n]
         try:
             matches = self.ruleset.rules.match(view, externals)
+            if not matches and self.archive is not None and unpack.kind(view) is not None:
+                inner = self._members(view, path)
+                if inner is not None:
+                    return inner
         except ScanTimeout:
             return ScanResult(
                 ScanStatus.TIMEOUT, error=f"scan timed out after {self.scan.timeout} s"
@@ -119,3 +132,52 @@ class Detector:
             view.release()
         status = ScanStatus.MATCH if matches else ScanStatus.CLEAN
         return ScanResult(status, tuple(matches), truncated=pre.size > n)
+
+    def _limits(self) -> unpack.Limits:
+        a = self.archive
+        assert a is not None
+        return unpack.Limits(
+            depth=a.max_depth,
+            members=a.max_members,
+            unpacked=a.max_unpacked,
+            ratio=a.max_ratio,
+            seconds=a.timeout_ms / 1000,
+            member_size=self.scan.max_file_size,
+        )
+
+    def _members(self, data: memoryview, path: str) -> ScanResult | None:
+        """The first detection inside the archive ``data``, or a clean result that
+        says which limit stopped the walk; None when it was not one after all."""
+        walk, stops = unpack.members(data, self._limits(), os.path.basename(path))
+        failed = ""
+        for m in walk:
+            listed = self._listed(m.data)
+            if listed:
+                return ScanResult(ScanStatus.MATCH, member=m.path, member_hash=listed)
+            externals = (
+                _externals(f"{path}!{m.path}", self.ruleset.externals)
+                if self.ruleset.externals
+                else {}
+            )
+            try:
+                matches = self.ruleset.rules.match(memoryview(m.data), externals)
+            except (ScanTimeout, ScanFailed) as e:
+                failed = failed or f"{m.path}: {e}"
+                continue
+            if matches:
+                return ScanResult(ScanStatus.MATCH, tuple(matches), member=m.path)
+        if stops and stops[0].limit != unpack.MALFORMED:
+            return ScanResult(ScanStatus.CLEAN, error=stops[0].detail, unpack_limit=stops[0].limit)
+        if failed:
+            return ScanResult(ScanStatus.ERROR, error=f"scan failed inside the archive: {failed}")
+        return None
+
+    def _listed(self, data: bytes) -> str | None:
+        """The hash list's name for a member's bytes, if listed."""
+        db = self.ruleset.hashdb
+        if db is None:
+            return None
+        name = db.find_sha256(hashlib.sha256(data).digest())
+        if name is None and db.info().md5_entries and db.size_listed(len(data)):
+            name = db.find_md5(hashlib.md5(data).digest(), len(data))
+        return name

@@ -48,6 +48,15 @@ def _human(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+# what a file that got no verdict is called in the output
+_INCONCLUSIVE = {
+    Reason.TOO_LARGE: "SKIPPED",
+    Reason.SCAN_TIMEOUT: "SKIPPED",
+    Reason.SCAN_ERROR: "ERROR",
+    Reason.UNPACK_LIMIT: "LIMIT",  # an archive not fully unpacked: its members past the limit
+}
+
+
 class Reporter:
     """Prints findings as plain lines or JSON objects; thread-safe.
 
@@ -94,14 +103,14 @@ class Reporter:
             self.totals.bytes += f.size
             if v.malicious:
                 self.totals.found += 1
-            elif v.reason in (Reason.TOO_LARGE, Reason.SCAN_TIMEOUT):
+            elif v.reason in (Reason.TOO_LARGE, Reason.SCAN_TIMEOUT, Reason.UNPACK_LIMIT):
                 self.totals.skipped += 1
             elif v.reason is Reason.SCAN_ERROR:
                 self.totals.errors += 1
         if v.malicious:
             self._emit(self._found(f))
-        elif v.reason in (Reason.TOO_LARGE, Reason.SCAN_TIMEOUT, Reason.SCAN_ERROR):
-            word = "ERROR" if v.reason is Reason.SCAN_ERROR else "SKIPPED"
+        elif v.reason in _INCONCLUSIVE:
+            word = _INCONCLUSIVE[v.reason]
             if self.as_json:
                 self._emit(
                     self._json(word.lower(), path=f.path, reason=v.reason.value, error=v.detail)

@@ -41,7 +41,8 @@ def salt(cfg: Config) -> str:
     reload changing it retires every cached verdict (a cached deny would otherwise
     answer the next open of a file that ``quarantine_on`` now says to move)."""
     quarantine = ",".join(k.value for k in cfg.onaccess.quarantine_on)
-    return f"|{cfg.scan.max_file_size}|{cfg.scan.oversize.value}|{cfg.policy}|{quarantine}"
+    limits = f"{cfg.scan.max_file_size}|{cfg.scan.oversize.value}|{cfg.archive}"
+    return f"|{limits}|{cfg.policy}|{quarantine}"
 
 
 def own_dirs(cfg: Config) -> tuple[str, ...]:
@@ -90,7 +91,8 @@ class Snapshot:
         if not self.remember_verdicts:
             return 0
         repeats = verdict.reason in (Reason.CLEAN, Reason.CACHED_CLEAN) or (
-            verdict.reason is Reason.TOO_LARGE and verdict.action is Action.ALLOW
+            verdict.reason in (Reason.TOO_LARGE, Reason.UNPACK_LIMIT)
+            and verdict.action is Action.ALLOW
         )
         if verdict.malicious or repeats:
             return native.CACHE_VERDICT | native.CACHE_MARK
@@ -129,7 +131,7 @@ def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -
     remember = not rs.externals
     # rules that read filename/filepath make a verdict depend on the path,
     # not only on the bytes: a clean-content hit would be wrong for them
-    detector = Detector(rs, cfg.scan, clean if remember else None)
+    detector = Detector(rs, cfg.scan, clean if remember else None, cfg.archive)
     base = Policy.from_config(cfg.policy)
     oa = cfg.onaccess
     return Snapshot(

@@ -30,6 +30,7 @@ class Reason(StrEnum):
     SCAN_TIMEOUT = "scan-timeout"
     SCAN_ERROR = "scan-error"
     TOO_LARGE = "too-large"  # over max_file_size, not scanned
+    UNPACK_LIMIT = "unpack-limit"  # an archive limit stopped unpacking (or a member is encrypted)
 
 
 class ScanStatus(StrEnum):
@@ -46,6 +47,9 @@ class ScanResult:
     matches: tuple[RuleMatch, ...] = ()
     truncated: bool = False
     error: str = ""
+    member: str = ""  # the archive member that matched ("dir/shell.php")
+    member_hash: str = ""  # the hash list entry a member is listed as
+    unpack_limit: str = ""  # the archive limit that stopped unpacking (unpack.LIMITS)
 
 
 @dataclass(frozen=True)
@@ -54,10 +58,19 @@ class Policy:
     on_timeout: Fallback = Fallback.ALLOW
     on_oversize: Fallback = Fallback.ALLOW
     quarantine: bool = False  # detections are quarantined, not only denied
+    on_unpack_limit: Fallback = Fallback.ALLOW
+    on_encrypted: Fallback = Fallback.ALLOW
 
     @classmethod
     def from_config(cls, cfg: PolicyConfig, quarantine: bool = False) -> Policy:
-        return cls(cfg.on_error, cfg.on_timeout, cfg.on_oversize, quarantine)
+        return cls(
+            cfg.on_error,
+            cfg.on_timeout,
+            cfg.on_oversize,
+            quarantine,
+            cfg.on_unpack_limit,
+            cfg.on_encrypted,
+        )
 
 
 @dataclass(frozen=True)
@@ -92,8 +105,16 @@ def decide(pre: PrefilterResult | None, scan: ScanResult | None, policy: Policy)
         return Verdict(Action.ALLOW, Reason.CACHED_CLEAN)
     if scan is None:
         return _fallback(policy.on_error, Reason.SCAN_ERROR, "file could not be read")
+    inside = f" in {scan.member}" if scan.member else ""
+    if scan.status is ScanStatus.MATCH and scan.member_hash:
+        return _detected(policy, Reason.KNOWN_BAD_HASH, scan.member_hash + inside)
     if scan.status is ScanStatus.MATCH:
-        return _detected(policy, Reason.RULE_MATCH, ", ".join(m.rule for m in scan.matches))
+        return _detected(
+            policy, Reason.RULE_MATCH, ", ".join(m.rule for m in scan.matches) + inside
+        )
+    if scan.status is ScanStatus.CLEAN and scan.unpack_limit:
+        choice = policy.on_encrypted if scan.unpack_limit == "encrypted" else policy.on_unpack_limit
+        return _fallback(choice, Reason.UNPACK_LIMIT, scan.error)
     if scan.status is ScanStatus.CLEAN:
         return Verdict(Action.ALLOW, Reason.CLEAN_TRUNCATED if scan.truncated else Reason.CLEAN)
     if scan.status is ScanStatus.TIMEOUT:

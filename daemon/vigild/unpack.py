@@ -1,0 +1,256 @@
+"""Archives and compressed files, unpacked in memory within explicit limits.
+
+``members(data, limits)`` yields every member of the archive in ``data``
+(the bytes the prefilter read from the event's fd: nothing is re-opened
+and nothing is written to disk), recursing into members that are archives
+themselves: zip (and jar, war, apk, docx, xlsx, which are zips), tar, and
+gzip, bzip2 and xz alone or around a tar. Only the standard library is
+used: zipfile, tarfile, zlib, bz2 and lzma are the reference readers of
+these formats, and a hand-written parser would be the riskiest code in
+the scanner.
+
+Every limit is explicit, and hitting one ends the walk with a ``Stop``
+saying which (the caller applies the policy for it): depth, member
+count, total unpacked bytes, compression ratio (bombs), encrypted
+members, time. A member larger than ``member_size`` is scanned by its
+head. A malformed archive is not an error of the scan: the walk just
+ends with ``Stop("could not unpack", ...)`` and the container has been
+scanned as bytes already.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import tarfile
+import time
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    depth: int = 5  # archives inside archives, the outer one counting 1
+    members: int = 10000  # files looked at, over all levels
+    unpacked: int = 1 << 30  # bytes unpacked, over all levels
+    ratio: int = 250  # unpacked / packed size of one member: more is a bomb
+    seconds: float = 10.0  # for the whole walk
+    member_size: int = 64 << 20  # bytes of one member scanned (its head)
+
+
+@dataclass(frozen=True)
+class Member:
+    path: str  # "dir/shell.php", or "inner.zip!dir/shell.php" when nested
+    data: bytes
+    truncated: bool = False  # only its head (member_size bytes) is here
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why the walk ended early: ``limit`` is one of LIMITS, or "could not unpack"."""
+
+    limit: str
+    detail: str
+
+
+LIMITS = ("depth", "members", "unpacked", "ratio", "encrypted", "time")
+MALFORMED = "could not unpack"
+
+
+class Halt(Exception):
+    def __init__(self, stop: Stop) -> None:
+        super().__init__(stop.detail)
+        self.stop = stop
+
+
+def kind(data: bytes | memoryview) -> str | None:
+    """The archive or compression format of ``data``, by its magic bytes."""
+    head = bytes(data[:6])
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:3] == b"BZh":
+        return "bzip2"
+    if head == b"\xfd7zXZ\x00":
+        return "xz"
+    if len(data) >= 262 and bytes(data[257:262]) == b"ustar":
+        return "tar"
+    return None
+
+
+class _View(io.RawIOBase):
+    """A read-only, seekable file over a buffer, without copying it."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self._v = memoryview(data)
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(b), len(self._v) - self._at)
+        b[:n] = self._v[self._at : self._at + n]
+        self._at += n
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = (0, self._at, len(self._v))[whence]
+        self._at = max(0, base + offset)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+
+class _Walk:
+    """One walk's budget: members, bytes, time."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.members = 0
+        self.unpacked = 0
+        self.deadline = time.monotonic() + limits.seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise Halt(Stop("time", f"unpacking took over {self.limits.seconds:g} s"))
+
+    def count(self, name: str) -> None:
+        self.members += 1
+        if self.members > self.limits.members:
+            raise Halt(Stop("members", f"more than {self.limits.members} members ({name})"))
+
+    def take(self, n: int) -> None:
+        self.unpacked += n
+        if self.unpacked > self.limits.unpacked:
+            raise Halt(Stop("unpacked", f"more than {self.limits.unpacked} bytes unpacked"))
+
+
+def _read(
+    stream: IO[bytes], walk: _Walk, name: str, packed: int | Callable[[], int]
+) -> tuple[bytes, bool]:
+    """Up to member_size bytes of a member stream; checks ratio, budget and time.
+    ``packed``: the member's compressed size, or how many compressed bytes were
+    read so far."""
+    size = packed if callable(packed) else lambda: packed
+    out = bytearray()
+    limit = walk.limits.member_size
+    while len(out) < limit:
+        chunk = stream.read(min(_CHUNK, limit - len(out)))
+        if not chunk:
+            return bytes(out), False
+        out += chunk
+        walk.take(len(chunk))
+        walk.check()
+        if len(out) > _CHUNK and len(out) > max(size(), 1) * walk.limits.ratio:
+            raise Halt(Stop("ratio", f"{name} unpacks to over {walk.limits.ratio}x its size"))
+    return bytes(out), bool(stream.read(1))
+
+
+def _zip(data: bytes | memoryview, walk: _Walk) -> Iterator[Member]:
+    with zipfile.ZipFile(_View(data)) as z:
+        for info in z.infolist():
+            if info.is_dir():
+                continue
+            walk.count(info.filename)
+            if info.flag_bits & 0x1:
+                raise Halt(Stop("encrypted", f"encrypted member {info.filename}"))
+            if info.compress_size and info.file_size > info.compress_size * walk.limits.ratio:
+                raise Halt(Stop("ratio", f"{info.filename} would unpack {info.file_size} bytes"))
+            with z.open(info) as f:
+                body, cut = _read(f, walk, info.filename, info.compress_size)
+            yield Member(info.filename, body, cut)
+
+
+def _tar(data: bytes | memoryview, walk: _Walk) -> Iterator[Member]:
+    with tarfile.open(fileobj=_View(data), mode="r:") as t:
+        for info in t:
+            if not info.isfile():
+                continue
+            walk.count(info.name)
+            f = t.extractfile(info)
+            if f is None:
+                continue
+            body, cut = _read(f, walk, info.name, info.size)
+            yield Member(info.name, body, cut)
+
+
+_OPENERS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
+    "gzip": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),  # type: ignore[dict-item,return-value]
+    "bzip2": lambda raw: bz2.BZ2File(raw),
+    "xz": lambda raw: lzma.LZMAFile(raw),  # noqa: SIM115 (closed by _stream's with)
+}
+
+
+def _stream(fmt: str, data: bytes | memoryview, walk: _Walk, name: str) -> Iterator[Member]:
+    """The one member of a compressed stream, decompressed a chunk at a time; the
+    ratio is checked against the compressed bytes read so far."""
+    walk.count(name)
+    raw = _View(data)
+    with _OPENERS[fmt](raw) as f:  # type: ignore[arg-type]
+        body, cut = _read(f, walk, name, raw.tell)
+    yield Member(name, body, cut)
+
+
+_READERS = {"zip": _zip, "tar": _tar}
+
+
+def _inner_name(fmt: str, name: str) -> str:
+    """The name of what a compressed stream holds: its own name less the suffix."""
+    base = name.rsplit("!", 1)[-1].rsplit("/", 1)[-1]
+    for suffix in {"gzip": (".gz", ".tgz"), "bzip2": (".bz2",), "xz": (".xz",)}[fmt]:
+        if base.endswith(suffix) and len(base) > len(suffix):
+            return base[: -len(suffix)] + (".tar" if suffix == ".tgz" else "")
+    return f"{base or 'data'}.{fmt}-content"
+
+
+def _walk(
+    data: bytes | memoryview, name: str, prefix: str, depth: int, walk: _Walk
+) -> Iterator[Member]:
+    """Members of the container ``data`` called ``name``, whose own path is
+    ``prefix`` ("" for the file scanned itself)."""
+    fmt = kind(data)
+    if fmt is None:
+        return
+    if depth > walk.limits.depth:
+        raise Halt(Stop("depth", f"archives nested deeper than {walk.limits.depth}"))
+    if fmt in _READERS:
+        inner = _READERS[fmt](data, walk)
+    else:
+        inner = _stream(fmt, data, walk, _inner_name(fmt, name))
+    for m in inner:
+        path = f"{prefix}!{m.path}" if prefix else m.path
+        yield Member(path, m.data, m.truncated)
+        yield from _walk(m.data, m.path, path, depth + 1, walk)
+
+
+def members(
+    data: bytes | memoryview, limits: Limits, name: str = ""
+) -> tuple[Iterator[Member], list[Stop]]:
+    """The members of the archive in ``data``, depth first; ``stops`` gets the
+    reason if the walk ends early (read it once the iterator is exhausted)."""
+    stops: list[Stop] = []
+    walk = _Walk(limits)
+
+    def run() -> Iterator[Member]:
+        try:
+            yield from _walk(data, name, "", 1, walk)
+        except Halt as h:
+            stops.append(h.stop)
+        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, OSError, EOFError,
+                lzma.LZMAError, ValueError, NotImplementedError, RuntimeError) as e:  # fmt: skip
+            stops.append(Stop(MALFORMED, f"{type(e).__name__}: {e}"))
+
+    return run(), stops

@@ -1,0 +1,40 @@
+"""Archives built in memory for the tests: zip (stored, deflated), tar, gzip, bzip2, xz."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import tarfile
+import zipfile
+
+
+def zip_of(files: dict[str, bytes], deflate: bool = True, encrypt_flag: bool = False) -> bytes:
+    b = io.BytesIO()
+    method = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    with zipfile.ZipFile(b, "w", method) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    raw = bytearray(b.getvalue())
+    if encrypt_flag:  # mark every member encrypted (flag bit 0), as a password tool would
+        for sig, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            i = raw.find(sig)
+            while i >= 0:
+                raw[i + at] |= 1
+                i = raw.find(sig, i + 4)
+    return bytes(raw)
+
+
+def tar_of(files: dict[str, bytes], compress: str = "") -> bytes:
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode=f"w:{compress}") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return b.getvalue()
+
+
+def compressed(data: bytes, fmt: str) -> bytes:
+    return {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[fmt](data)

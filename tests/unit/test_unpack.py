@@ -1,0 +1,105 @@
+"""Unpacking archives in memory: formats, nesting, and every limit with its reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from archives import compressed, tar_of, zip_of
+from vigild import unpack
+from vigild.unpack import Limits
+
+
+def _walk(
+    data: bytes, limits: Limits | None = None, name: str = "f"
+) -> tuple[dict[str, bytes], list[unpack.Stop]]:
+    it, stops = unpack.members(data, limits or Limits(), name)
+    return {m.path: m.data for m in it}, stops
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (zip_of({"a/b.php": b"x"}), "a/b.php"),
+        (zip_of({"a/b.php": b"x"}, deflate=False), "a/b.php"),
+        (tar_of({"a/b.php": b"x"}), "a/b.php"),
+        (tar_of({"a/b.php": b"x"}, "gz"), "up.tar!a/b.php"),
+        (tar_of({"a/b.php": b"x"}, "bz2"), "up.tar!a/b.php"),
+        (tar_of({"a/b.php": b"x"}, "xz"), "up.tar!a/b.php"),
+    ],
+    ids=["zip", "stored zip", "tar", "tar.gz", "tar.bz2", "tar.xz"],
+)
+def test_every_format_yields_its_member(data: bytes, expected: str) -> None:
+    got, stops = _walk(data, name="up.tar.gz" if data[:2] == b"\x1f\x8b" else "up.tar")
+    if data[:3] in (b"BZh", b"\xfd7z"):
+        got, stops = _walk(data, name="up.tar.bz2" if data[:3] == b"BZh" else "up.tar.xz")
+    assert got[expected] == b"x" and stops == []
+
+
+def test_a_lone_compressed_file_yields_its_content_under_its_name() -> None:
+    got, _ = _walk(compressed(b"payload", "gz"), name="evil.sh.gz")
+    assert got == {"evil.sh": b"payload"}
+
+
+def test_nested_archives_name_the_whole_way_down() -> None:
+    inner = zip_of({"dir/shell.php": b"<?php"})
+    outer = tar_of({"pkg/inner.jar": inner}, "gz")
+    got, stops = _walk(outer, name="upload.tgz")
+    assert got["upload.tar!pkg/inner.jar!dir/shell.php"] == b"<?php" and stops == []
+
+
+def test_depth_limit() -> None:
+    data = b"core"
+    for i in range(4):
+        data = zip_of({f"l{i}.zip": data})
+    got, stops = _walk(data, Limits(depth=2))
+    assert [s.limit for s in stops] == ["depth"]
+    assert "l3.zip" in got and not any(p.count("!") >= 2 for p in got)
+
+
+def test_member_count_limit() -> None:
+    got, stops = _walk(zip_of({f"m{i}": b"x" for i in range(20)}), Limits(members=5))
+    assert len(got) == 5 and [s.limit for s in stops] == ["members"]
+
+
+def test_total_unpacked_limit() -> None:
+    _, stops = _walk(
+        zip_of({f"m{i}": bytes(1 << 20) for i in range(5)}), Limits(unpacked=3 << 20, ratio=10**6)
+    )
+    assert [s.limit for s in stops] == ["unpacked"]
+
+
+@pytest.mark.parametrize("fmt", ["zip", "gz", "xz"])
+def test_a_bomb_is_stopped_by_the_ratio_before_it_is_unpacked(fmt: str) -> None:
+    zeros = bytes(300 << 20)
+    data = zip_of({"zeros": zeros}) if fmt == "zip" else compressed(zeros, fmt)
+    got, stops = _walk(data, Limits(member_size=64 << 20))
+    assert [s.limit for s in stops] == ["ratio"]
+    assert sum(len(v) for v in got.values()) < 64 << 20
+
+
+def test_encrypted_members_are_named() -> None:
+    _, stops = _walk(zip_of({"secret.php": b"x"}, encrypt_flag=True))
+    assert [(s.limit, s.detail) for s in stops] == [("encrypted", "encrypted member secret.php")]
+
+
+def test_time_limit() -> None:
+    _, stops = _walk(
+        zip_of({f"m{i}": bytes(1 << 20) for i in range(50)}), Limits(seconds=0.0, ratio=10**6)
+    )
+    assert [s.limit for s in stops] == ["time"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"PK\x03\x04garbage", b"\x1f\x8bgarbage", zip_of({"a": b"x" * 1000})[:-30], b"BZh9nope"],
+    ids=["zip header only", "gzip header only", "truncated zip", "bad bzip2"],
+)
+def test_a_malformed_archive_is_could_not_unpack_never_an_exception(data: bytes) -> None:
+    _, stops = _walk(data)
+    assert [s.limit for s in stops] == [unpack.MALFORMED]
+
+
+def test_a_big_member_is_scanned_by_its_head() -> None:
+    it, _ = unpack.members(zip_of({"big": b"A" * 5000}), Limits(member_size=1000))
+    (m,) = list(it)
+    assert m.data == b"A" * 1000 and m.truncated
