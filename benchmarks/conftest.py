@@ -28,7 +28,13 @@ _SUMMARY = pytest.StashKey[Summary]()
 
 # The table reads best in this order: hashing, then the database, then scans,
 # then on-access.
-_ORDER = ("test_sha256.py", "test_hashdb.py", "test_scan.py", "test_onaccess.py")
+_ORDER = (
+    "test_sha256.py",
+    "test_hashdb.py",
+    "test_scan.py",
+    "test_archives.py",
+    "test_onaccess.py",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
