@@ -89,17 +89,18 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_rules_check(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     dirs = args.dirs or list(cfg.rules.rule_dirs())
-    errors, warnings = ruleset.check(dirs, cfg.rules.engine, defaults=dict(cfg.rules.externals))
+    errors, warnings, n_files = ruleset.check(
+        dirs, cfg.rules.engine, defaults=dict(cfg.rules.externals)
+    )
     for w in warnings:
         where = f"{w.path}:{w.line}" if w.line else w.path
         print(f"{where}: warning: {w.message}", file=sys.stderr)
     for e in errors:
         print(e, file=sys.stderr)
-    files = ruleset.rule_files(dirs)
     if errors:
-        print(f"{len(errors)} of {len(files)} rule files have errors", file=sys.stderr)
+        print(f"{len(errors)} of {n_files} rule files have errors", file=sys.stderr)
         return EXIT_ERROR
-    print(f"{len(files)} rule files OK")
+    print(f"{n_files} rule files OK")
     for h in hashes.list_files(cfg.rules.hashes):
         if not hashes.is_compiled(h):
             hashes.parse_files([h])

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
@@ -95,6 +96,88 @@ def rule_files(dirs: Sequence[str]) -> list[Path]:
     return found
 
 
+_COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+_INCLUDE_LINE = re.compile(r'[ \t]*include[ \t]+"([^"\n]+)"[ \t]*;?[ \t]*')
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A rule file compiled alone, and the index line that named it, if any."""
+
+    path: Path
+    origin: str = ""  # "index.yar:12" for a file an index includes
+
+
+def _index_entries(f: Path) -> list[tuple[Path, int]] | None:
+    """The files an index includes, with their lines; None if ``f`` holds anything else.
+
+    Yara-Rules ships index.yar files made of include lines only: loaded as
+    one file, a single included file that this build cannot compile would
+    take all of them down; loaded entry by entry, it is skipped alone.
+    """
+    try:
+        text = f.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    text = _COMMENTS.sub(lambda m: "\n" * m.group().count("\n"), text)
+    entries = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _INCLUDE_LINE.fullmatch(line)
+        if m is None:
+            return None
+        entries.append((f.parent / m.group(1), lineno))
+    return entries or None
+
+
+def _reachable(f: Path, seen: set[Path]) -> set[Path]:
+    """Every file ``f`` includes, directly or not (resolved)."""
+    for inc in included_files(f):
+        if inc not in seen:
+            seen.add(inc)
+            _reachable(inc, seen)
+    return seen
+
+
+def probe_all(engine: EngineBackend, files: Sequence[Path], defaults: Externals) -> list[Probe]:
+    """Probe every rule file once; an index that fails is probed entry by entry.
+
+    An index is first compiled whole (its entries may share private rules,
+    and the namespace); only when that fails are its entries tried one by
+    one, so that one entry this build cannot compile is skipped alone. The
+    largest index goes first and a file is loaded once: a directory holding
+    index.yar and the files it includes loads them once, through the index.
+    """
+    indexes = {f: _reachable(f, set()) for f in files if _index_entries(f) is not None}
+    order = sorted(indexes, key=lambda f: -len(indexes[f])) + [f for f in files if f not in indexes]
+    probes: list[Probe] = []
+    seen: set[Path] = set()
+
+    def visit(f: Path, origin: str) -> None:
+        key = f.resolve()
+        if key in seen:
+            return
+        seen.add(key)
+        entries = _index_entries(f)
+        if entries is not None:
+            covered = indexes.get(f) or _reachable(f, set())
+            if not covered & seen:
+                whole = probe(engine, Unit(f, origin), defaults)
+                if whole.error is None:
+                    seen.update(covered)
+                    probes.append(whole)
+                    return
+            for inc, line in entries:
+                visit(inc, f"{f}:{line}")
+            return
+        probes.append(probe(engine, Unit(f, origin), defaults))
+
+    for f in order:
+        visit(f, "")
+    return probes
+
+
 def _hash_file(h: hashlib._Hash, f: Path, seen: set[Path]) -> None:
     """Feed ``f`` and, once each, every file it includes into ``h``."""
     key = f.resolve()
@@ -135,8 +218,9 @@ class Probe:
         return any(n in PATH_EXTERNALS for n in self.uses)
 
 
-def probe(engine: EngineBackend, f: Path, defaults: Externals) -> Probe:
-    """Compile ``f`` alone, defining a built-in external only once the engine asks for it."""
+def probe(engine: EngineBackend, unit: Unit, defaults: Externals) -> Probe:
+    """Compile a file alone, defining a built-in external only once the engine asks for it."""
+    f = unit.path
     uses: list[str] = []
     while True:
         try:
@@ -146,7 +230,10 @@ def probe(engine: EngineBackend, f: Path, defaults: Externals) -> Probe:
             if name in EXTERNALS and name not in uses and name not in defaults:
                 uses.append(name)
                 continue
-            return Probe(f, tuple(uses), explain_modules(e, [f], engine))
+            err = explain_modules(e, [f], engine)
+            if unit.origin:
+                err = RuleError(err.path, err.line, f"{err.message} (included by {unit.origin})")
+            return Probe(f, tuple(uses), err)
         return Probe(f, tuple(n for n in EXTERNALS if n in uses), None, tuple(rules.warnings))
 
 
@@ -292,13 +379,13 @@ def _load_saved(engine: EngineBackend, directory: Path, base: str) -> Compiled |
 
 def compile_sets(engine: EngineBackend, files: Sequence[Path], defaults: Externals) -> Compiled:
     """Probe every file, then compile the good ones into the content and path sets."""
-    probes = [probe(engine, f, defaults) for f in files]
+    probes = probe_all(engine, files, defaults)
     skipped = tuple(p.error for p in probes if p.error is not None)
     good = [p for p in probes if p.error is None]
     if not good:
         first = skipped[0]
         raise RuleError(
-            first.path, first.line, f"{first.message} (none of {len(files)} rule files compiled)"
+            first.path, first.line, f"{first.message} (none of {len(probes)} rule files compiled)"
         )
     values = compile_values(defaults)
     content = [p.path for p in good if not p.by_path]
@@ -409,9 +496,10 @@ def _entries(db: native.HashDb | None) -> int:
 
 def check(
     dirs: Sequence[str], engine: Engine, timeout: int = 10, defaults: Externals | None = None
-) -> tuple[list[RuleError], list[RuleError]]:
-    """Compile each rule file on its own, as loading does; every file's error, and all warnings."""
+) -> tuple[list[RuleError], list[RuleError], int]:
+    """Compile each rule file on its own, as loading does: every file's error, all
+    warnings, and how many files (an index that fails counts its entries)."""
     be = backend(engine, timeout)
-    probes = [probe(be, f, defaults or {}) for f in rule_files(dirs)]
+    probes = probe_all(be, rule_files(dirs), defaults or {})
     errors = [p.error for p in probes if p.error is not None]
-    return errors, [w for p in probes for w in p.warnings]
+    return errors, [w for p in probes for w in p.warnings], len(probes)

@@ -252,3 +252,51 @@ def test_rules_compile_says_what_loaded_and_names_each_skipped_file(tmp_path: Pa
     check = vigild("rules", "check", "--config", str(cfg), str(tmp_path / "r"))
     assert check.returncode == 2
     assert check.stderr.splitlines()[-1] == "2 of 3 rule files have errors"
+
+
+# ------------------------------------------------------- modules and includes
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_module_the_build_lacks_is_named_as_such(tmp_path: Path, engine: Engine) -> None:
+    rule = _write(
+        tmp_path / "r" / "apk.yar",
+        'import "androguard"\nrule Apk { condition: androguard.package_name(/evil/) }\n',
+    )
+    _write(tmp_path / "r" / "ok.yar", "rule Ok { condition: true }\n")
+    rs = _load(tmp_path, engine, tmp_path / "r")
+    [err] = rs.skipped
+    assert err.path == str(rule)
+    assert err.message.startswith("module 'androguard' is not available in this build (")
+    assert err.message.endswith(f"imported by {rule}")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_index_and_its_includes_load_with_both_engines(tmp_path: Path, engine: Engine) -> None:
+    index = _write(
+        tmp_path / "r" / "index.yar",
+        '/* generated */\ninclude "./a/one.yar"\ninclude "./b/two.yar"\n',
+    )
+    _write(tmp_path / "r" / "a" / "one.yar", 'include "helper.yar"\nrule One { condition: H }\n')
+    _write(tmp_path / "r" / "a" / "helper.yar", "private rule H { condition: true }\n")
+    _write(tmp_path / "r" / "b" / "two.yar", "rule Two { condition: true }\n")
+    rs = _load(tmp_path, engine, index)
+    assert rs.summary == "3 rules from 1 files"
+    # the directory holding the index and its files: each rule once, through the index
+    assert _load(tmp_path, engine, tmp_path / "r").summary == "3 rules from 1 files"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_one_bad_entry_of_an_index_is_skipped_alone(tmp_path: Path, engine: Engine) -> None:
+    index = _write(
+        tmp_path / "r" / "index.yar",
+        'include "./one.yar"\ninclude "./bad.yar"\ninclude "./two.yar"\n',
+    )
+    _write(tmp_path / "r" / "one.yar", "rule One { condition: true }\n")
+    _write(tmp_path / "r" / "bad.yar", "rule Bad {\n condition: $nope }\n")
+    _write(tmp_path / "r" / "two.yar", "rule Two { condition: true }\n")
+    rs = _load(tmp_path, engine, index)
+    assert rs.summary == "2 rules from 2 files, 1 files skipped"
+    [err] = rs.skipped
+    assert (err.path, err.line) == (str(tmp_path / "r" / "bad.yar"), 2)
+    assert err.message.endswith(f"(included by {index}:2)")
