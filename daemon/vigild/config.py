@@ -88,6 +88,7 @@ class RulesConfig:
     engine: Engine = Engine.YARA
     compiled_dir: str = "/var/lib/vigild/compiled"
     strict: bool = False  # a rule file that does not compile is fatal, not skipped
+    pua: bool = False  # load ClamAV .hdu/.hsu lists (potentially unwanted applications)
     # external variables besides the built-in ones, with the value every scan sees
     externals: tuple[tuple[str, str | int | bool | float], ...] = ()
 
@@ -310,6 +311,7 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "engine": ("engine", _choice(Engine)),
         "compiled_dir": ("compiled_dir", _path),
         "strict": ("strict", _bool),
+        "pua": ("pua", _bool),
         "externals": ("externals", _externals),
     },
     "scan": {

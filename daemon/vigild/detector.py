@@ -29,7 +29,7 @@ from vigild import filetype, native
 from vigild.config import Oversize, ScanConfig
 from vigild.ruleset import RuleSet
 from vigild.scanner import CompiledRules, ExternalValue, RuleMatch, ScanFailed, ScanTimeout
-from vigild.verdict import Policy, ScanResult, ScanStatus, Verdict, decide
+from vigild.verdict import Action, Policy, Reason, ScanResult, ScanStatus, Verdict, decide
 
 # Pages above this are handed back to the kernel after a scan.
 _KEEP_RESIDENT = 8 << 20
@@ -114,6 +114,11 @@ class Detector:
         except OSError as e:
             failed = ScanResult(ScanStatus.ERROR, error=f"read error: {e.strerror}")
             return Finding(path, size, "", decide(None, failed, policy))
+        if self._allowed(pre, buf):
+            detail = "listed in an allow-list (.fp/.sfp)"
+            return Finding(
+                path, pre.size, pre.sha256.hex(), Verdict(Action.ALLOW, Reason.CLEAN, detail)
+            )
         scan = None
         content_clean = False
         if pre.verdict is native.PreVerdict.UNKNOWN or (
@@ -127,6 +132,17 @@ class Detector:
             buf.madvise(mmap.MADV_DONTNEED, 0, min(pre.size, len(buf)))
         matches = scan.matches if scan else ()
         return Finding(path, pre.size, pre.sha256.hex(), verdict, matches, scan is not None)
+
+    def _allowed(self, pre: native.PrefilterResult, buf: mmap.mmap | None) -> bool:
+        """Whether the file is on a ClamAV allow-list: then nothing reports it."""
+        allow = self.ruleset.allow
+        if not len(allow):
+            return False
+        md5 = pre.md5
+        if md5 is None and buf is not None and allow.needs_md5(pre.size):
+            with memoryview(buf)[: min(pre.size, len(buf))] as view:
+                md5 = hashlib.md5(view, usedforsecurity=False).digest()
+        return allow.listed(pre.sha256, md5, pre.size)
 
     def _scan(
         self, pre: native.PrefilterResult, buf: mmap.mmap | None, path: str, fd: int

@@ -70,6 +70,7 @@ class RuleSet:
     path_files: tuple[str, ...] = ()  # the files compiled into path_rules
     skipped: tuple[RuleError, ...] = ()  # rule files that did not compile, one error each
     defaults: Externals = field(default_factory=dict)  # [rules.externals]
+    allow: hashes.AllowList = field(default_factory=hashes.AllowList)  # .fp/.sfp
 
     @property
     def summary(self) -> str:
@@ -419,9 +420,14 @@ def compiled_rules(
     return compiled
 
 
-def hash_database(sources: Sequence[str], directory: Path | None) -> native.HashDb | None:
+def hash_database(
+    sources: Sequence[str], directory: Path | None, pua: bool = False
+) -> native.HashDb | None:
     """The known-bad database for ``sources``: compiled lists, or one given compiled file."""
-    files = list(hashes.list_files(sources))
+    found = hashes.sources(sources, pua)
+    for w in found.warnings:
+        log.warning("%s", w)
+    files = list(found.known_bad)
     if not files:
         return None
     compiled = [f for f in files if hashes.is_compiled(f)]
@@ -448,6 +454,14 @@ def hash_database(sources: Sequence[str], directory: Path | None) -> native.Hash
     return db
 
 
+def allow_list(sources: Sequence[str]) -> hashes.AllowList:
+    """The ClamAV .fp/.sfp files among ``sources``, read (they are small)."""
+    allow = hashes.allow_list(hashes.sources(sources).allow)
+    for w in allow.warnings:
+        log.warning("%s", w)
+    return allow
+
+
 def load(cfg: RulesConfig, timeout: int, save: bool = True, salt: str = "") -> RuleSet:
     """Build the rule set ``cfg`` describes; raises RuleError / HashListError / NativeError.
 
@@ -468,7 +482,10 @@ def load(cfg: RulesConfig, timeout: int, save: bool = True, salt: str = "") -> R
         raise RuleError(first.path, first.line, f"{first.message}{more}; rules.strict is on")
     for e in c.skipped:
         log.warning("%s (rule file skipped)", e)
-    db = hash_database(cfg.hashes, directory)
+    db = hash_database(cfg.hashes, directory, cfg.pua)
+    allow = allow_list(cfg.hashes)
+    # the allow-list decides answers too: it belongs in the generation
+    salt += f"|allow:{allow.fingerprint}|pua:{cfg.pua}"
     return RuleSet(
         engine=engine.name,
         rules=c.rules,
@@ -484,6 +501,7 @@ def load(cfg: RulesConfig, timeout: int, save: bool = True, salt: str = "") -> R
         path_files=c.path_files,
         skipped=c.skipped,
         defaults=defaults,
+        allow=allow,
     )
 
 
