@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from vigild import native, ruleset
 from vigild.config import Config, EventKind, Fallback, RulesConfig
 from vigild.detector import Detector
+from vigild.scanner import RuleError
 from vigild.verdict import Action, Policy, Reason, Verdict
 
 # What a reload cannot change: they shape the fanotify group, its queue and
@@ -151,6 +152,18 @@ def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -
         exclude_executables=tuple(os.path.realpath(p) for p in oa.exclude_executables),
         remember_verdicts=remember,
     )
+
+
+def newly_skipped(running: Snapshot, new: Snapshot) -> list[RuleError]:
+    """Rule files ``new`` skipped that ``running`` loaded or did not have.
+
+    At start a bad file is skipped; at reload a file that newly fails must
+    keep the running rules (invariant 5), or one typo would silently drop
+    the rules it held. Files that failed already (a module this build lacks)
+    do not block a reload.
+    """
+    before = {e.path for e in running.rules.skipped}
+    return [e for e in new.rules.skipped if e.path not in before]
 
 
 def restart_only_changes(running: Config, new: Config) -> tuple[Config, list[str]]:

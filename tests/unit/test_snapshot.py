@@ -139,3 +139,16 @@ def test_the_loader_is_given_the_salt(cfg: Config) -> None:
     snap = snapshot.build(cfg, None, load=load)
     assert [s for s, _ in seen] == [snapshot.salt(cfg)]
     assert snap.rules is seen[0][1] and snap.detector.ruleset is snap.rules
+
+
+def test_a_reload_can_tell_a_newly_broken_rule_file(cfg: Config, tmp_path: Path) -> None:
+    rules = tmp_path / "r"
+    rules.mkdir()
+    (rules / "old.yar").write_text('import "androguard"\nrule Apk { condition: true }\n')
+    (rules / "ok.yar").write_text("rule Ok { condition: true }\n")
+    cfg = replace(cfg, rules=replace(cfg.rules, dirs=(str(rules),)))
+    running = snapshot.build(cfg, None)
+    assert snapshot.newly_skipped(running, snapshot.build(cfg, None)) == []
+    (rules / "zz.yar").write_text("rule Typo {\n condition: $b }\n")
+    [new] = snapshot.newly_skipped(running, snapshot.build(cfg, None))
+    assert (new.path, new.line) == (str(rules / "zz.yar"), 2)
