@@ -89,17 +89,18 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_rules_check(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     dirs = args.dirs or list(cfg.rules.rule_dirs())
-    errors, warnings = ruleset.check(dirs, cfg.rules.engine)
+    errors, warnings, n_files = ruleset.check(
+        dirs, cfg.rules.engine, defaults=dict(cfg.rules.externals)
+    )
     for w in warnings:
         where = f"{w.path}:{w.line}" if w.line else w.path
         print(f"{where}: warning: {w.message}", file=sys.stderr)
     for e in errors:
         print(e, file=sys.stderr)
-    files = ruleset.rule_files(dirs)
     if errors:
-        print(f"{len(errors)} of {len(files)} rule files have errors", file=sys.stderr)
+        print(f"{len(errors)} of {n_files} rule files have errors", file=sys.stderr)
         return EXIT_ERROR
-    print(f"{len(files)} rule files OK")
+    print(f"{n_files} rule files OK")
     for h in hashes.list_files(cfg.rules.hashes):
         if not hashes.is_compiled(h):
             hashes.parse_files([h])
@@ -115,7 +116,7 @@ def cmd_rules_compile(args: argparse.Namespace) -> int:
     if where is None or (args.output and where != Path(rules_cfg.compiled_dir)):
         raise UsageError(f"{rules_cfg.compiled_dir}: cannot write compiled rules there")
     rs = ruleset.load(rules_cfg, cfg.scan.timeout)
-    print(f"{rs.count} rules from {len(rs.files)} files ({rs.engine})")
+    print(f"{rs.summary} ({rs.engine})")
     print(f"rules generation: {rs.generation:016x}")
     print(f"known-bad hashes: {rs.hash_entries}")
     print(f"compiled into {where}")

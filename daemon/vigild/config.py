@@ -87,6 +87,10 @@ class RulesConfig:
     hashes: tuple[str, ...] = ()
     engine: Engine = Engine.YARA
     compiled_dir: str = "/var/lib/vigild/compiled"
+    strict: bool = False  # a rule file that does not compile is fatal, not skipped
+    pua: bool = False  # load ClamAV .hdu/.hsu lists (potentially unwanted applications)
+    # external variables besides the built-in ones, with the value every scan sees
+    externals: tuple[tuple[str, str | int | bool | float], ...] = ()
 
     def rule_dirs(self) -> tuple[str, ...]:
         """The directories to load: ``dirs`` (or the shipped rules) plus existing local ones."""
@@ -285,6 +289,26 @@ def _optional_path(value: Any) -> str:
     return "" if value == "" else _path(value)
 
 
+# Set by vigild for every scan (vigild.scanner.EXTERNALS); not declarable.
+_BUILTIN_EXTERNALS = ("filename", "filepath", "extension", "owner", "filetype", "md5")
+
+
+def _externals(value: Any) -> tuple[tuple[str, str | int | bool | float], ...]:
+    """A table of YARA external variables: name = default value (string, integer, boolean)."""
+    if not isinstance(value, dict):
+        raise ValueError(f'expected a table such as {{ env = "prod" }}, got {value!r}')
+    out = []
+    for name, v in value.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"{name!r} is not a YARA identifier")
+        if name in _BUILTIN_EXTERNALS:
+            raise ValueError(f"{name!r} is set by vigild for every scan; choose another name")
+        if not isinstance(v, str | int | bool | float):
+            raise ValueError(f"{name}: expected a string, number or boolean, got {v!r}")
+        out.append((name, v))
+    return tuple(out)
+
+
 def _path_list(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"expected a list of absolute paths, got {value!r}")
@@ -299,6 +323,9 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "hashes": ("hashes", _path_list),
         "engine": ("engine", _choice(Engine)),
         "compiled_dir": ("compiled_dir", _path),
+        "strict": ("strict", _bool),
+        "pua": ("pua", _bool),
+        "externals": ("externals", _externals),
     },
     "scan": {
         "max_file_size": ("max_file_size", _size),

@@ -8,6 +8,12 @@ get its new content remembered as clean.
 
 A scan buffer is an anonymous mapping of max_file_size bytes per thread:
 address space only, until a file of that size is read into it.
+
+Two rule sets may run (vigild.ruleset): the content rules, skipped when
+the clean-content cache already knows these bytes, and the rules that
+read the file's name, path or owner, run on every scan. The LOKI/THOR
+external variables are computed here, the same for on-access and
+on-demand scans, and only those some compiled rule reads.
 """
 
 from __future__ import annotations
@@ -15,14 +21,15 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import pwd
 import threading
 from dataclasses import dataclass
 
-from vigild import native, unpack
+from vigild import filetype, native, unpack
 from vigild.config import ArchiveConfig, Oversize, ScanConfig
 from vigild.ruleset import RuleSet
-from vigild.scanner import RuleMatch, ScanFailed, ScanTimeout
-from vigild.verdict import Policy, ScanResult, ScanStatus, Verdict, decide
+from vigild.scanner import CompiledRules, ExternalValue, RuleMatch, ScanFailed, ScanTimeout
+from vigild.verdict import Action, Policy, Reason, ScanResult, ScanStatus, Verdict, decide
 
 # Pages above this are handed back to the kernel after a scan.
 _KEEP_RESIDENT = 8 << 20
@@ -40,16 +47,34 @@ class Finding:
     scanned: bool = False  # YARA ran (not answered by a hash)
 
 
-def _externals(path: str, wanted: tuple[str, ...]) -> dict[str, str]:
-    """YARA's external variables for ``path`` (those some rule uses)."""
+def _owner(fd: int) -> str:
+    """The file owner's user name, as LOKI sets ``owner`` (the uid when it has none)."""
+    uid = os.fstat(fd).st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def externals(
+    path: str, fd: int, data: memoryview, wanted: tuple[str, ...]
+) -> dict[str, ExternalValue]:
+    """The built-in externals in ``wanted`` for the file ``path`` open at ``fd``.
+
+    ``filepath`` is absolute whatever the scan was given, ``extension`` is
+    lower-case with its dot (LOKI's values); ``md5`` costs a digest of the
+    bytes, so it is only computed when some rule reads it.
+    """
     name = os.path.basename(path)
-    values = {
-        "filename": name,
-        "filepath": path,
-        "extension": os.path.splitext(name)[1].lower(),
-        "filetype": "",
+    compute = {
+        "filename": lambda: name,
+        "filepath": lambda: os.path.abspath(path),
+        "extension": lambda: os.path.splitext(name)[1].lower(),
+        "owner": lambda: _owner(fd),
+        "filetype": lambda: filetype.of(data),
+        "md5": lambda: hashlib.md5(data, usedforsecurity=False).hexdigest(),
     }
-    return {k: values[k] for k in wanted}
+    return {k: compute[k]() for k in wanted}
 
 
 class Detector:
@@ -97,41 +122,86 @@ class Detector:
         except OSError as e:
             failed = ScanResult(ScanStatus.ERROR, error=f"read error: {e.strerror}")
             return Finding(path, size, "", decide(None, failed, policy))
+        if self._allowed(pre, buf):
+            detail = "listed in an allow-list (.fp/.sfp)"
+            return Finding(
+                path, pre.size, pre.sha256.hex(), Verdict(Action.ALLOW, Reason.CLEAN, detail)
+            )
         scan = None
-        if pre.verdict is native.PreVerdict.UNKNOWN:
-            scan = self._scan(pre, buf, path)
+        content_clean = False
+        if pre.verdict is native.PreVerdict.UNKNOWN or (
+            pre.verdict is native.PreVerdict.CLEAN_CACHED and self.ruleset.path_rules
+        ):
+            scan, content_clean = self._scan(pre, buf, path, fd)
         verdict = decide(pre, scan, policy)
-        if verdict.cacheable_clean and self.clean is not None:
+        if content_clean and self.clean is not None:
             native.clean_put(self.clean, pre.sha256, self.ruleset.generation)
         if buf is not None and pre.size > _KEEP_RESIDENT:
             buf.madvise(mmap.MADV_DONTNEED, 0, min(pre.size, len(buf)))
         matches = scan.matches if scan else ()
         return Finding(path, pre.size, pre.sha256.hex(), verdict, matches, scan is not None)
 
-    def _scan(self, pre: native.PrefilterResult, buf: mmap.mmap | None, path: str) -> ScanResult:
-        """Run the rules over the bytes the prefilter left in ``buf``."""
+    def _allowed(self, pre: native.PrefilterResult, buf: mmap.mmap | None) -> bool:
+        """Whether the file is on a ClamAV allow-list: then nothing reports it."""
+        allow = self.ruleset.allow
+        if not len(allow):
+            return False
+        md5 = pre.md5
+        if md5 is None and buf is not None and allow.needs_md5(pre.size):
+            with memoryview(buf)[: min(pre.size, len(buf))] as view:
+                md5 = hashlib.md5(view, usedforsecurity=False).digest()
+        return allow.listed(pre.sha256, md5, pre.size)
+
+    def _scan(
+        self, pre: native.PrefilterResult, buf: mmap.mmap | None, path: str, fd: int
+    ) -> tuple[ScanResult, bool]:
+        """Run the rules over the bytes the prefilter left in ``buf``.
+
+        Also says whether the content rules found these bytes clean, whole
+        (they may then be remembered by content whatever the path rules say).
+        """
         if buf is None:
             limit = self.scan.max_file_size
-            return ScanResult(ScanStatus.SKIPPED, error=f"{pre.size} bytes > max_file_size {limit}")
+            skipped = ScanResult(
+                ScanStatus.SKIPPED, error=f"{pre.size} bytes > max_file_size {limit}"
+            )
+            return skipped, False
+        rs = self.ruleset
         n = min(pre.size, len(buf))
-        externals = _externals(path, self.ruleset.externals) if self.ruleset.externals else {}
+        sets: list[tuple[CompiledRules, bool]] = []
+        if rs.rules is not None and pre.verdict is native.PreVerdict.UNKNOWN:
+            sets.append((rs.rules, False))
+        if rs.path_rules is not None:
+            sets.append((rs.path_rules, True))
         view = memoryview(buf)[:n]
+        matches: list[RuleMatch] = []
+        by_content = False
         try:
-            matches = self.ruleset.rules.match(view, externals)
-            if not matches and self.archive is not None and unpack.kind(view) is not None:
-                inner = self._members(view, path)
+            values = {**rs.defaults, **externals(path, fd, view, rs.externals)}
+            for rules, by_path in sets:
+                found = rules.match(view, values)
+                matches += found
+                by_content = by_content or (bool(found) and not by_path)
+            if not matches and self._unpacks(pre, view):
+                inner = self._members(view, path, fd)
                 if inner is not None:
-                    return inner
+                    return inner, False
         except ScanTimeout:
             return ScanResult(
                 ScanStatus.TIMEOUT, error=f"scan timed out after {self.scan.timeout} s"
-            )
+            ), False
         except ScanFailed as e:
-            return ScanResult(ScanStatus.ERROR, error=f"scan failed: {e}")
+            return ScanResult(ScanStatus.ERROR, error=f"scan failed: {e}"), False
         finally:
             view.release()
+        truncated = pre.size > n
         status = ScanStatus.MATCH if matches else ScanStatus.CLEAN
-        return ScanResult(status, tuple(matches), truncated=pre.size > n)
+        result = ScanResult(status, tuple(matches), truncated, path_dependent=not by_content)
+        content_clean = (
+            not truncated and not by_content and rs.rules is not None
+            and pre.verdict is native.PreVerdict.UNKNOWN
+        )  # fmt: skip
+        return result, content_clean
 
     def _limits(self) -> unpack.Limits:
         a = self.archive
@@ -145,7 +215,15 @@ class Detector:
             member_size=self.scan.max_file_size,
         )
 
-    def _members(self, data: memoryview, path: str) -> ScanResult | None:
+    def _unpacks(self, pre: native.PrefilterResult, view: memoryview) -> bool:
+        """Whether to look inside: archives on, the content not known clean, an archive."""
+        return (
+            self.archive is not None
+            and pre.verdict is native.PreVerdict.UNKNOWN
+            and unpack.kind(view) is not None
+        )
+
+    def _members(self, data: memoryview, path: str, fd: int) -> ScanResult | None:
         """The first detection inside the archive ``data``, or a clean result that
         says which limit stopped the walk; None when it was not one after all."""
         walk, stops = unpack.members(data, self._limits(), os.path.basename(path))
@@ -154,13 +232,8 @@ class Detector:
             listed = self._listed(m.data)
             if listed:
                 return ScanResult(ScanStatus.MATCH, member=m.path, member_hash=listed)
-            externals = (
-                _externals(f"{path}!{m.path}", self.ruleset.externals)
-                if self.ruleset.externals
-                else {}
-            )
             try:
-                matches = self.ruleset.rules.match(memoryview(m.data), externals)
+                matches = self._match_member(f"{path}!{m.path}", fd, m.data)
             except (ScanTimeout, ScanFailed) as e:
                 failed = failed or f"{m.path}: {e}"
                 continue
@@ -181,3 +254,14 @@ class Detector:
         if name is None and db.info().md5_entries and db.size_listed(len(data)):
             name = db.find_md5(hashlib.md5(data).digest(), len(data))
         return name
+
+    def _match_member(self, path: str, fd: int, data: bytes) -> list[RuleMatch]:
+        """Both rule sets over one member (its name is ``container!member``)."""
+        rs = self.ruleset
+        view = memoryview(data)
+        values = {**rs.defaults, **externals(path, fd, view, rs.externals)}
+        found: list[RuleMatch] = []
+        for rules in (rs.rules, rs.path_rules):
+            if rules is not None:
+                found += rules.match(view, values)
+        return found

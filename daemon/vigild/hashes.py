@@ -1,18 +1,26 @@
 """Known-bad hash lists: parse them and compile them into one database.
 
-Accepted input, one entry a line, ``#`` starts a comment:
+Accepted input, one entry a line; a line starting with ``#`` is a comment:
 
 * plain lists: ``SHA256 [name]`` (also ``sha256sum`` output, where the name
-  is the file name, and ``MD5 size [name]`` is not accepted: MD5 needs its
-  size, as in ClamAV);
+  is the file name; `` # ...`` after the hash ends the line). ``MD5 [name]``
+  is not accepted there: an MD5 wants its size, as in ClamAV;
 * ClamAV ``.hsb``/``.hdb``: ``HASH:SIZE:NAME[:FLEVEL]`` where HASH is a
-  SHA-256 or an MD5 and SIZE may be ``*`` (any size);
+  SHA-256 or an MD5 and SIZE may be ``*`` (any size); the name is kept
+  whole, ``#`` and all;
+* LOKI's hash IOCs (signature-base iocs/hash-iocs.txt): ``HASH;comment``,
+  an MD5, SHA-1 or SHA-256 without a size;
 * a compiled database (``.vhdb``, recognised by its magic), used as is.
 
 Lines are recognised by shape, not by file extension, so a ``.txt`` of
-ClamAV lines works too. A bad line is an error naming file and line;
-SHA-1 entries (ClamAV allows them) are skipped with a warning, since the
-prefilter computes SHA-256 and, where listed, MD5.
+ClamAV lines works too. A UTF-8 byte order mark is ignored. A bad line is
+an error naming file and line. SHA-1 entries are skipped with a warning:
+the prefilter computes SHA-256 and, where listed, MD5.
+
+The extension does carry ClamAV's meaning where it has one: ``.fp`` and
+``.sfp`` are allow-lists (a listed file is never reported), ``.hdu`` and
+``.hsu`` list potentially unwanted applications, loaded only with
+``[rules] pua = true``. Every file left out is warned about.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import hashlib
 import os
 import re
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +38,8 @@ from vigild import native
 DB_MAGIC = b"VIGHASH\0"
 DB_SUFFIX = ".vhdb"
 LIST_SUFFIXES = (".sha256", ".txt", ".lst", ".hsb", ".hdb", ".hashes")
+ALLOW_SUFFIXES = (".fp", ".sfp")  # ClamAV: files known to be clean
+PUA_SUFFIXES = (".hdu", ".hsu")  # ClamAV: potentially unwanted applications
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _SIZE = re.compile(r"[0-9]{1,20}")  # ASCII digits only: str.isdigit() takes "²"
@@ -110,20 +120,34 @@ def _parse_plain(line: str, path: str, lineno: int) -> tuple[bytes | None, int, 
     digest = _hexdigest(head, path, lineno)
     if digest is not None and len(digest) == native.MD5_LEN:
         raise HashListError(path, lineno, "an MD5 needs its size: use HASH:SIZE:NAME")
+    rest = rest.split(" #", 1)[0]
     name = rest.strip().lstrip("*") or Path(path).stem
     return digest, native.SIZE_ANY, name
+
+
+def _parse_loki(line: str, path: str, lineno: int) -> tuple[bytes | None, int, str]:
+    """LOKI's ``HASH;comment``: no size, so an MD5 matches a file of any size."""
+    head, _, comment = line.partition(";")
+    digest = _hexdigest(head.strip(), path, lineno)
+    return digest, native.SIZE_ANY, comment.strip() or Path(path).stem
+
+
+def _parser(line: str) -> Callable[[str, str, int], tuple[bytes | None, int, str]]:
+    head = line.split(" ", 1)[0]
+    colon, semi = head.find(":"), head.find(";")
+    if semi >= 0 and (colon < 0 or semi < colon):
+        return _parse_loki  # HASH;comment, where the comment may hold colons
+    return _parse_colon if colon >= 0 else _parse_plain
 
 
 def parse_lines(lines: Iterable[str], path: str, into: Entries) -> None:
     """Add every entry of one list to ``into``; raise on the first bad line."""
     skipped = 0
     for lineno, raw in enumerate(lines, 1):
-        line = raw.split("#", 1)[0].strip().replace("\t", " ")
-        if not line:
+        line = raw.strip().replace("\t", " ")
+        if not line or line.startswith("#"):
             continue
-        head = line.split(" ", 1)[0]
-        parse = _parse_colon if ":" in head else _parse_plain
-        digest, size, name = parse(line, path, lineno)
+        digest, size, name = _parser(line)(line, path, lineno)
         if digest is None:
             skipped += 1
             continue
@@ -134,23 +158,55 @@ def parse_lines(lines: Iterable[str], path: str, into: Entries) -> None:
         )
 
 
-def list_files(sources: Iterable[str]) -> Iterator[Path]:
-    """Each source file, or the list files inside a source directory."""
-    for src in sources:
-        p = Path(src)
-        if p.is_dir():
-            yield from sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix in (*LIST_SUFFIXES, DB_SUFFIX)
+@dataclass(frozen=True)
+class Sources:
+    """The hash files named in [rules] hashes, sorted by what they mean."""
+
+    known_bad: tuple[Path, ...]
+    allow: tuple[Path, ...]
+    warnings: tuple[str, ...]
+
+
+def sources(names: Iterable[str], pua: bool = False) -> Sources:
+    """Each named file, or the hash files in a named directory, by their ClamAV meaning."""
+    bad: list[Path] = []
+    allow: list[Path] = []
+    warnings: list[str] = []
+    for f in list_files(names, warnings):
+        if f.suffix in ALLOW_SUFFIXES:
+            allow.append(f)
+        elif f.suffix in PUA_SUFFIXES and not pua:
+            warnings.append(
+                f"{f}: potentially unwanted applications, skipped (rules.pua = true loads them)"
             )
         else:
+            bad.append(f)
+    return Sources(tuple(bad), tuple(allow), tuple(warnings))
+
+
+_KNOWN_SUFFIXES = (*LIST_SUFFIXES, *ALLOW_SUFFIXES, *PUA_SUFFIXES, DB_SUFFIX)
+
+
+def list_files(names: Iterable[str], warnings: list[str] | None = None) -> Iterator[Path]:
+    """Each named file, or the hash files inside a named directory (others are
+    added to ``warnings``, when given, as skipped)."""
+    for src in names:
+        p = Path(src)
+        if not p.is_dir():
             yield p
+            continue
+        for f in sorted(f for f in p.rglob("*") if f.is_file()):
+            if f.suffix in _KNOWN_SUFFIXES:
+                yield f
+            elif warnings is not None:
+                warnings.append(f"{f}: not a hash list ({', '.join(_KNOWN_SUFFIXES)}), skipped")
 
 
 def parse_files(files: Iterable[Path]) -> Entries:
     entries = Entries()
     for f in files:
         try:
-            with f.open(encoding="utf-8", errors="replace") as fh:
+            with f.open(encoding="utf-8-sig", errors="replace") as fh:
                 parse_lines(fh, str(f), entries)
         except OSError as e:
             raise HashListError(str(f), 0, e.strerror or str(e)) from e
@@ -173,3 +229,48 @@ def compile_lists(files: list[Path], out: str) -> Entries:
     entries = parse_files(files)
     native.write_hashdb(out, bytes(entries.sha), bytes(entries.md5), bytes(entries.names))
     return entries
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Files known to be clean (ClamAV .fp/.sfp): never reported, whatever matches."""
+
+    sha256: frozenset[bytes] = frozenset()
+    md5: frozenset[tuple[bytes, int]] = frozenset()  # (digest, size or SIZE_ANY)
+    md5_sizes: frozenset[int] = frozenset()  # sizes an MD5 entry names
+    fingerprint: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.sha256) + len(self.md5)
+
+    def needs_md5(self, size: int) -> bool:
+        return bool(self.md5) and (size in self.md5_sizes or native.SIZE_ANY in self.md5_sizes)
+
+    def listed(self, sha256: bytes, md5: bytes | None, size: int) -> bool:
+        if sha256 in self.sha256:
+            return True
+        return md5 is not None and ((md5, size) in self.md5 or (md5, native.SIZE_ANY) in self.md5)
+
+
+def allow_list(files: Iterable[Path]) -> AllowList:
+    """Read ClamAV .fp (MD5:SIZE:NAME) and .sfp (SHA-256:SIZE:NAME) files."""
+    files = list(files)
+    if not files:
+        return AllowList()
+    entries = parse_files(files)
+    sha = entries.sha
+    md5 = entries.md5
+    step_s, step_m = native.SHA256_REC_LEN, native.MD5_REC_LEN
+    sha_set = frozenset(bytes(sha[i : i + native.SHA256_LEN]) for i in range(0, len(sha), step_s))
+    md5_set = frozenset(
+        (bytes(md5[i : i + native.MD5_LEN]), _PACK.unpack_from(md5, i + native.MD5_LEN)[0])
+        for i in range(0, len(md5), step_m)
+    )
+    return AllowList(
+        sha256=sha_set,
+        md5=md5_set,
+        md5_sizes=frozenset(size for _, size in md5_set),
+        fingerprint=fingerprint(files),
+        warnings=tuple(entries.warnings),
+    )

@@ -80,6 +80,7 @@ class Monitor:
                 hash_entries=rs.hash_entries if rs else 0,
                 reloads=d.reloads,
                 reload_failures=d.reload_failures,
+                skipped=tuple(str(e) for e in rs.skipped) if rs else (),
             ),
             events=EventCounters.of(raw),
             clean_cache=CacheStatus(clean.entries, clean.hits, clean.misses),

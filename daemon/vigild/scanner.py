@@ -11,9 +11,13 @@ yara-python is the default. Its ``match.strings`` changed shape in 4.3
 (tuples in Debian's 4.2, ``StringMatch`` objects in PyPI's 4.5); both are
 read here. YARA-X (``yara_x``) is used where installed and selected.
 
-Rules may use the external variables ``filename``, ``filepath``,
-``extension`` and ``filetype`` (signature-base and LOKI rules do); they are
-defined as empty strings at compile time and set for each scan.
+Rules may use the external variables LOKI and THOR define (signature-base
+rules do): ``filename``, ``filepath``, ``extension`` and ``owner`` describe
+where the file is and who owns it (``PATH_EXTERNALS``), ``filetype`` and
+``md5`` describe its bytes (``CONTENT_EXTERNALS``); the admin may declare
+more, with their values, in ``[rules.externals]``. Every one is defined at
+compile time; which ones a rule file reads is asked of the engine (see
+vigild.ruleset), never guessed from its text.
 """
 
 from __future__ import annotations
@@ -32,8 +36,24 @@ from vigild.config import Engine
 
 log = logging.getLogger(__name__)
 
-EXTERNALS = ("filename", "filepath", "extension", "filetype")
+# What a verdict may depend on besides the bytes: rules reading these go
+# into a rule set of their own (vigild.ruleset) whose answers are never
+# remembered by content.
+PATH_EXTERNALS = ("filename", "filepath", "extension", "owner")
+CONTENT_EXTERNALS = ("filetype", "md5")
+EXTERNALS = PATH_EXTERNALS + CONTENT_EXTERNALS
 MetaValue = str | int | bool | float
+ExternalValue = str | int | bool | float
+Externals = Mapping[str, ExternalValue]
+
+# Modules some public rule sets import; probed in each engine to say which
+# one a build lacks (PyPI's yara-python has no cuckoo, magic, macho, dex).
+KNOWN_MODULES = (
+    "pe", "elf", "math", "time", "hash", "dotnet", "console", "string",
+    "cuckoo", "magic", "macho", "dex", "lnk", "vt",
+)  # fmt: skip
+_IMPORT = re.compile(r'^[ \t]*import[ \t]+"([A-Za-z0-9_]+)"', re.M)
+_INCLUDE = re.compile(r'^[ \t]*include[ \t]+"([^"\n]+)"', re.M)
 
 
 @dataclass(frozen=True)
@@ -53,6 +73,9 @@ class RuleMatch:
         return default
 
 
+_UNDEFINED = re.compile(r'^(?:undefined identifier "|unknown identifier `)(\w+)["`]')
+
+
 class RuleError(Exception):
     """A rule file does not compile: names the file and, when known, the line."""
 
@@ -60,6 +83,60 @@ class RuleError(Exception):
         self.path, self.line, self.message = path, line, message
         where = f"{path}:{line}" if line else path
         super().__init__(f"{where}: {message}")
+
+    @property
+    def undefined(self) -> str | None:
+        """The identifier the engine did not know, when that is the error."""
+        m = _UNDEFINED.match(self.message)
+        return m.group(1) if m else None
+
+
+def imports_of(path: Path, seen: set[Path] | None = None) -> dict[str, Path]:
+    """Modules imported by ``path`` and the files it includes: module -> first importer.
+
+    Only read to explain an engine's error (a module this build lacks
+    shows up as an unrelated message such as 'invalid field name "sync"').
+    """
+    seen = set() if seen is None else seen
+    found: dict[str, Path] = {}
+    if path in seen:
+        return found
+    seen.add(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return found
+    for module in _IMPORT.findall(text):
+        found.setdefault(module, path)
+    for inc in included_files(path, text):
+        for module, where in imports_of(inc, seen).items():
+            found.setdefault(module, where)
+    return found
+
+
+def included_files(path: Path, text: str | None = None) -> list[Path]:
+    """Files named by ``include`` in ``path``, relative to its directory."""
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+    return [(path.parent / name).resolve() for name in _INCLUDE.findall(text)]
+
+
+def explain_modules(err: RuleError, files: Sequence[Path], engine: EngineBackend) -> RuleError:
+    """``err`` reworded when the files import a module this build does not have."""
+    have = engine.modules()
+    for f in files:
+        for module, where in imports_of(f).items():
+            if module not in have:
+                return RuleError(
+                    err.path,
+                    err.line,
+                    f"module {module!r} is not available in this build ({engine.version}; "
+                    f"it has {', '.join(have)}), imported by {where}",
+                )
+    return err
 
 
 class ScanTimeout(Exception):
@@ -74,7 +151,12 @@ class CompiledRules(Protocol):
     engine: str
     warnings: list[RuleError]  # from the compiler (empty for a loaded compile)
 
-    def match(self, data: Any, externals: Mapping[str, str]) -> list[RuleMatch]: ...
+    @property
+    def count(self) -> int:
+        """Rules the engine compiled (private and global ones included)."""
+        ...
+
+    def match(self, data: Any, externals: Externals) -> list[RuleMatch]: ...
 
     def save(self, path: str) -> None: ...
 
@@ -83,9 +165,15 @@ class EngineBackend(Protocol):
     name: str
     version: str
 
-    def compile(self, files: Sequence[Path]) -> CompiledRules: ...
+    def compile(self, files: Sequence[Path], externals: Externals) -> CompiledRules:
+        """Each file in a namespace of its own, with ``externals`` defined."""
+        ...
 
     def load(self, path: str) -> CompiledRules: ...
+
+    def modules(self) -> tuple[str, ...]:
+        """The KNOWN_MODULES this build can import."""
+        ...
 
 
 # ---------------------------------------------------------------- yara-python
@@ -100,6 +188,27 @@ def _yara_rule_error(err: Exception, fallback: str) -> RuleError:
     if m:
         return RuleError(m.group("path"), int(m.group("line")), m.group("msg"))
     return RuleError(fallback, None, text)
+
+
+def _name_the_top(err: RuleError, files: Sequence[Path]) -> RuleError:
+    """An error inside an included file, named from the file the admin listed.
+
+    yara-python says "./malware/x.yar(23): ..." for an index that includes
+    it; the admin knows the index, so that is named first.
+    """
+    if len(files) != 1 or err.path == str(files[0]):
+        return err
+    top = files[0]
+    where = f"{err.path}:{err.line}" if err.line else err.path
+    return RuleError(str(top), None, f"in included {where}: {err.message}")
+
+
+def _compiles(compile_source: Any, module: str) -> bool:
+    try:
+        compile_source(source=f'import "{module}" rule vigild_probe {{ condition: true }}')
+    except Exception:
+        return False
+    return True
 
 
 def _string_ids(strings: Sequence[Any]) -> tuple[str, ...]:
@@ -122,7 +231,11 @@ class YaraRules:
             _yara_rule_error(Exception(w), "?") for w in getattr(rules, "warnings", [])
         ]
 
-    def match(self, data: Any, externals: Mapping[str, str]) -> list[RuleMatch]:
+    @property
+    def count(self) -> int:
+        return sum(1 for _ in self._rules)
+
+    def match(self, data: Any, externals: Externals) -> list[RuleMatch]:
         import yara
 
         kwargs = {"externals": dict(externals)} if externals else {}
@@ -157,15 +270,22 @@ class YaraBackend:
         self.version = f"yara-python {yara.__version__}"
         self._timeout = timeout
 
-    def compile(self, files: Sequence[Path]) -> YaraRules:
+    def compile(self, files: Sequence[Path], externals: Externals) -> YaraRules:
         paths = {str(f): str(f) for f in files}
         try:
-            rules = self._yara.compile(filepaths=paths, externals=dict.fromkeys(EXTERNALS, ""))
+            rules = self._yara.compile(filepaths=paths, externals=dict(externals))
         except self._yara.SyntaxError as e:
-            raise _yara_rule_error(e, str(files[0]) if files else "?") from e
+            err = _yara_rule_error(e, str(files[0]) if files else "?")
+            raise _name_the_top(err, files) from e
         except self._yara.Error as e:
             raise RuleError(str(files[0]) if files else "?", None, str(e)) from e
         return YaraRules(rules, self._timeout)
+
+    def modules(self) -> tuple[str, ...]:
+        listed = getattr(self._yara, "modules", None)  # 4.3 and later
+        if listed is not None:
+            return tuple(m for m in listed if m != "tests")
+        return tuple(m for m in KNOWN_MODULES if _compiles(self._yara.compile, m))
 
     def load(self, path: str) -> YaraRules:
         try:
@@ -186,6 +306,10 @@ class YaraXRules:
         self._local = threading.local()
         self.warnings = warnings or []
 
+    @property
+    def count(self) -> int:
+        return sum(1 for _ in self._rules)
+
     def _scanner(self) -> Any:
         """One scanner per thread: a yara_x.Scanner is not thread-safe."""
         import yara_x
@@ -197,7 +321,7 @@ class YaraXRules:
             self._local.scanner = scanner
         return scanner
 
-    def match(self, data: Any, externals: Mapping[str, str]) -> list[RuleMatch]:
+    def match(self, data: Any, externals: Externals) -> list[RuleMatch]:
         import yara_x
 
         scanner = self._scanner()
@@ -242,25 +366,33 @@ class YaraXBackend:
         self.version = f"yara-x {getattr(yara_x, '__version__', '?')}"
         self._timeout = timeout
 
-    def compile(self, files: Sequence[Path]) -> YaraXRules:
+    def compile(self, files: Sequence[Path], externals: Externals) -> YaraXRules:
         compiler = self._yx.Compiler()
-        for name in EXTERNALS:
-            compiler.define_global(name, "")
+        for name, value in externals.items():
+            compiler.define_global(name, value)
         for f in files:
             try:
                 source = f.read_text(encoding="utf-8", errors="replace")
             except OSError as e:
                 raise RuleError(str(f), None, e.strerror or str(e)) from e
+            # includes are found relative to the file, as yara does
+            compiler.add_include_dir(str(f.parent))
             compiler.new_namespace(str(f))
             try:
                 compiler.add_source(source, origin=str(f))
             except self._yx.CompileError as e:
                 errors = compiler.errors()
                 if errors:
-                    raise _yara_x_diagnostic(errors[0]) from e
+                    raise _name_the_top(_yara_x_diagnostic(errors[0]), [f]) from e
                 raise RuleError(str(f), None, str(e).splitlines()[0]) from e
         warnings = [_yara_x_diagnostic(w) for w in compiler.warnings()]
         return YaraXRules(compiler.build(), self._timeout, warnings)
+
+    def modules(self) -> tuple[str, ...]:
+        return tuple(m for m in KNOWN_MODULES if _compiles(self._compile_source, m))
+
+    def _compile_source(self, source: str) -> None:
+        self._yx.compile(source)
 
     def load(self, path: str) -> YaraXRules:
         try:

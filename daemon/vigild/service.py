@@ -230,7 +230,7 @@ class Daemon:
         }
         msg = (
             f"started in {self.mode} mode: watching {', '.join(self.watch.paths)}; "
-            f"{rs.count} rules ({rs.engine}), {rs.hash_entries} known-bad hashes, "
+            f"{rs.summary} ({rs.engine}), {rs.hash_entries} known-bad hashes, "
             f"{restored} clean-cache entries restored"
         )
         self.alerts.emit(Alert(Kind.STARTED, msg, fields))
@@ -270,6 +270,9 @@ class Daemon:
                 old.config, self.overrides(config.load(self.config_path))
             )
             new = snapshot.build(cfg, self.clean)
+            broken = snapshot.newly_skipped(old, new)
+            if broken:  # one typo must not silently drop the rules its file held
+                raise RuleError(broken[0].path, broken[0].line, broken[0].message)
             if self.source is not None:
                 self.source.apply(new)  # C first: new verdicts carry the new generation
         except Exception as e:  # whatever it is, the old snapshot stays live (invariant 5)
@@ -291,7 +294,7 @@ class Daemon:
         self.alerts.emit(
             Alert(
                 Kind.RULES_RELOADED,
-                f"rules reloaded: {rs.count} rules, {rs.hash_entries} known-bad hashes, "
+                f"rules reloaded: {rs.summary}, {rs.hash_entries} known-bad hashes, "
                 f"generation {old.generation:016x} -> {rs.generation:016x}",
                 {Field.RULES: str(rs.count), Field.GENERATION: f"{rs.generation:016x}"},
             )

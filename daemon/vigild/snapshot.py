@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from vigild import native, ruleset
 from vigild.config import Config, EventKind, Fallback, RulesConfig
 from vigild.detector import Detector
+from vigild.scanner import RuleError
 from vigild.verdict import Action, Policy, Reason, Verdict
 
 # What a reload cannot change: they shape the fanotify group, its queue and
@@ -73,7 +74,9 @@ class Snapshot:
     scan_policy: Policy  # `vigild scan`: report, never quarantine
     exclude_paths: tuple[str, ...]  # resolved; vigild's own directories included
     exclude_executables: tuple[str, ...]
-    remember_verdicts: bool  # False when some rule reads the file's name
+    # clean verdicts may become kernel ignore marks: False while rules on the
+    # file's name, path or owner are loaded (vigild.ruleset.RuleSet.path_rules)
+    remember_verdicts: bool
 
     @property
     def generation(self) -> int:
@@ -84,18 +87,24 @@ class Snapshot:
 
         A detection, a clean scan and an allowed over-size file repeat for
         the unchanged file under these rules and policy (the generation
-        carries both). Rules that read the name see a hard link differently
-        from its twin, and an ignore mark outlives a rename: nothing is
-        remembered for them.
+        carries both). A detection by a rule on the name, path or owner is
+        not remembered: a hard link or a renamed twin may be clean. With
+        such rules loaded a clean verdict goes into the verdict cache only:
+        its key carries the ctime, which a rename, a link or a chown
+        changes, whereas an ignore mark outlives a rename and would let a
+        file renamed to a name those rules look for pass unseen.
         """
-        if not self.remember_verdicts:
+        if verdict.path_dependent:
             return 0
         repeats = verdict.reason in (Reason.CLEAN, Reason.CACHED_CLEAN) or (
             verdict.reason in (Reason.TOO_LARGE, Reason.UNPACK_LIMIT)
             and verdict.action is Action.ALLOW
         )
-        if verdict.malicious or repeats:
+        if verdict.malicious:
             return native.CACHE_VERDICT | native.CACHE_MARK
+        if repeats:
+            mark = native.CACHE_MARK if self.remember_verdicts else 0
+            return native.CACHE_VERDICT | mark
         return 0
 
     def excluded(self, path: str) -> bool:
@@ -128,10 +137,10 @@ class Snapshot:
 def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -> Snapshot:
     """The snapshot for ``cfg``; raises what loading the rules raises."""
     rs = load(cfg.rules, cfg.scan.timeout, salt(cfg))
-    remember = not rs.externals
-    # rules that read filename/filepath make a verdict depend on the path,
-    # not only on the bytes: a clean-content hit would be wrong for them
-    detector = Detector(rs, cfg.scan, clean if remember else None, cfg.archive)
+    # the clean-content cache only ever answers for the content rules; the
+    # detector runs the path-dependent ones on every scan
+    remember = rs.path_rules is None
+    detector = Detector(rs, cfg.scan, clean, cfg.archive)
     base = Policy.from_config(cfg.policy)
     oa = cfg.onaccess
     return Snapshot(
@@ -145,6 +154,18 @@ def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -
         exclude_executables=tuple(os.path.realpath(p) for p in oa.exclude_executables),
         remember_verdicts=remember,
     )
+
+
+def newly_skipped(running: Snapshot, new: Snapshot) -> list[RuleError]:
+    """Rule files ``new`` skipped that ``running`` loaded or did not have.
+
+    At start a bad file is skipped; at reload a file that newly fails must
+    keep the running rules (invariant 5), or one typo would silently drop
+    the rules it held. Files that failed already (a module this build lacks)
+    do not block a reload.
+    """
+    before = {e.path for e in running.rules.skipped}
+    return [e for e in new.rules.skipped if e.path not in before]
 
 
 def restart_only_changes(running: Config, new: Config) -> tuple[Config, list[str]]:

@@ -79,6 +79,7 @@ class RulesStatus:
     hash_entries: int
     reloads: int
     reload_failures: int
+    skipped: tuple[str, ...] = ()  # "file:line: message" of each rule file that did not compile
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,9 @@ class Status:
                 **d,
                 "watching": tuple(d["watching"]),
                 "missing": tuple(d["missing"]),
-                "rules": _strict(RulesStatus, d["rules"]),
+                "rules": _strict(
+                    RulesStatus, {**d["rules"], "skipped": tuple(d["rules"]["skipped"])}
+                ),
                 "events": _strict(EventCounters, d["events"]),
                 "clean_cache": _strict(CacheStatus, d["clean_cache"]),
                 "workers": _strict(WorkerStatus, d["workers"]),
@@ -198,9 +201,11 @@ def render_text(s: Status) -> str:
         + (f": {s.mode_reason}" if s.mode_reason else ""),
         f"  watching:  {', '.join(s.watching)}"
         + (f" (missing, skipped: {', '.join(s.missing)})" if s.missing else ""),
-        f"  rules:     {r.count} rules in {r.files} files ({r.engine}), "
-        f"{r.hash_entries} known-bad hashes, generation {r.generation}, "
+        f"  rules:     {r.count} rules from {r.files} files"
+        + (f", {len(r.skipped)} files skipped" if r.skipped else "")
+        + f" ({r.engine}), {r.hash_entries} known-bad hashes, generation {r.generation}, "
         f"{r.reloads} reloads ({r.reload_failures} failed)",
+        *(f"  skipped:   {e}" for e in r.skipped),
         f"  events:    {ev.perm_events} opens/execs, {ev.notify_events} close-writes; "
         f"{ev.queued} scanned, {ev.self_allowed + ev.filtered} passed at once, "
         f"{ev.excluded} excluded",

@@ -7,7 +7,7 @@ inconclusive result (error, timeout, file too large) does is policy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from vigild.config import Fallback, PolicyConfig
@@ -50,6 +50,8 @@ class ScanResult:
     member: str = ""  # the archive member that matched ("dir/shell.php")
     member_hash: str = ""  # the hash list entry a member is listed as
     unpack_limit: str = ""  # the archive limit that stopped unpacking (unpack.LIMITS)
+    # every match came from a rule reading the file's name, path or owner
+    path_dependent: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Verdict:
     action: Action
     reason: Reason
     detail: str = ""
+    path_dependent: bool = False  # a rule on the name, path or owner decided it
 
     @property
     def malicious(self) -> bool:
@@ -101,7 +104,9 @@ def decide(pre: PrefilterResult | None, scan: ScanResult | None, policy: Policy)
     """The action for one file. ``pre`` is None when hashing failed."""
     if pre is not None and pre.verdict is PreVerdict.KNOWN_BAD:
         return _detected(policy, Reason.KNOWN_BAD_HASH, pre.name or "")
-    if pre is not None and pre.verdict is PreVerdict.CLEAN_CACHED:
+    # known clean bytes: ``scan``, if any, is then the path-dependent rules alone
+    cached = pre is not None and pre.verdict is PreVerdict.CLEAN_CACHED
+    if cached and (scan is None or scan.status is ScanStatus.CLEAN):
         return Verdict(Action.ALLOW, Reason.CACHED_CLEAN)
     if scan is None:
         return _fallback(policy.on_error, Reason.SCAN_ERROR, "file could not be read")
@@ -109,9 +114,10 @@ def decide(pre: PrefilterResult | None, scan: ScanResult | None, policy: Policy)
     if scan.status is ScanStatus.MATCH and scan.member_hash:
         return _detected(policy, Reason.KNOWN_BAD_HASH, scan.member_hash + inside)
     if scan.status is ScanStatus.MATCH:
-        return _detected(
+        found = _detected(
             policy, Reason.RULE_MATCH, ", ".join(m.rule for m in scan.matches) + inside
         )
+        return replace(found, path_dependent=scan.path_dependent)
     if scan.status is ScanStatus.CLEAN and scan.unpack_limit:
         choice = policy.on_encrypted if scan.unpack_limit == "encrypted" else policy.on_unpack_limit
         return _fallback(choice, Reason.UNPACK_LIMIT, scan.error)

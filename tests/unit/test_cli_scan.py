@@ -84,10 +84,26 @@ def test_known_bad_hash_list(tmp_path: Path, cfg: Path) -> None:
     assert f"{root / 'a.txt'}: FOUND Test.Listed.Hash (known-bad-hash)" in out.splitlines()
 
 
-def test_broken_rule_is_one_line_naming_file_and_line(tmp_path: Path, cfg: Path) -> None:
+def test_a_broken_rule_file_is_skipped_with_one_line_and_the_rest_detects(
+    tmp_path: Path, cfg: Path
+) -> None:
+    root = _tree(tmp_path / "t")
+    (root / "fine.txt").write_text("this is fine\n")
+    code, out, err = _scan(cfg, str(root), rules=str(DATA / "broken"))
+    assert code == 1, err
+    assert f"{root / 'fine.txt'}: FOUND Fine_Rule (rule-match)" in out.splitlines()
+    assert err.splitlines() == [
+        f'vigild: {DATA / "broken" / "bad.yar"}:6: undefined string "$b" (rule file skipped)'
+    ]
+
+
+def test_strict_makes_a_broken_rule_file_fatal(tmp_path: Path, cfg: Path) -> None:
+    cfg.write_text(cfg.read_text() + "strict = true\n")
     code, _out, err = _scan(cfg, str(_tree(tmp_path / "t")), rules=str(DATA / "broken"))
     assert code == 2
-    assert err.splitlines() == [f'vigild: {DATA / "broken" / "bad.yar"}:6: undefined string "$b"']
+    assert err.splitlines() == [
+        f'vigild: {DATA / "broken" / "bad.yar"}:6: undefined string "$b"; rules.strict is on'
+    ]
 
 
 def test_broken_config_is_one_line_naming_file_and_key(tmp_path: Path) -> None:

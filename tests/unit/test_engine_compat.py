@@ -20,8 +20,8 @@ DEBIAN_PYTHON = Path("/usr/bin/python3")
 PROBE = """
 import json, sys, yara
 from pathlib import Path
-from vigild.scanner import YaraBackend
-rules = YaraBackend(10).compile([Path(sys.argv[1])])
+from vigild.scanner import EXTERNALS, YaraBackend
+rules = YaraBackend(10).compile([Path(sys.argv[1])], dict.fromkeys(EXTERNALS, ""))
 data = b"x" + sys.argv[2].encode() + b" and again " + sys.argv[2].encode()
 ext = {"filename": "f", "filepath": "/f", "extension": "", "filetype": ""}
 found = rules.match(data, ext)

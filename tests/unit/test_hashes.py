@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,104 @@ def test_sizes_out_of_range_or_not_ascii_are_line_errors(tmp_path: Path, size: s
     src.write_text(f"{MD5}:{size}:Name\n")
     with pytest.raises(hashes.HashListError, match=rf"{src}:1: size must be a number"):
         hashes.compile_lists([src], str(tmp_path / "out"))
+
+
+# ------------------------------------------------- ClamAV meanings, LOKI (issue 10)
+
+CORPUS_IOCS = Path("/work/shared/corpus-rules/signature-base/iocs/hash-iocs.txt")
+
+
+def test_a_byte_order_mark_and_a_hash_sign_in_a_name_are_fine(tmp_path: Path) -> None:
+    src = tmp_path / "bom.hsb"
+    src.write_bytes(b"\xef\xbb\xbf" + f"{SHA}:*:Win.Trojan.Agent#2\n".encode())
+    out = tmp_path / "out.vhdb"
+    hashes.compile_lists([src], str(out))
+    assert native.HashDb(str(out)).find_sha256(bytes.fromhex(SHA)) == "Win.Trojan.Agent#2"
+
+
+def test_loki_hash_iocs_are_read_md5_without_a_size(tmp_path: Path) -> None:
+    db, entries = _compile(
+        tmp_path,
+        "hash-iocs.txt",
+        "# LOKI CUSTOM EVIL HASHES\n"
+        f"{MD5};DEEP PANDA Sakula Malware - http://goo.gl/R3e6eG\n"
+        f"{SHA};Dark Caracal - PE32 executable\n"
+        f"{SHA1};Old one\n",
+    )
+    assert db.find_md5(bytes.fromhex(MD5), 12345) == (
+        "DEEP PANDA Sakula Malware - http://goo.gl/R3e6eG"
+    )
+    assert db.find_sha256(bytes.fromhex(SHA)) == "Dark Caracal - PE32 executable"
+    assert db.info().any_size  # every file then gets an MD5: the cost README names
+    assert entries.warnings == [
+        f"{tmp_path / 'hash-iocs.txt'}: 1 SHA-1 entries skipped (vigild matches SHA-256 and MD5)"
+    ]
+
+
+@pytest.mark.skipif(not CORPUS_IOCS.exists(), reason=f"{CORPUS_IOCS} is not here")
+def test_signature_base_hash_iocs_load(tmp_path: Path) -> None:
+    out = tmp_path / "out.vhdb"
+    entries = hashes.compile_lists([CORPUS_IOCS], str(out))
+    info = native.HashDb(str(out)).info()
+    assert info.md5_entries > 900 and info.sha256_entries > 500
+    assert len(entries.warnings) == 1 and "SHA-1 entries skipped" in entries.warnings[0]
+
+
+def _scan(tmp_path: Path, *hash_sources: Path, pua: bool = False) -> tuple[int, str, str]:
+    from support import vigild
+
+    cfg = tmp_path / "vigild.toml"
+    cfg.write_text(
+        f'[rules]\ncompiled_dir = "{tmp_path / "c"}"\nlocal_dirs = []\n'
+        f"pua = {'true' if pua else 'false'}\n"
+        f"hashes = {json.dumps([str(h) for h in hash_sources])}\n"
+    )
+    r = vigild("scan", "--config", str(cfg), "--no-progress", str(tmp_path / "t"))
+    return r.returncode, r.stdout, r.stderr
+
+
+def _target(tmp_path: Path, body: bytes) -> Path:
+    (tmp_path / "t").mkdir(exist_ok=True)
+    f = tmp_path / "t" / "tool.bin"
+    f.write_bytes(body)
+    return f
+
+
+def test_an_allow_listed_file_is_never_reported(tmp_path: Path) -> None:
+    body = b"bad one"
+    target = _target(tmp_path, body)
+    lists = tmp_path / "db"
+    lists.mkdir()
+    (lists / "main.hsb").write_text(f"{SHA}:{len(body)}:Win.Test.Bad\n")
+    assert _scan(tmp_path, lists)[0] == 1
+    (lists / "local.fp").write_text(f"{hashlib.md5(body).hexdigest()}:{len(body)}:Known.Good\n")
+    code, out, err = _scan(tmp_path, lists)
+    assert (code, err) == (0, "")
+    assert "FOUND" not in out and str(target) not in out
+    (lists / "local.fp").unlink()
+    (lists / "local.sfp").write_text(f"{SHA}:*:Known.Good\n")
+    assert _scan(tmp_path, lists)[0] == 0
+
+
+def test_pua_lists_load_only_when_asked(tmp_path: Path) -> None:
+    target = _target(tmp_path, b"bad one")
+    pua = tmp_path / "daily.hsu"
+    pua.write_text(f"{SHA}:*:PUA.Win.Tool.Test\n")
+    code, out, err = _scan(tmp_path, pua)
+    assert code == 0
+    assert err.splitlines() == [
+        f"vigild: {pua}: potentially unwanted applications, skipped (rules.pua = true loads them)"
+    ]
+    code, out, _ = _scan(tmp_path, pua, pua=True)
+    assert code == 1
+    assert f"{target}: FOUND PUA.Win.Tool.Test (known-bad-hash)" in out.splitlines()
+
+
+def test_a_file_in_a_hash_directory_that_is_no_list_is_named(tmp_path: Path) -> None:
+    _target(tmp_path, b"x")
+    lists = tmp_path / "db"
+    lists.mkdir()
+    (lists / "main.hsb").write_text(f"{SHA}:*:Win.Test.Bad\n")
+    (lists / "README.md").write_text("about these lists\n")
+    _code, _out, err = _scan(tmp_path, lists)
+    assert err.splitlines()[0].startswith(f"vigild: {lists / 'README.md'}: not a hash list (")

@@ -99,14 +99,22 @@ def test_what_may_be_remembered(cfg: Config, verdict: Verdict, remembered: bool)
     assert bits == ((native.CACHE_VERDICT | native.CACHE_MARK) if remembered else 0)
 
 
-def test_rules_reading_the_name_remember_nothing(cfg: Config, tmp_path: Path) -> None:
+def test_rules_reading_the_name_keep_the_content_cache_and_remember_no_match(
+    cfg: Config, tmp_path: Path
+) -> None:
     rule = tmp_path / "byname.yar"
     rule.write_text('rule ByName { condition: filename == "evil.php" }\n')
-    cfg = replace(cfg, rules=replace(cfg.rules, dirs=(str(rule),)))
+    cfg = replace(cfg, rules=replace(cfg.rules, dirs=(str(REPO / "rules"), str(rule))))
     snap = snapshot.build(cfg, native.Cache(1024))
+    assert snap.rules.path_files == (str(rule),)
+    assert snap.detector.clean is not None  # the content rules are remembered by content
     assert not snap.remember_verdicts
-    assert snap.detector.clean is None  # no clean-content answers either
-    assert snap.cache_bits(_verdict(Reason.CLEAN)) == 0
+    # clean: the verdict cache (keyed by ctime, which a rename changes), no ignore mark
+    assert snap.cache_bits(_verdict(Reason.CLEAN)) == native.CACHE_VERDICT
+    by_name = Verdict(Action.DENY, Reason.RULE_MATCH, "ByName", path_dependent=True)
+    assert snap.cache_bits(by_name) == 0
+    by_bytes = Verdict(Action.DENY, Reason.RULE_MATCH, "EICAR")
+    assert snap.cache_bits(by_bytes) == native.CACHE_VERDICT | native.CACHE_MARK
 
 
 def test_a_reload_keeps_restart_only_keys_and_names_them(cfg: Config) -> None:
@@ -131,3 +139,16 @@ def test_the_loader_is_given_the_salt(cfg: Config) -> None:
     snap = snapshot.build(cfg, None, load=load)
     assert [s for s, _ in seen] == [snapshot.salt(cfg)]
     assert snap.rules is seen[0][1] and snap.detector.ruleset is snap.rules
+
+
+def test_a_reload_can_tell_a_newly_broken_rule_file(cfg: Config, tmp_path: Path) -> None:
+    rules = tmp_path / "r"
+    rules.mkdir()
+    (rules / "old.yar").write_text('import "androguard"\nrule Apk { condition: true }\n')
+    (rules / "ok.yar").write_text("rule Ok { condition: true }\n")
+    cfg = replace(cfg, rules=replace(cfg.rules, dirs=(str(rules),)))
+    running = snapshot.build(cfg, None)
+    assert snapshot.newly_skipped(running, snapshot.build(cfg, None)) == []
+    (rules / "zz.yar").write_text("rule Typo {\n condition: $b }\n")
+    [new] = snapshot.newly_skipped(running, snapshot.build(cfg, None))
+    assert (new.path, new.line) == (str(rules / "zz.yar"), 2)

@@ -44,8 +44,16 @@ U, B, C, F = PreVerdict.UNKNOWN, PreVerdict.KNOWN_BAD, PreVerdict.CLEAN_CACHED, 
 TABLE: dict[tuple[PreVerdict | None, str], tuple[Reason, str, str]] = {
     # a listed hash decides alone, whatever a scan said
     **{(B, s): (Reason.KNOWN_BAD_HASH, DETECT, "Listed.Bad") for s in SCANS},
-    # the same bytes were scanned clean by these rules
-    **{(C, s): (Reason.CACHED_CLEAN, ALLOW, "") for s in SCANS},
+    # the same bytes were scanned clean by these rules; a scan that comes
+    # along is the rules on the name, path or owner, and counts as a scan
+    (C, "none"): (Reason.CACHED_CLEAN, ALLOW, ""),
+    (C, "clean"): (Reason.CACHED_CLEAN, ALLOW, ""),
+    (C, "clean-truncated"): (Reason.CACHED_CLEAN, ALLOW, ""),
+    (C, "match"): (Reason.RULE_MATCH, DETECT, "Evil_Rule"),
+    (C, "match-truncated"): (Reason.RULE_MATCH, DETECT, "Evil_Rule"),
+    (C, "timeout"): (Reason.SCAN_TIMEOUT, "on_timeout", "timed out"),
+    (C, "error"): (Reason.SCAN_ERROR, "on_error", "boom"),
+    (C, "skipped"): (Reason.TOO_LARGE, "on_oversize", "too large"),
     (U, "none"): (Reason.SCAN_ERROR, "on_error", "file could not be read"),
     (U, "clean"): (Reason.CLEAN, ALLOW, ""),
     (U, "clean-truncated"): (Reason.CLEAN_TRUNCATED, ALLOW, ""),
