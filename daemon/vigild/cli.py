@@ -24,6 +24,7 @@ from vigild import (
     config,
     control,
     hashes,
+    isolation,
     native,
     ruleset,
     scan,
@@ -95,6 +96,9 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     for w in warnings:
         where = f"{w.path}:{w.line}" if w.line else w.path
         print(f"{where}: warning: {w.message}", file=sys.stderr)
+    for f in ruleset.rule_files(dirs):
+        for line, what in isolation.risky_regexes(f):
+            print(f"{f}:{line}: warning: {what}", file=sys.stderr)
     for e in errors:
         print(e, file=sys.stderr)
     if errors:

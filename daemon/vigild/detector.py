@@ -45,6 +45,7 @@ class Finding:
     verdict: Verdict
     matches: tuple[RuleMatch, ...] = ()
     scanned: bool = False  # YARA ran (not answered by a hash)
+    failed_rules: tuple[str, ...] = ()  # rule files whose engine error was isolated
 
 
 def _owner(fd: int) -> str:
@@ -139,7 +140,10 @@ class Detector:
         if buf is not None and pre.size > _KEEP_RESIDENT:
             buf.madvise(mmap.MADV_DONTNEED, 0, min(pre.size, len(buf)))
         matches = scan.matches if scan else ()
-        return Finding(path, pre.size, pre.sha256.hex(), verdict, matches, scan is not None)
+        failures = scan.failed_rules if scan else ()
+        return Finding(
+            path, pre.size, pre.sha256.hex(), verdict, matches, scan is not None, failures
+        )
 
     def _allowed(self, pre: native.PrefilterResult, buf: mmap.mmap | None) -> bool:
         """Whether the file is on a ClamAV allow-list: then nothing reports it."""
@@ -191,7 +195,7 @@ class Detector:
                 ScanStatus.TIMEOUT, error=f"scan timed out after {self.scan.timeout} s"
             ), False
         except ScanFailed as e:
-            return ScanResult(ScanStatus.ERROR, error=f"scan failed: {e}"), False
+            return self._isolated(buf, n, path, fd, e), False
         finally:
             view.release()
         truncated = pre.size > n
@@ -202,6 +206,25 @@ class Detector:
             and pre.verdict is native.PreVerdict.UNKNOWN
         )  # fmt: skip
         return result, content_clean
+
+    def _isolated(self, buf: mmap.mmap, n: int, path: str, fd: int, e: ScanFailed) -> ScanResult:
+        """A whole-set scan failed: scan again file by file, so that every rule
+        that can still match does; the failing files are named in the result."""
+        rs = self.ruleset
+        if rs.per_file is None:
+            return ScanResult(ScanStatus.ERROR, error=f"scan failed: {e}")
+        with memoryview(buf)[:n] as view:
+            values = {**rs.defaults, **externals(path, fd, view, rs.externals)}
+            matches, failures = rs.per_file.match(view, values)
+        failed = tuple(f.describe() for f in failures)
+        if matches:
+            by_path = set(rs.path_files)
+            only_path = all(m.namespace in by_path for m in matches)
+            return ScanResult(
+                ScanStatus.MATCH, tuple(matches), path_dependent=only_path, failed_rules=failed
+            )
+        why = "; ".join(failed) or str(e)
+        return ScanResult(ScanStatus.ERROR, error=f"scan failed: {why}", failed_rules=failed)
 
     def _limits(self) -> unpack.Limits:
         a = self.archive

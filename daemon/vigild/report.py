@@ -132,6 +132,7 @@ class Reporter:
         self.alerts = alerts
         self.store = store
         self.tally = Tally()
+        self._failed_seen: set[tuple[int, str]] = set()  # rule failures already reported
 
     def hand_over(self, o: Outcome, fd: int) -> None:
         """Act on ``o`` (``fd`` still open on the file); never raises."""
@@ -145,6 +146,8 @@ class Reporter:
     def _report(self, o: Outcome, fd: int) -> None:
         if o.late:
             self.tally.late += 1
+        if o.finding is not None and o.finding.failed_rules:
+            self._rule_failures(o)
         if not o.verdict.malicious:
             for alert in inconclusive_alerts(o):
                 self.alerts.emit(alert)
@@ -157,6 +160,17 @@ class Reporter:
         if o.verdict.action is Action.QUARANTINE or o.late:
             quarantined = self._quarantine(o, fd)
         self.alerts.emit(detection_alert(o, fields, quarantined))
+
+    def _rule_failures(self, o: Outcome) -> None:
+        """A rule's engine error, said once per rule set: the other rules still ran."""
+        assert o.finding is not None
+        for what in o.finding.failed_rules:
+            key = (o.generation, what)
+            if key in self._failed_seen:
+                continue
+            self._failed_seen.add(key)
+            msg = f"{what} (first on {o.path}); isolated: every other rule still scans"
+            self.alerts.emit(Alert(Kind.SCAN_ERROR, msg, {Field.PATH: o.path, Field.ERROR: what}))
 
     def _quarantine(self, o: Outcome, fd: int) -> str | None:
         rules = tuple(m.rule for m in o.finding.matches) if o.finding else ()

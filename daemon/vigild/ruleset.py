@@ -35,6 +35,7 @@ from pathlib import Path
 
 from vigild import hashes, native
 from vigild.config import Engine, RulesConfig
+from vigild.isolation import PerFile
 from vigild.scanner import (
     EXTERNALS,
     PATH_EXTERNALS,
@@ -71,6 +72,7 @@ class RuleSet:
     skipped: tuple[RuleError, ...] = ()  # rule files that did not compile, one error each
     defaults: Externals = field(default_factory=dict)  # [rules.externals]
     allow: hashes.AllowList = field(default_factory=hashes.AllowList)  # .fp/.sfp
+    per_file: PerFile | None = None  # the same files one by one, for a scan that fails
 
     @property
     def summary(self) -> str:
@@ -502,6 +504,7 @@ def load(cfg: RulesConfig, timeout: int, save: bool = True, salt: str = "") -> R
         skipped=c.skipped,
         defaults=defaults,
         allow=allow,
+        per_file=PerFile(engine, c.files + c.path_files, compile_values(defaults)),
     )
 
 

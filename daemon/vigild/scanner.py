@@ -158,6 +158,10 @@ class CompiledRules(Protocol):
 
     def match(self, data: Any, externals: Externals) -> list[RuleMatch]: ...
 
+    def names(self) -> tuple[str, ...]:
+        """The identifiers of the rules compiled."""
+        ...
+
     def save(self, path: str) -> None: ...
 
 
@@ -235,6 +239,9 @@ class YaraRules:
     def count(self) -> int:
         return sum(1 for _ in self._rules)
 
+    def names(self) -> tuple[str, ...]:
+        return tuple(r.identifier for r in self._rules)
+
     def match(self, data: Any, externals: Externals) -> list[RuleMatch]:
         import yara
 
@@ -309,6 +316,9 @@ class YaraXRules:
     @property
     def count(self) -> int:
         return sum(1 for _ in self._rules)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(r.identifier for r in self._rules)
 
     def _scanner(self) -> Any:
         """One scanner per thread: a yara_x.Scanner is not thread-safe."""

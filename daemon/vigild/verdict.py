@@ -52,6 +52,7 @@ class ScanResult:
     unpack_limit: str = ""  # the archive limit that stopped unpacking (unpack.LIMITS)
     # every match came from a rule reading the file's name, path or owner
     path_dependent: bool = False
+    failed_rules: tuple[str, ...] = ()  # rules whose engine error isolation worked around
 
 
 @dataclass(frozen=True)
