@@ -42,7 +42,7 @@ class Engine(StrEnum):
 
 class Oversize(StrEnum):
     SKIP = "skip"  # report the file as not scanned
-    TRUNCATE = "truncate"  # scan its first max_file_size bytes
+    TRUNCATE = "truncate"  # scan its first max_file_size and last oversize_tail bytes
 
 
 class Fallback(StrEnum):
@@ -97,7 +97,11 @@ class RulesConfig:
 @dataclass(frozen=True)
 class ScanConfig:
     max_file_size: int = 64 * 1024 * 1024
-    oversize: Oversize = Oversize.SKIP
+    # over max_file_size: scan the head and the last oversize_tail bytes (the
+    # head of a big file is where a dropper's payload usually is; an appended
+    # payload is at the end); the tail is at most max_file_size
+    oversize: Oversize = Oversize.TRUNCATE
+    oversize_tail: int = 1024 * 1024
     timeout: int = 30
     workers: int = 0  # 0: one per CPU
     cache_entries: int = 262144
@@ -290,6 +294,7 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
     "scan": {
         "max_file_size": ("max_file_size", _size),
         "oversize": ("oversize", _choice(Oversize)),
+        "oversize_tail": ("oversize_tail", _size),
         "timeout": ("timeout", _int_range(1, 3600)),
         "workers": ("workers", _int_range(0, 256)),
         "cache_entries": ("cache_entries", _int_range(1024, 1 << 28)),

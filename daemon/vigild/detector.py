@@ -6,8 +6,12 @@ prefilter, into this thread's scan buffer, and YARA scans that buffer: the
 bytes scanned are the bytes hashed, so a file rewritten mid-scan cannot
 get its new content remembered as clean.
 
-A scan buffer is an anonymous mapping of max_file_size bytes per thread:
-address space only, until a file of that size is read into it.
+A scan buffer is an anonymous mapping of max_file_size (+ oversize_tail)
+bytes per thread: address space only, until a file of that size is read
+into it. A file over max_file_size costs no more than the limit: it is not
+hashed, nothing past the limit is read (holes are not read at all), and
+with oversize = "truncate" its head and its last oversize_tail bytes are
+scanned, each on its own (a match never spans the gap).
 """
 
 from __future__ import annotations
@@ -61,11 +65,13 @@ class Detector:
         self.scan = scan
         self.clean = clean
         self._local = threading.local()
+        self._tail = min(scan.oversize_tail, scan.max_file_size)
 
     def _buffer(self) -> mmap.mmap:
         buf = getattr(self._local, "buf", None)
         if buf is None:
-            buf = self._local.buf = mmap.mmap(-1, self.scan.max_file_size)
+            size = self.scan.max_file_size + self._tail
+            buf = self._local.buf = mmap.mmap(-1, size)
         return buf
 
     def examine(self, fd: int, path: str, policy: Policy, size: int | None = None) -> Finding:
@@ -83,7 +89,9 @@ class Detector:
                 self.clean,
                 self.ruleset.generation,
                 fd,
-                buf,  # type: ignore[arg-type]
+                buf,
+                limit=self.scan.max_file_size,
+                tail=self._tail,
             )
         except OSError as e:
             failed = ScanResult(ScanStatus.ERROR, error=f"read error: {e.strerror}")
@@ -94,28 +102,33 @@ class Detector:
         verdict = decide(pre, scan, policy)
         if verdict.cacheable_clean and self.clean is not None:
             native.clean_put(self.clean, pre.sha256, self.ruleset.generation)
-        if buf is not None and pre.size > _KEEP_RESIDENT:
-            buf.madvise(mmap.MADV_DONTNEED, 0, min(pre.size, len(buf)))
+        if buf is not None and pre.head_len + pre.tail_len > _KEEP_RESIDENT:
+            buf.madvise(mmap.MADV_DONTNEED, 0, len(buf))
         matches = scan.matches if scan else ()
-        return Finding(path, pre.size, pre.sha256.hex(), verdict, matches, scan is not None)
+        digest = pre.sha256.hex() if pre.hashed else ""
+        return Finding(path, pre.size, digest, verdict, matches, scan is not None)
 
     def _scan(self, pre: native.PrefilterResult, buf: mmap.mmap | None, path: str) -> ScanResult:
-        """Run the rules over the bytes the prefilter left in ``buf``."""
-        if buf is None:
-            limit = self.scan.max_file_size
+        """Run the rules over the bytes the prefilter left in ``buf``: the whole
+        file, or an over-size file's head and tail, each scanned on its own."""
+        limit = self.scan.max_file_size
+        if buf is None or (pre.oversize and self.scan.oversize is Oversize.SKIP):
             return ScanResult(ScanStatus.SKIPPED, error=f"{pre.size} bytes > max_file_size {limit}")
-        n = min(pre.size, len(buf))
         externals = _externals(path, self.ruleset.externals) if self.ruleset.externals else {}
-        view = memoryview(buf)[:n]
-        try:
-            matches = self.ruleset.rules.match(view, externals)
-        except ScanTimeout:
-            return ScanResult(
-                ScanStatus.TIMEOUT, error=f"scan timed out after {self.scan.timeout} s"
-            )
-        except ScanFailed as e:
-            return ScanResult(ScanStatus.ERROR, error=f"scan failed: {e}")
-        finally:
-            view.release()
-        status = ScanStatus.MATCH if matches else ScanStatus.CLEAN
-        return ScanResult(status, tuple(matches), truncated=pre.size > n)
+        spans = [(0, pre.head_len)] + ([(limit, pre.tail_len)] if pre.tail_len else [])
+        matches: list[RuleMatch] = []
+        for start, length in spans:
+            view = memoryview(buf)[start : start + length]
+            try:
+                matches += self.ruleset.rules.match(view, externals)
+            except ScanTimeout:
+                return ScanResult(
+                    ScanStatus.TIMEOUT, error=f"scan timed out after {self.scan.timeout} s"
+                )
+            except ScanFailed as e:
+                return ScanResult(ScanStatus.ERROR, error=f"scan failed: {e}")
+            finally:
+                view.release()
+        unique = tuple({m.rule: m for m in matches}.values())
+        status = ScanStatus.MATCH if unique else ScanStatus.CLEAN
+        return ScanResult(status, unique, truncated=pre.oversize)

@@ -41,7 +41,8 @@ def salt(cfg: Config) -> str:
     reload changing it retires every cached verdict (a cached deny would otherwise
     answer the next open of a file that ``quarantine_on`` now says to move)."""
     quarantine = ",".join(k.value for k in cfg.onaccess.quarantine_on)
-    return f"|{cfg.scan.max_file_size}|{cfg.scan.oversize.value}|{cfg.policy}|{quarantine}"
+    scan = cfg.scan
+    return f"|{scan.max_file_size}|{scan.oversize.value}|{scan.oversize_tail}|{cfg.policy}|{quarantine}"
 
 
 def own_dirs(cfg: Config) -> tuple[str, ...]:
@@ -81,7 +82,8 @@ class Snapshot:
     def cache_bits(self, verdict: Verdict) -> int:
         """How the C side may remember ``verdict`` (native.CACHE_* bits; 0: not at all).
 
-        A detection, a clean scan and an allowed over-size file repeat for
+        A detection, a clean scan (of the whole file, or of an over-size
+        file's head and tail) and an allowed over-size file repeat for
         the unchanged file under these rules and policy (the generation
         carries both). Rules that read the name see a hard link differently
         from its twin, and an ignore mark outlives a rename: nothing is
@@ -89,7 +91,8 @@ class Snapshot:
         """
         if not self.remember_verdicts:
             return 0
-        repeats = verdict.reason in (Reason.CLEAN, Reason.CACHED_CLEAN) or (
+        clean = (Reason.CLEAN, Reason.CACHED_CLEAN, Reason.CLEAN_TRUNCATED)
+        repeats = verdict.reason in clean or (
             verdict.reason is Reason.TOO_LARGE and verdict.action is Action.ALLOW
         )
         if verdict.malicious or repeats:

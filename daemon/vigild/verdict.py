@@ -24,7 +24,7 @@ class Action(StrEnum):
 class Reason(StrEnum):
     CLEAN = "clean"
     CACHED_CLEAN = "cached-clean"  # same bytes scanned clean by these rules
-    CLEAN_TRUNCATED = "clean-truncated"  # only the first max_file_size bytes were scanned
+    CLEAN_TRUNCATED = "clean-truncated"  # over max_file_size: its head and tail scanned clean
     KNOWN_BAD_HASH = "known-bad-hash"
     RULE_MATCH = "rule-match"
     SCAN_TIMEOUT = "scan-timeout"

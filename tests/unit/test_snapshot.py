@@ -88,7 +88,7 @@ def _verdict(reason: Reason, action: Action = Action.ALLOW) -> Verdict:
         (_verdict(Reason.KNOWN_BAD_HASH, Action.QUARANTINE), True),
         (_verdict(Reason.TOO_LARGE), True),  # allowed by policy: the same next time
         (_verdict(Reason.TOO_LARGE, Action.DENY), False),
-        (_verdict(Reason.CLEAN_TRUNCATED), False),
+        (_verdict(Reason.CLEAN_TRUNCATED), True),  # head and tail repeat for the same inode
         (_verdict(Reason.SCAN_ERROR), False),
         (_verdict(Reason.SCAN_TIMEOUT, Action.DENY), False),
     ],
