@@ -168,6 +168,8 @@ struct vg_fan_settings {
 	uint32_t fresh_ms;	/* changed this recently: not cached clean */
 	uint32_t close_write_share;	/* percent of slots close-writes may hold */
 	int32_t exec_anywhere;	/* execs scanned outside the watch too */
+	uint64_t large_bytes;	/* a job for a file over this is large */
+	uint32_t large_lanes;	/* workers large jobs may hold; 0: no limit */
 	const char *const *watch;	/* path prefixes scanned; none = all */
 	uint32_t n_watch;
 	const char *const *exclude;	/* path prefixes never scanned */

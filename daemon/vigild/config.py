@@ -58,6 +58,19 @@ class EventKind(StrEnum):
     CLOSE_WRITE = "close-write"
 
 
+@dataclass(frozen=True)
+class PerKind:
+    """A fallback answer for opens and one for executions (and opens by an
+    interpreter). Written as one string for both, or ``{ open = ..., exec = ... }``."""
+
+    open: Fallback
+    exec: Fallback
+
+    def of(self, kind: EventKind) -> Fallback:
+        """The answer for ``kind``; a scan after a write follows ``open``."""
+        return self.exec if kind is EventKind.EXEC else self.open
+
+
 class MarkKind(StrEnum):
     FILESYSTEM = "filesystem"  # the whole filesystem, bind mounts and containers too
     MOUNT = "mount"  # only opens through this mount
@@ -107,9 +120,16 @@ class ScanConfig:
     cache_entries: int = 262144
 
 
+# An open may wait for a verdict, an execution must have one: executions are
+# denied when none could be reached, opens are allowed (README, "When no
+# verdict is reached"). A scan error can be caused by the file's content, so
+# it denies both.
+OPEN_ALLOW_EXEC_DENY = PerKind(Fallback.ALLOW, Fallback.DENY)
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
-    on_error: Fallback = Fallback.ALLOW
+    on_error: PerKind = PerKind(Fallback.DENY, Fallback.DENY)
     on_timeout: Fallback = Fallback.ALLOW
     on_oversize: Fallback = Fallback.ALLOW
 
@@ -125,8 +145,11 @@ class OnAccessConfig:
     quarantine_on: tuple[EventKind, ...] = (EventKind.CLOSE_WRITE,)
     queue_size: int = 4096
     deadline_ms: int = 5000
-    on_queue_full: Fallback = Fallback.ALLOW
-    on_deadline: Fallback = Fallback.ALLOW
+    on_queue_full: PerKind = OPEN_ALLOW_EXEC_DENY
+    on_deadline: PerKind = OPEN_ALLOW_EXEC_DENY
+    # jobs for files over this may hold all workers but one: big files never
+    # keep small ones from being scanned
+    large_file_size: int = 16 * 1024 * 1024
     ignore_marks: bool = True
     # where ignore marks may be used: local filesystems whose writes clear them
     ignore_mark_filesystems: tuple[str, ...] = ("ext4", "xfs", "btrfs", "tmpfs", "f2fs")
@@ -236,6 +259,18 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def _per_kind(value: Any) -> PerKind:
+    """ "allow"/"deny" for both kinds, or a table ``{ open = ..., exec = ... }``."""
+    one = _choice(Fallback)
+    if isinstance(value, dict):
+        unknown = set(value) - {"open", "exec"}
+        if unknown or set(value) != {"open", "exec"}:
+            raise ValueError(f"expected a table with keys open and exec, got {value!r}")
+        return PerKind(one(value["open"]), one(value["exec"]))
+    both = one(value)
+    return PerKind(both, both)
+
+
 def _choices(enum: type[Enum]) -> Parser:
     one = _choice(enum)
 
@@ -300,7 +335,7 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "cache_entries": ("cache_entries", _int_range(1024, 1 << 28)),
     },
     "policy": {
-        "on_error": ("on_error", _choice(Fallback)),
+        "on_error": ("on_error", _per_kind),
         "on_timeout": ("on_timeout", _choice(Fallback)),
         "on_oversize": ("on_oversize", _choice(Fallback)),
     },
@@ -314,8 +349,9 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "quarantine_on": ("quarantine_on", _choices(EventKind)),
         "queue_size": ("queue_size", _int_range(1, 1 << 20)),
         "deadline": ("deadline_ms", _duration_ms),
-        "on_queue_full": ("on_queue_full", _choice(Fallback)),
-        "on_deadline": ("on_deadline", _choice(Fallback)),
+        "on_queue_full": ("on_queue_full", _per_kind),
+        "on_deadline": ("on_deadline", _per_kind),
+        "large_file_size": ("large_file_size", _size),
         "ignore_marks": ("ignore_marks", _bool),
         "ignore_mark_filesystems": ("ignore_mark_filesystems", _filesystems),
         "verdict_cache_entries": ("verdict_cache_entries", _int_range(1024, 1 << 28)),

@@ -318,6 +318,8 @@ class FanSettings:
     fresh_ms: int = 20  # a file changed this recently is not cached clean
     close_write_share: int = 50  # percent of queue slots close-write jobs may hold
     exec_anywhere: bool = True  # execs scanned anywhere on a marked fs
+    large_bytes: int = 0  # a job for a file over this is large...
+    large_lanes: int = 0  # ...and at most this many are scanned at once (0: no limit)
     watch: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     exes: tuple[str, ...] = ()
@@ -359,6 +361,7 @@ def _c_settings(s: FanSettings, keep: list[Any]) -> Any:
     for name in (
         "generation", "deadline_ms", "on_queue_full_open", "on_queue_full_exec",
         "on_deadline_open", "on_deadline_exec", "fresh_ms", "close_write_share",
+        "large_bytes", "large_lanes",
     ):  # fmt: skip
         setattr(c, name, getattr(s, name))
     c.ignore_marks, c.exec_anywhere = int(s.ignore_marks), int(s.exec_anywhere)

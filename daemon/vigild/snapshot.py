@@ -45,6 +45,12 @@ def salt(cfg: Config) -> str:
     return f"|{scan.max_file_size}|{scan.oversize.value}|{scan.oversize_tail}|{cfg.policy}|{quarantine}"
 
 
+def worker_count(cfg: Config) -> int:
+    """Worker threads: scan.workers (0: one per CPU), and never fewer than two, so
+    that one is always left for small files while big ones hold the others."""
+    return max(2, cfg.scan.workers or os.cpu_count() or 1)
+
+
 def own_dirs(cfg: Config) -> tuple[str, ...]:
     """vigild's own files: never scanned (invariant 2).
 
@@ -110,10 +116,12 @@ class Snapshot:
         return native.FanSettings(
             generation=self.generation,
             deadline_ms=oa.deadline_ms,
-            on_queue_full_open=allow[oa.on_queue_full],
-            on_queue_full_exec=allow[oa.on_queue_full],
-            on_deadline_open=allow[oa.on_deadline],
-            on_deadline_exec=allow[oa.on_deadline],
+            on_queue_full_open=allow[oa.on_queue_full.open],
+            on_queue_full_exec=allow[oa.on_queue_full.exec],
+            on_deadline_open=allow[oa.on_deadline.open],
+            on_deadline_exec=allow[oa.on_deadline.exec],
+            large_bytes=oa.large_file_size,
+            large_lanes=worker_count(self.config) - 1,
             ignore_marks=oa.ignore_marks,
             mark_fs=tuple(dict.fromkeys(native.FS_MAGIC[n] for n in oa.ignore_mark_filesystems)),
             fresh_ms=oa.fresh_window_ms,
@@ -139,7 +147,7 @@ def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -
         config=cfg,
         rules=rs,
         detector=detector,
-        policies={k: replace(base, quarantine=k in oa.quarantine_on) for k in EventKind},
+        policies={k: Policy.from_config(cfg.policy, k in oa.quarantine_on, k) for k in EventKind},
         detect_policy=replace(base, quarantine=True),
         scan_policy=base,
         exclude_paths=tuple(os.path.realpath(p) for p in oa.exclude_paths) + own_dirs(cfg),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from vigild.config import Fallback, PolicyConfig
+from vigild.config import EventKind, Fallback, PolicyConfig
 from vigild.native import PrefilterResult, PreVerdict
 from vigild.scanner import RuleMatch
 
@@ -56,8 +56,11 @@ class Policy:
     quarantine: bool = False  # detections are quarantined, not only denied
 
     @classmethod
-    def from_config(cls, cfg: PolicyConfig, quarantine: bool = False) -> Policy:
-        return cls(cfg.on_error, cfg.on_timeout, cfg.on_oversize, quarantine)
+    def from_config(
+        cls, cfg: PolicyConfig, quarantine: bool = False, kind: EventKind = EventKind.OPEN
+    ) -> Policy:
+        """The policy of events of ``kind`` (``vigild scan`` and detect mode: open's)."""
+        return cls(cfg.on_error.of(kind), cfg.on_timeout, cfg.on_oversize, quarantine)
 
 
 @dataclass(frozen=True)
