@@ -105,6 +105,8 @@ struct settings {
 	uint64_t fresh_ns;
 	uint32_t close_write_share;	/* percent */
 	int exec_anywhere;
+	uint64_t large_bytes;
+	uint32_t large_lanes;
 	struct filters *filters;
 };
 
@@ -117,6 +119,7 @@ struct slot {
 	int answered;		/* 1 once the kernel has its answer */
 	int response;		/* the answer given (VG_ALLOW / VG_DENY) */
 	int on_deadline;	/* the policy answer, from the settings at enqueue */
+	int large;		/* in a large lane (jobs.c) */
 	uint32_t seq;		/* bumped on reuse: stale ids are refused */
 	uint32_t epoch;		/* write epoch of the inode at enqueue */
 	uint64_t deadline_ns;
@@ -172,7 +175,9 @@ struct vg_fan {
 	pthread_cond_t dl_cond;		/* watcher waits for deadlines */
 	struct slot *slots;
 	struct slot *free_list;
-	struct fifo perm_q, notify_q;
+	struct fifo queues[4];		/* by lane_of(): perm, perm large,
+					 * notify, notify large */
+	uint32_t large_taken;		/* large jobs being scanned */
 	struct slot *dl_head, *dl_tail;
 	uint32_t in_flight;
 	uint32_t notify_in_flight;	/* close-write jobs: close_write_share */

@@ -477,10 +477,16 @@ void vg_hashdb_info(const struct vg_hashdb *db, struct vg_hashdb_info *out)
 /* 1 when some entry could match a file of @size, else 0. */
 int vg_hashdb_size_listed(const struct vg_hashdb *db, uint64_t size)
 {
-	uint32_t lo = 0, hi = db->hdr.n_sizes;
-
 	if (db->hdr.flags & (FLAG_ANY_SHA256 | FLAG_ANY_MD5))
 		return 1;
+	return vg_hashdb_size_carried(db, size);
+}
+
+/* 1 when some entry carries exactly @size (any-size entries aside). */
+int vg_hashdb_size_carried(const struct vg_hashdb *db, uint64_t size)
+{
+	uint32_t lo = 0, hi = db->hdr.n_sizes;
+
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 		uint64_t v;

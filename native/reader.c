@@ -69,20 +69,6 @@ static int same_file(const char *path, const struct stat *st)
 	       here.st_ino == st->st_ino;
 }
 
-/*
- * 1 when the name the file was written under is gone (the kernel reports
- * "PATH (deleted)"): a temporary name linked into place and unlinked,
- * as restores and editors do. A scan after such a write would judge the
- * inode by a name it no longer has; its other names decide at their open.
- */
-static int unlinked(const char *path)
-{
-	static const char suffix[] = " (deleted)";
-	size_t n = strlen(path), s = sizeof(suffix) - 1;
-
-	return n > s && !strcmp(path + n - s, suffix);
-}
-
 /* Fill the parts of a job that come from the event and the file. */
 static void job_from(struct vg_job *job, const struct fanotify_event_metadata *m,
 		     const struct stat *st, uint32_t kind, uint64_t t0)
@@ -159,7 +145,13 @@ static void perm_event(struct group *g, const struct settings *set,
 			   &fan->stats.queue_full, t0);
 }
 
-/* A close-write notification: invalidate, then queue a scan if asked. */
+/*
+ * A close-write notification: invalidate, then queue a scan if asked.
+ * Skipped only when the file itself has no name left (st_nlink == 0):
+ * nobody can open it again. Never by the path's text: a file may be
+ * named "x (deleted)", and a name unlinked while another remains (a
+ * temporary name linked into place) still leaves bytes others will open.
+ */
 static void notify_event(struct group *g, const struct settings *set,
 			 const struct fanotify_event_metadata *m, uint64_t t0)
 {
@@ -179,7 +171,7 @@ static void notify_event(struct group *g, const struct settings *set,
 		  !filters_process_excluded(set->filters, m->pid);
 	if (scanned) {
 		path_of(m->fd, job.path, sizeof(job.path));
-		scanned = !unlinked(job.path) &&
+		scanned = st.st_nlink > 0 &&
 			  (!job.path[0] ||
 			   filters_path_scanned(set->filters, job.path, 0) ||
 			   !same_file(job.path, &st));

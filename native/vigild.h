@@ -36,6 +36,9 @@ int vg_hash_fd(int fd, uint8_t *sha256, uint8_t *md5_or_null,
 	       uint64_t *nbytes);
 int vg_hash_fd_keep(int fd, uint8_t *keep, uint64_t keep_len, uint8_t *sha256,
 		    uint8_t *md5_or_null, uint64_t *nbytes);
+int vg_hash_fd_limit(int fd, uint8_t *keep, uint64_t keep_len, uint64_t limit,
+		     uint8_t *sha256, uint8_t *md5_or_null, uint64_t *nbytes);
+int64_t vg_read_span(int fd, uint8_t *dst, uint64_t off, uint64_t len);
 
 /* hashdb.c: the memory-mapped known-bad hash database. */
 struct vg_hashdb;
@@ -58,6 +61,7 @@ int vg_hashdb_open(const char *path, struct vg_hashdb **out);
 void vg_hashdb_close(struct vg_hashdb *db);
 void vg_hashdb_info(const struct vg_hashdb *db, struct vg_hashdb_info *out);
 int vg_hashdb_size_listed(const struct vg_hashdb *db, uint64_t size);
+int vg_hashdb_size_carried(const struct vg_hashdb *db, uint64_t size);
 int vg_hashdb_find_sha256(const struct vg_hashdb *db, const uint8_t *sha256,
 			  const char **name);
 int vg_hashdb_find_md5(const struct vg_hashdb *db, const uint8_t *md5,
@@ -94,7 +98,12 @@ void vg_cache_import(struct vg_cache *cache, const uint8_t *keys, uint32_t n,
 #define VG_PRE_CLEAN_CACHED 2
 
 struct vg_prefilter_result {
-	uint64_t size;
+	uint64_t size;		/* bytes hashed; st_size when over the limit */
+	int32_t oversize;	/* over the limit: the head (and tail) kept */
+	int32_t hashed;		/* sha256 (and the look-ups) are valid */
+	uint64_t head_len;	/* bytes kept at keep[0..] */
+	uint64_t tail_off;	/* file offset of the bytes at keep[limit..] */
+	uint64_t tail_len;
 	uint8_t sha256[32];
 	uint8_t md5[16];
 	int32_t has_md5;
@@ -103,8 +112,8 @@ struct vg_prefilter_result {
 };
 
 int vg_prefilter_fd(const struct vg_hashdb *db, struct vg_cache *clean,
-		    uint64_t generation, int fd, uint8_t *keep,
-		    uint64_t keep_len, struct vg_prefilter_result *out);
+		    uint64_t generation, int fd, uint64_t limit, uint8_t *keep,
+		    uint64_t tail_len, struct vg_prefilter_result *out);
 void vg_clean_put(struct vg_cache *clean, const uint8_t *sha256,
 		  uint64_t generation);
 
@@ -159,6 +168,8 @@ struct vg_fan_settings {
 	uint32_t fresh_ms;	/* changed this recently: not cached clean */
 	uint32_t close_write_share;	/* percent of slots close-writes may hold */
 	int32_t exec_anywhere;	/* execs scanned outside the watch too */
+	uint64_t large_bytes;	/* a job for a file over this is large */
+	uint32_t large_lanes;	/* workers large jobs may hold; 0: no limit */
 	const char *const *watch;	/* path prefixes scanned; none = all */
 	uint32_t n_watch;
 	const char *const *exclude;	/* path prefixes never scanned */

@@ -42,7 +42,7 @@ class Engine(StrEnum):
 
 class Oversize(StrEnum):
     SKIP = "skip"  # report the file as not scanned
-    TRUNCATE = "truncate"  # scan its first max_file_size bytes
+    TRUNCATE = "truncate"  # scan its first max_file_size and last oversize_tail bytes
 
 
 class Fallback(StrEnum):
@@ -56,6 +56,19 @@ class EventKind(StrEnum):
     OPEN = "open"
     EXEC = "exec"
     CLOSE_WRITE = "close-write"
+
+
+@dataclass(frozen=True)
+class PerKind:
+    """A fallback answer for opens and one for executions (and opens by an
+    interpreter). Written as one string for both, or ``{ open = ..., exec = ... }``."""
+
+    open: Fallback
+    exec: Fallback
+
+    def of(self, kind: EventKind) -> Fallback:
+        """The answer for ``kind``; a scan after a write follows ``open``."""
+        return self.exec if kind is EventKind.EXEC else self.open
 
 
 class MarkKind(StrEnum):
@@ -101,15 +114,26 @@ class RulesConfig:
 @dataclass(frozen=True)
 class ScanConfig:
     max_file_size: int = 64 * 1024 * 1024
-    oversize: Oversize = Oversize.SKIP
+    # over max_file_size: scan the head and the last oversize_tail bytes (the
+    # head of a big file is where a dropper's payload usually is; an appended
+    # payload is at the end); the tail is at most max_file_size
+    oversize: Oversize = Oversize.TRUNCATE
+    oversize_tail: int = 1024 * 1024
     timeout: int = 30
     workers: int = 0  # 0: one per CPU
     cache_entries: int = 262144
 
 
+# An open may wait for a verdict, an execution must have one: executions are
+# denied when none could be reached, opens are allowed (README, "When no
+# verdict is reached"). A scan error can be caused by the file's content, so
+# it denies both.
+OPEN_ALLOW_EXEC_DENY = PerKind(Fallback.ALLOW, Fallback.DENY)
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
-    on_error: Fallback = Fallback.ALLOW
+    on_error: PerKind = PerKind(Fallback.DENY, Fallback.DENY)
     on_timeout: Fallback = Fallback.ALLOW
     on_oversize: Fallback = Fallback.ALLOW
     on_unpack_limit: Fallback = Fallback.ALLOW  # an [archive] limit stopped the unpacking
@@ -137,8 +161,11 @@ class OnAccessConfig:
     quarantine_on: tuple[EventKind, ...] = (EventKind.CLOSE_WRITE,)
     queue_size: int = 4096
     deadline_ms: int = 5000
-    on_queue_full: Fallback = Fallback.ALLOW
-    on_deadline: Fallback = Fallback.ALLOW
+    on_queue_full: PerKind = OPEN_ALLOW_EXEC_DENY
+    on_deadline: PerKind = OPEN_ALLOW_EXEC_DENY
+    # jobs for files over this may hold all workers but one: big files never
+    # keep small ones from being scanned
+    large_file_size: int = 16 * 1024 * 1024
     ignore_marks: bool = True
     # where ignore marks may be used: local filesystems whose writes clear them
     ignore_mark_filesystems: tuple[str, ...] = ("ext4", "xfs", "btrfs", "tmpfs", "f2fs")
@@ -249,6 +276,18 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def _per_kind(value: Any) -> PerKind:
+    """ "allow"/"deny" for both kinds, or a table ``{ open = ..., exec = ... }``."""
+    one = _choice(Fallback)
+    if isinstance(value, dict):
+        unknown = set(value) - {"open", "exec"}
+        if unknown or set(value) != {"open", "exec"}:
+            raise ValueError(f"expected a table with keys open and exec, got {value!r}")
+        return PerKind(one(value["open"]), one(value["exec"]))
+    both = one(value)
+    return PerKind(both, both)
+
+
 def _choices(enum: type[Enum]) -> Parser:
     one = _choice(enum)
 
@@ -330,12 +369,13 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
     "scan": {
         "max_file_size": ("max_file_size", _size),
         "oversize": ("oversize", _choice(Oversize)),
+        "oversize_tail": ("oversize_tail", _size),
         "timeout": ("timeout", _int_range(1, 3600)),
         "workers": ("workers", _int_range(0, 256)),
         "cache_entries": ("cache_entries", _int_range(1024, 1 << 28)),
     },
     "policy": {
-        "on_error": ("on_error", _choice(Fallback)),
+        "on_error": ("on_error", _per_kind),
         "on_timeout": ("on_timeout", _choice(Fallback)),
         "on_oversize": ("on_oversize", _choice(Fallback)),
         "on_unpack_limit": ("on_unpack_limit", _choice(Fallback)),
@@ -359,8 +399,9 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "quarantine_on": ("quarantine_on", _choices(EventKind)),
         "queue_size": ("queue_size", _int_range(1, 1 << 20)),
         "deadline": ("deadline_ms", _duration_ms),
-        "on_queue_full": ("on_queue_full", _choice(Fallback)),
-        "on_deadline": ("on_deadline", _choice(Fallback)),
+        "on_queue_full": ("on_queue_full", _per_kind),
+        "on_deadline": ("on_deadline", _per_kind),
+        "large_file_size": ("large_file_size", _size),
         "ignore_marks": ("ignore_marks", _bool),
         "ignore_mark_filesystems": ("ignore_mark_filesystems", _filesystems),
         "verdict_cache_entries": ("verdict_cache_entries", _int_range(1024, 1 << 28)),

@@ -8,6 +8,7 @@ touches ``ffi`` or ``lib``.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 from dataclasses import dataclass
 from enum import IntEnum
@@ -114,6 +115,10 @@ class HashDb:
             crc=c.crc,
         )
 
+    def size_carried(self, size: int) -> bool:
+        """True when some entry carries exactly ``size`` (any-size entries aside)."""
+        return bool(lib.vg_hashdb_size_carried(self._db, size))
+
     def size_listed(self, size: int) -> bool:
         """True when some entry could match a file of ``size`` bytes."""
         return bool(lib.vg_hashdb_size_listed(self._db, size))
@@ -186,10 +191,18 @@ class PreVerdict(IntEnum):
 @dataclass(frozen=True)
 class PrefilterResult:
     verdict: PreVerdict
-    size: int
-    sha256: bytes
+    size: int  # bytes hashed; the file's size when over the limit
+    sha256: bytes  # meaningful only when ``hashed``
     md5: bytes | None
     name: str | None  # the hash database entry's name for KNOWN_BAD
+    oversize: bool = False  # over the limit: only head (and tail) were read
+    hashed: bool = True
+    head_len: int = 0  # bytes of the file at keep[0:]
+    tail_off: int = 0  # file offset of the bytes at keep[limit:]
+    tail_len: int = 0
+
+
+NO_LIMIT = 0xFFFFFFFFFFFFFFFF
 
 
 def prefilter_fd(
@@ -197,13 +210,23 @@ def prefilter_fd(
     clean: Cache | None,
     generation: int,
     fd: int,
-    keep: bytearray | None = None,
+    keep: bytearray | mmap.mmap | None = None,
+    limit: int | None = None,
+    tail: int = 0,
 ) -> PrefilterResult:
     """Hash ``fd`` once and answer from the database and the clean cache.
 
-    When ``keep`` is given, the first ``min(size, len(keep))`` bytes of the
-    file are left in it: the very bytes that were hashed, for the scanner.
+    A file over ``limit`` bytes (default: ``len(keep) - tail``, or no limit)
+    is not hashed (unless some entry carries its exact size) and nothing
+    past the limit is read but its last ``tail`` bytes. When ``keep`` is
+    given, the first ``head_len`` bytes of the file are left in it (the very
+    bytes that were hashed, for the scanner), and ``tail_len`` bytes from
+    ``tail_off`` at ``keep[limit:]``; ``keep`` must hold ``limit + tail``.
     """
+    if limit is None:
+        limit = len(keep) - tail if keep is not None else NO_LIMIT
+    if keep is not None and len(keep) < limit + tail:
+        raise ValueError("scan buffer smaller than limit + tail")
     out = ffi.new("struct vg_prefilter_result *")
     buf = ffi.from_buffer(keep) if keep is not None else ffi.NULL
     ret = lib.vg_prefilter_fd(
@@ -211,8 +234,9 @@ def prefilter_fd(
         clean.handle if clean else ffi.NULL,
         generation,
         fd,
+        limit,
         buf,
-        len(keep) if keep is not None else 0,
+        tail if keep is not None else 0,
         out,
     )
     _check(ret, "prefilter")
@@ -226,6 +250,11 @@ def prefilter_fd(
         sha256=bytes(out.sha256),
         md5=bytes(out.md5) if out.has_md5 else None,
         name=name,
+        oversize=bool(out.oversize),
+        hashed=bool(out.hashed),
+        head_len=int(out.head_len),
+        tail_off=int(out.tail_off),
+        tail_len=int(out.tail_len),
     )
 
 
@@ -289,6 +318,8 @@ class FanSettings:
     fresh_ms: int = 20  # a file changed this recently is not cached clean
     close_write_share: int = 50  # percent of queue slots close-write jobs may hold
     exec_anywhere: bool = True  # execs scanned anywhere on a marked fs
+    large_bytes: int = 0  # a job for a file over this is large...
+    large_lanes: int = 0  # ...and at most this many are scanned at once (0: no limit)
     watch: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     exes: tuple[str, ...] = ()
@@ -330,6 +361,7 @@ def _c_settings(s: FanSettings, keep: list[Any]) -> Any:
     for name in (
         "generation", "deadline_ms", "on_queue_full_open", "on_queue_full_exec",
         "on_deadline_open", "on_deadline_exec", "fresh_ms", "close_write_share",
+        "large_bytes", "large_lanes",
     ):  # fmt: skip
         setattr(c, name, getattr(s, name))
     c.ignore_marks, c.exec_anywhere = int(s.ignore_marks), int(s.exec_anywhere)

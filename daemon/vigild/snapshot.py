@@ -42,8 +42,15 @@ def salt(cfg: Config) -> str:
     reload changing it retires every cached verdict (a cached deny would otherwise
     answer the next open of a file that ``quarantine_on`` now says to move)."""
     quarantine = ",".join(k.value for k in cfg.onaccess.quarantine_on)
-    limits = f"{cfg.scan.max_file_size}|{cfg.scan.oversize.value}|{cfg.archive}"
+    scan = cfg.scan
+    limits = f"{scan.max_file_size}|{scan.oversize.value}|{scan.oversize_tail}|{cfg.archive}"
     return f"|{limits}|{cfg.policy}|{quarantine}"
+
+
+def worker_count(cfg: Config) -> int:
+    """Worker threads: scan.workers (0: one per CPU), and never fewer than two, so
+    that one is always left for small files while big ones hold the others."""
+    return max(2, cfg.scan.workers or os.cpu_count() or 1)
 
 
 def own_dirs(cfg: Config) -> tuple[str, ...]:
@@ -85,7 +92,8 @@ class Snapshot:
     def cache_bits(self, verdict: Verdict) -> int:
         """How the C side may remember ``verdict`` (native.CACHE_* bits; 0: not at all).
 
-        A detection, a clean scan and an allowed over-size file repeat for
+        A detection, a clean scan (of the whole file, or of an over-size
+        file's head and tail) and an allowed over-size file repeat for
         the unchanged file under these rules and policy (the generation
         carries both). A detection by a rule on the name, path or owner is
         not remembered: a hard link or a renamed twin may be clean. With
@@ -96,7 +104,8 @@ class Snapshot:
         """
         if verdict.path_dependent:
             return 0
-        repeats = verdict.reason in (Reason.CLEAN, Reason.CACHED_CLEAN) or (
+        clean = (Reason.CLEAN, Reason.CACHED_CLEAN, Reason.CLEAN_TRUNCATED)
+        repeats = verdict.reason in clean or (
             verdict.reason in (Reason.TOO_LARGE, Reason.UNPACK_LIMIT)
             and verdict.action is Action.ALLOW
         )
@@ -118,10 +127,12 @@ class Snapshot:
         return native.FanSettings(
             generation=self.generation,
             deadline_ms=oa.deadline_ms,
-            on_queue_full_open=allow[oa.on_queue_full],
-            on_queue_full_exec=allow[oa.on_queue_full],
-            on_deadline_open=allow[oa.on_deadline],
-            on_deadline_exec=allow[oa.on_deadline],
+            on_queue_full_open=allow[oa.on_queue_full.open],
+            on_queue_full_exec=allow[oa.on_queue_full.exec],
+            on_deadline_open=allow[oa.on_deadline.open],
+            on_deadline_exec=allow[oa.on_deadline.exec],
+            large_bytes=oa.large_file_size,
+            large_lanes=worker_count(self.config) - 1,
             ignore_marks=oa.ignore_marks,
             mark_fs=tuple(dict.fromkeys(native.FS_MAGIC[n] for n in oa.ignore_mark_filesystems)),
             fresh_ms=oa.fresh_window_ms,
@@ -147,7 +158,7 @@ def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -
         config=cfg,
         rules=rs,
         detector=detector,
-        policies={k: replace(base, quarantine=k in oa.quarantine_on) for k in EventKind},
+        policies={k: Policy.from_config(cfg.policy, k in oa.quarantine_on, k) for k in EventKind},
         detect_policy=replace(base, quarantine=True),
         scan_policy=base,
         exclude_paths=tuple(os.path.realpath(p) for p in oa.exclude_paths) + own_dirs(cfg),

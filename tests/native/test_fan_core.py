@@ -7,6 +7,7 @@ kernel, counted per event.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -300,3 +301,30 @@ def test_close_write_jobs_hold_at_most_their_share_of_slots(make: Make) -> None:
         rig.send(FAN_CLOSE_WRITE)
     rig.settle("notify_events", 10)
     assert rig.fan.stats()["notify_dropped"] == 2 + 2  # 25 % of 8
+
+
+def test_large_jobs_never_hold_more_than_their_lanes(make: Make, tmp_path: Path) -> None:
+    """Issue 9 (3): big files cannot occupy every worker; small files are still taken."""
+    rig = make(settings=FanSettings(deadline_ms=60_000, large_bytes=1024, large_lanes=1))
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 4096)
+    bigfd = os.open(big, os.O_RDONLY)
+    try:
+        rig.send(file=bigfd)
+        rig.send(file=bigfd)
+        rig.settle("queued", 2)
+        first = rig.job()
+        assert first.size == 4096
+        assert rig.fan.next(50) is None  # the second big one waits for the lane
+        rig.send()  # a small file: taken at once by another worker
+        small = rig.job(1000)
+        assert small.size == len(b"content\n")
+        rig.fan.answer(first, True, 0, 0)
+        rig.fan.done(first)
+        second = rig.job(1000)  # the lane is free again
+        assert second.size == 4096
+        for job in (small, second):
+            rig.fan.answer(job, True, 0, 0)
+            rig.fan.done(job)
+    finally:
+        os.close(bigfd)

@@ -212,20 +212,20 @@ def _oversize_cfg(tmp_path: Path, mode: str) -> Path:
     return p
 
 
-def test_oversize_skip_reports_and_truncate_scans_the_head(tmp_path: Path) -> None:
+def test_oversize_skip_reports_and_truncate_scans_the_head_and_tail(tmp_path: Path) -> None:
     root = tmp_path / "t"
     root.mkdir()
-    (root / "late").write_bytes(bytes(2000) + MARKER)  # marker past 1 KiB
+    (root / "late").write_bytes(bytes(2000) + MARKER)  # in the last 1 KiB
+    (root / "middle").write_bytes(bytes(2000) + MARKER + bytes(3000))  # neither
     (root / "early").write_bytes(bytes(100) + MARKER + bytes(3000))
     code, out, _ = _scan(_oversize_cfg(tmp_path, "skip"), str(root))
     assert code == 0
     assert f"{root / 'early'}: SKIPPED {100 + len(MARKER) + 3000} bytes > max_file_size 1024" in out
-    assert "Not scanned (too large or timed out): 2" in out
+    assert "Not scanned (too large or timed out): 3" in out
     code, out, _ = _scan(_oversize_cfg(tmp_path, "truncate"), str(root))
     assert code == 1
-    assert [line.split(":")[0] for line in out.splitlines() if "FOUND" in line] == [
-        str(root / "early")
-    ]
+    found = sorted(line.split(":")[0] for line in out.splitlines() if "FOUND" in line)
+    assert found == [str(root / "early"), str(root / "late")]
 
 
 def test_scan_timeout_is_reported(tmp_path: Path) -> None:

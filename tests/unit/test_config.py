@@ -9,7 +9,7 @@ import pytest
 
 from support import REPO
 from vigild import config
-from vigild.config import Config, ConfigError, Engine, Fallback, Oversize
+from vigild.config import Config, ConfigError, Engine, Fallback, Oversize, PerKind
 
 
 def _write(path: Path, text: str) -> Path:
@@ -60,7 +60,8 @@ on_oversize = "deny"
     assert cfg.scan.max_file_size == 10 << 20
     assert cfg.scan.oversize is Oversize.TRUNCATE
     assert (cfg.scan.timeout, cfg.scan.workers, cfg.scan.cache_entries) == (5, 3, 4096)
-    assert cfg.policy.on_error is cfg.policy.on_timeout is cfg.policy.on_oversize is Fallback.DENY
+    assert cfg.policy.on_timeout is cfg.policy.on_oversize is Fallback.DENY
+    assert cfg.policy.on_error == PerKind(Fallback.DENY, Fallback.DENY)  # one string: both kinds
     assert cfg.files == (str(main),)
 
 

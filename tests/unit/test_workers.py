@@ -19,7 +19,7 @@ from fanrig import Rig, room_for_fds
 from support import REPO, eicar
 from vigild import native, snapshot
 from vigild.alert import Alert, Alerts, Kind
-from vigild.config import Config, EventKind, Fallback, RulesConfig
+from vigild.config import Config, EventKind, Fallback, Oversize, PerKind, RulesConfig
 from vigild.fields import Field
 from vigild.onaccess import Workers
 from vigild.quarantine import Store
@@ -134,7 +134,7 @@ def test_an_exception_after_the_answer_costs_neither_the_alert_nor_the_worker(
 def test_an_exception_while_examining_is_answered_by_on_error_and_the_worker_lives(
     tmp_path: Path, cfg: Config, made: list[Setup], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = replace(cfg, policy=replace(cfg.policy, on_error=Fallback.DENY))
+    cfg = replace(cfg, policy=replace(cfg.policy, on_error=PerKind(Fallback.DENY, Fallback.DENY)))
     made.append(s := Setup(tmp_path, cfg))
     real = s.snap.detector.examine
 
@@ -168,7 +168,7 @@ def test_a_swapped_snapshot_decides_the_next_job(setup: Setup, cfg: Config) -> N
     assert setup.answer(setup.open_event("big.bin", bytes(4096))) == native.ALLOW
     strict = replace(
         cfg,
-        scan=replace(cfg.scan, max_file_size=1024),
+        scan=replace(cfg.scan, max_file_size=1024, oversize=Oversize.SKIP),
         policy=replace(cfg.policy, on_oversize=Fallback.DENY),
     )
     new: Snapshot = snapshot.build(strict, None)
