@@ -11,22 +11,12 @@ import time
 
 import pytest
 
-from onaccess_harness import DEFAULT_RULES, Namespace, OnAccess, needs_fanotify
+from onaccess_harness import DEFAULT_RULES, PEEK, Namespace, OnAccess, needs_fanotify
 from support import eicar
 
 pytestmark = [needs_fanotify, pytest.mark.root]
 
 MIB, TIB = 1 << 20, 1 << 40
-
-# open, read a little, report: a 1 TB file must not be read whole by the opener either
-PEEK = """
-import errno, sys
-try:
-    with open(sys.argv[1], "rb") as f:
-        print("ok", len(f.read(16)))
-except OSError as e:
-    print(errno.errorcode[e.errno])
-"""
 
 
 def _sparse(ns: Namespace, name: str, size: int, at: int, data: bytes) -> str:

@@ -12,21 +12,13 @@ import time
 
 import pytest
 
-from onaccess_harness import DEFAULT_RULES, PYTHON, Namespace, OnAccess, needs_fanotify
+from onaccess_harness import DEFAULT_RULES, PEEK, PYTHON, Namespace, OnAccess, needs_fanotify
 from support import VIGILD, eicar
 
 pytestmark = [needs_fanotify, pytest.mark.root]
 
 TIB = 1 << 40
 
-PEEK = """
-import errno, sys
-try:
-    with open(sys.argv[1], "rb") as f:
-        print("ok", len(f.read(16)))
-except OSError as e:
-    print(errno.errorcode[e.errno])
-"""
 
 # 8 openers read every file of a tree, each in its own order, pass after pass until
 # the stop file appears (looked up with stat: no open); print what was refused

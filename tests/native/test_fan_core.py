@@ -12,29 +12,15 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from fanrig import FAN_CLOSE_WRITE, FAN_OPEN_EXEC_PERM, FAN_OPEN_PERM, Rig, room_for_fds
+from fanrig import FAN_CLOSE_WRITE, FAN_OPEN_EXEC_PERM, FAN_OPEN_PERM, Rig
 from vigild import native
 from vigild.native import ALLOW, DENY, FanSettings
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _room_for_fds() -> None:
-    room_for_fds()
-
-
-@pytest.fixture
-def rigs(tmp_path: Path) -> Iterator[list[Rig]]:
-    made: list[Rig] = []
-    yield made
-    for rig in made:
-        rig.close()
-
 
 Make = Callable[..., Rig]
 

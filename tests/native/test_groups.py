@@ -14,29 +14,13 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from fanrig import FAN_CLOSE_WRITE, Rig, room_for_fds
+from fanrig import FAN_CLOSE_WRITE, Rig
 from vigild import native
 from vigild.native import ALLOW, DENY, FanSettings
 
 EVENT_BYTES = 24  # struct fanotify_event_metadata
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _room_for_fds() -> None:
-    room_for_fds()
-
-
-@pytest.fixture
-def rigs() -> Iterator[list[Rig]]:
-    made: list[Rig] = []
-    yield made
-    for rig in made:
-        rig.close()
 
 
 def _until(what: str, predicate: object, timeout: float = 5.0) -> None:

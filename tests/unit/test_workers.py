@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fanrig import Rig, room_for_fds
+from fanrig import Rig
 from support import REPO, eicar
 from vigild import native, snapshot
 from vigild.alert import Alert, Alerts, Kind
@@ -26,10 +26,7 @@ from vigild.quarantine import Store
 from vigild.report import Reporter
 from vigild.snapshot import Snapshot
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _room_for_fds() -> None:
-    room_for_fds()
+pytestmark = pytest.mark.usefixtures("fd_room")
 
 
 class Setup:
