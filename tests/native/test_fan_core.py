@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fanrig import FAN_CLOSE_WRITE, FAN_OPEN_EXEC_PERM, FAN_OPEN_PERM, Rig
+from fanrig import FAN_CLOSE_WRITE, FAN_OPEN_EXEC_PERM, FAN_OPEN_PERM, Rig, answering_workers
 from vigild import native
 from vigild.native import ALLOW, DENY, FanSettings
 
@@ -47,24 +47,7 @@ def _exactly_once(rig: Rig, fds: list[int]) -> None:
 def test_every_permission_event_is_answered_exactly_once(make: Make) -> None:
     rig = make(queue_size=1024)  # never full: every answer is a worker's
     fds: list[int] = []
-    verdict: dict[int, int] = {}
-
-    def worker() -> None:
-        try:
-            while True:
-                job = rig.fan.next(200)
-                if job is None:
-                    continue
-                allow = job.fd % 3 != 0
-                verdict[job.fd] = ALLOW if allow else DENY
-                assert rig.fan.answer(job, allow, 0, 0) is False
-                rig.fan.done(job)
-        except native.Shutdown:
-            pass
-
-    workers = [threading.Thread(target=worker) for _ in range(4)]
-    for t in workers:
-        t.start()
+    workers, verdict = answering_workers(rig, lambda fd: fd % 3 != 0, 4)
     for i in range(400):
         fds.append(rig.send(FAN_OPEN_EXEC_PERM if i % 4 == 0 else FAN_OPEN_PERM))
         if i % 8 == 7:

@@ -11,14 +11,12 @@ wait unread.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-from fanrig import FAN_CLOSE_WRITE, Rig
-from vigild import native
-from vigild.native import ALLOW, DENY, FanSettings
+from fanrig import FAN_CLOSE_WRITE, Rig, answering_workers
+from vigild.native import ALLOW, FanSettings
 
 EVENT_BYTES = 24  # struct fanotify_event_metadata
 
@@ -36,23 +34,7 @@ def test_each_answer_goes_back_to_the_group_its_event_came_from(
     rig = Rig(tmp_path / "f", queue_size=256, groups=3, settings=FanSettings(deadline_ms=60_000))
     rigs.append(rig)
     sent: dict[int, int] = {}  # fd -> group
-    verdict: dict[int, int] = {}
-
-    def worker() -> None:
-        try:
-            while True:
-                job = rig.fan.next(200)
-                if job is None:
-                    continue
-                verdict[job.fd] = ALLOW if job.fd % 2 else DENY
-                rig.fan.answer(job, job.fd % 2 == 1, 0, 0)
-                rig.fan.done(job)
-        except native.Shutdown:
-            pass
-
-    workers = [threading.Thread(target=worker) for _ in range(3)]
-    for t in workers:
-        t.start()
+    workers, verdict = answering_workers(rig, lambda fd: fd % 2 == 1, 3)
     for i in range(150):
         group = i % 3
         sent[rig.send(group=group)] = group
