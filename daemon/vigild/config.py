@@ -188,6 +188,66 @@ class DaemonConfig:
     alert_spool_size: int = 16 << 20  # alerts kept on disk while journald is away
 
 
+class FeedKind(StrEnum):
+    YARA = "yara"  # a .tar.gz or .zip of rule files
+    HASHES = "hashes"  # a hash list (or an archive of them)
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """One ``[[update.feed]]``: where its content comes from and who must have signed it."""
+
+    name: str
+    url: str
+    kind: FeedKind
+    keys: tuple[str, ...] = ()  # OpenSSH public keys ("ssh-ed25519 AAAA... comment")
+    signature_url: str = ""  # empty: url + ".sig"
+    insecure: bool = False  # no signature needed (shown in status and every journal entry)
+    ca_file: str = ""  # empty: the system's CA store
+
+    @property
+    def sig_url(self) -> str:
+        return self.signature_url or self.url + ".sig"
+
+
+# Files a feed's content cannot deny (vigild.protect): what the host needs
+# to run and to be repaired. Globs, resolved when the rules are loaded.
+PROTECTED = (
+    "/usr/bin/vigild",
+    "/lib*/ld-linux*.so*",
+    "/usr/lib*/ld-linux*.so*",
+    "/lib/*-linux-gnu/ld-linux*.so*",
+    "/usr/lib/*-linux-gnu/ld-linux*.so*",
+    "/lib/*-linux-gnu/libc.so*",
+    "/usr/lib/*-linux-gnu/libc.so*",
+    "/lib64/libc.so*",
+    "/usr/lib64/libc.so*",
+    "/usr/bin/python3*",
+    "/usr/lib/systemd/systemd",
+    "/lib/systemd/systemd",
+    "/usr/bin/systemctl",
+    "/usr/sbin/sshd",
+    "/usr/bin/ssh-keygen",
+    "/usr/bin/dpkg",
+    "/usr/bin/apt",
+    "/usr/bin/apt-get",
+    "/usr/bin/rpm",
+    "/usr/bin/dnf",
+    "/usr/bin/yum",
+)
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    feeds: tuple[FeedConfig, ...] = ()
+    keep: int = 3  # generations kept, the live one included
+    timeout_ms: int = 30000  # per feed: connecting, reading, the whole download
+    max_download: int = 256 << 20
+    max_unpacked: int = 1 << 30
+    protected: tuple[str, ...] = PROTECTED
+    block_protected: bool = False  # let feed content deny a protected file (not advised)
+
+
 @dataclass(frozen=True)
 class Config:
     rules: RulesConfig = field(default_factory=RulesConfig)
@@ -196,6 +256,7 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     onaccess: OnAccessConfig = field(default_factory=OnAccessConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
     files: tuple[str, ...] = ()  # the files this was read from, in order
 
 
@@ -354,6 +415,103 @@ def _path_list(value: Any) -> tuple[str, ...]:
     return tuple(_path(v) for v in value)
 
 
+def _glob_list(value: Any) -> tuple[str, ...]:
+    """Absolute paths that may hold glob patterns (kept as written)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of absolute paths, got {value!r}")
+    bad = [v for v in value if not v.startswith("/")]
+    if bad:
+        raise ValueError(f"expected an absolute path, got {bad[0]!r}")
+    return tuple(value)
+
+
+class _Nested(ValueError):
+    """A bad value inside a table of an array: ``where`` goes after the key ("[2].url")."""
+
+    def __init__(self, where: str, message: str) -> None:
+        self.where = where
+        super().__init__(message)
+
+
+def _feed_name(value: Any) -> str:
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        return value
+    raise ValueError(f"expected a name of letters, digits, '.', '_' and '-', got {value!r}")
+
+
+def _url(value: Any) -> str:
+    if isinstance(value, str) and re.match(r"(https|http|file)://", value):
+        return value
+    raise ValueError(f"expected an https:// or file:// URL, got {value!r}")
+
+
+def _optional_url(value: Any) -> str:
+    return "" if value == "" else _url(value)
+
+
+_KEY_LINE = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+|sk-\S+)\s+[A-Za-z0-9+/=]+(\s.*)?")
+
+
+def _public_keys(value: Any) -> tuple[str, ...]:
+    """OpenSSH public key lines, as in an authorized_keys or .pub file."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(
+            f'expected a list of public keys such as ["ssh-ed25519 AAAA..."], got {value!r}'
+        )
+    for v in value:
+        if "\n" in v or not _KEY_LINE.fullmatch(v.strip()):
+            raise ValueError(f"not an OpenSSH public key line: {v[:60]!r}")
+    return tuple(v.strip() for v in value)
+
+
+# [[update.feed]] key -> (dataclass field, parser); name, url and kind are required
+_FEED_TABLE: dict[str, tuple[str, Parser]] = {
+    "name": ("name", _feed_name),
+    "url": ("url", _url),
+    "kind": ("kind", _choice(FeedKind)),
+    "keys": ("keys", _public_keys),
+    "signature_url": ("signature_url", _optional_url),
+    "insecure": ("insecure", _bool),
+    "ca_file": ("ca_file", _optional_path),
+}
+
+
+def _feed(index: int, value: Any) -> FeedConfig:
+    at = f"[{index}]"
+    if not isinstance(value, dict):
+        raise _Nested(at, "expected a [[update.feed]] table")
+    values = {}
+    for key, raw in value.items():
+        if key not in _FEED_TABLE:
+            raise _Nested(f"{at}.{key}", f"unknown key (known: {', '.join(_FEED_TABLE)})")
+        name, parse = _FEED_TABLE[key]
+        try:
+            values[name] = parse(raw)
+        except ValueError as e:
+            raise _Nested(f"{at}.{key}", str(e)) from e
+    for required in ("name", "url", "kind"):
+        if required not in values:
+            raise _Nested(f"{at}.{required}", "required")
+    feed = FeedConfig(**values)
+    if not feed.keys and not feed.insecure:
+        raise _Nested(f"{at}.keys", "the public key(s) that sign this feed (or insecure = true)")
+    if feed.url.startswith("http://") and not feed.insecure:
+        raise _Nested(f"{at}.url", "plain http:// only with insecure = true; use https://")
+    return feed
+
+
+def _feeds(value: Any) -> tuple[FeedConfig, ...]:
+    """The [[update.feed]] tables, numbered from 1 in errors (``update.feed[1].url``)."""
+    if not isinstance(value, list):
+        raise ValueError("expected [[update.feed]] tables")
+    feeds = tuple(_feed(i, v) for i, v in enumerate(value, 1))
+    names = [f.name for f in feeds]
+    for i, name in enumerate(names, 1):
+        if names.index(name) != i - 1:
+            raise _Nested(f"[{i}].name", f"{name!r} names an earlier feed too")
+    return feeds
+
+
 # section -> key -> (dataclass field, parser)
 _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
     "rules": {
@@ -418,6 +576,15 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "stall_timeout": ("stall_timeout_ms", _duration_ms),
         "alert_spool_size": ("alert_spool_size", _size),
     },
+    "update": {
+        "feed": ("feeds", _feeds),
+        "keep": ("keep", _int_range(2, 100)),
+        "timeout": ("timeout_ms", _duration_ms),
+        "max_download": ("max_download", _size),
+        "max_unpacked": ("max_unpacked", _size),
+        "protected": ("protected", _glob_list),
+        "block_protected": ("block_protected", _bool),
+    },
 }
 
 
@@ -450,6 +617,8 @@ def _apply(config: Config, path: Path, data: Mapping[str, Any]) -> Config:
             name, parse = keys[key]
             try:
                 changes[name] = parse(raw)
+            except _Nested as e:
+                raise ConfigError(path, f"{section}.{key}{e.where}", str(e)) from e
             except ValueError as e:
                 raise ConfigError(path, f"{section}.{key}", str(e)) from e
         sections[section] = replace(getattr(config, section), **changes)

@@ -208,6 +208,12 @@ def render(status: Status) -> str:
             suffix = "_total" if kind == "counter" else ""
             value = _get(status, path)
             yield f"{name}{suffix} {value:g}"
+        feeds = [f for f in status.feeds if f.age_seconds >= 0]
+        if feeds:
+            yield "# TYPE vigild_feed_age_seconds gauge"
+            yield "# HELP vigild_feed_age_seconds Seconds since the feed was last fetched and verified."
+            for f in feeds:
+                yield f'vigild_feed_age_seconds{{feed="{f.name}"}} {f.age_seconds:g}'
         yield "# EOF"
 
     return "\n".join(lines()) + "\n"

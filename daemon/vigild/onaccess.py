@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from vigild import native, safepath
+from vigild import native, protect, safepath
 from vigild.config import EventKind
 from vigild.detector import Finding
 from vigild.procinfo import process_fields
@@ -126,6 +126,7 @@ class Workers:
             self.counters.internal_errors += 1
             failed = ScanResult(ScanStatus.ERROR, error=f"internal error: {e!r}")
             return decide(None, failed, policy), None
+        finding = protect.guard(snap.protected, fd, finding)
         return finding.verdict, finding
 
     # ------------------------------------------------------------- fanotify

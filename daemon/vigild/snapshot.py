@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from vigild import native, ruleset
+from vigild import generations, native, protect, ruleset
 from vigild.config import Config, EventKind, Fallback, RulesConfig
 from vigild.detector import Detector
 from vigild.scanner import RuleError
@@ -84,6 +84,8 @@ class Snapshot:
     # clean verdicts may become kernel ignore marks: False while rules on the
     # file's name, path or owner are loaded (vigild.ruleset.RuleSet.path_rules)
     remember_verdicts: bool
+    # files feed content may not deny (vigild.protect), resolved at build
+    protected: protect.Protected = field(default_factory=protect.Protected)
 
     @property
     def generation(self) -> int:
@@ -147,7 +149,8 @@ class Snapshot:
 
 def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -> Snapshot:
     """The snapshot for ``cfg``; raises what loading the rules raises."""
-    rs = load(cfg.rules, cfg.scan.timeout, salt(cfg))
+    # the live feed generation's content, beside the configured rules (vigild.generations)
+    rs = load(generations.with_feeds(cfg), cfg.scan.timeout, salt(cfg))
     # the clean-content cache only ever answers for the content rules; the
     # detector runs the path-dependent ones on every scan
     remember = rs.path_rules is None
@@ -164,6 +167,11 @@ def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -
         exclude_paths=tuple(os.path.realpath(p) for p in oa.exclude_paths) + own_dirs(cfg),
         exclude_executables=tuple(os.path.realpath(p) for p in oa.exclude_executables),
         remember_verdicts=remember,
+        protected=protect.resolve(
+            cfg.update.protected,
+            generations.feed_root(cfg),
+            enabled=bool(cfg.update.feeds) and not cfg.update.block_protected,
+        ),
     )
 
 

@@ -31,6 +31,7 @@ class Reason(StrEnum):
     SCAN_ERROR = "scan-error"
     TOO_LARGE = "too-large"  # over max_file_size, not scanned
     UNPACK_LIMIT = "unpack-limit"  # an archive limit stopped unpacking (or a member is encrypted)
+    PROTECTED = "protected"  # feed content matched a protected file: allowed (vigild.protect)
 
 
 class ScanStatus(StrEnum):
