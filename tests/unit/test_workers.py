@@ -9,6 +9,7 @@ is what an opener and an admin would see: the response, and the alert.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -66,10 +67,13 @@ class Setup:
         return self.got
 
     def close(self) -> None:
-        """Stop the handle (workers see Shutdown), join them, flush the alerts."""
+        """Stop the handle (workers see Shutdown), join them, then free it (a
+        worker still in next() would use a freed handle), flush the alerts."""
         if self.rig.fan._fan is not None:
+            self.rig.fan.stop()
+            self.workers.stop(5)
+            assert self.workers.alive() == 0, "a worker did not see the stop"
             self.rig.close()
-        self.workers.stop(5)
         self.alerts.stop()
 
 
@@ -157,8 +161,12 @@ def test_a_hand_over_that_raises_still_releases_the_job(
     monkeypatch.setattr(setup.reporter, "hand_over", broken)
     assert setup.answer(setup.open_event("a.txt", b"a")) == native.ALLOW
     assert setup.answer(setup.open_event("b.txt", b"b")) == native.ALLOW
-    assert setup.workers.alive() == 2
+    # the answer comes before the hand-over that raises: wait for the count
+    end = time.monotonic() + 5
+    while setup.workers.counters.internal_errors < 2 and time.monotonic() < end:
+        time.sleep(0.01)
     assert setup.workers.counters.internal_errors == 2
+    assert setup.workers.alive() == 2
 
 
 def test_a_swapped_snapshot_decides_the_next_job(setup: Setup, cfg: Config) -> None:
