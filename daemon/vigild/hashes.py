@@ -271,6 +271,12 @@ def _read_list(builder: native.HashListBuilder, f: Path) -> list[str]:
     return entries.warnings
 
 
+def check_lists(files: Iterable[Path]) -> list[str]:
+    """Read ``files`` as ``compile_lists`` does, writing nothing; their warnings."""
+    builder = native.HashListBuilder()
+    return [w for f in files for w in _read_list(builder, f)]
+
+
 def compile_lists(files: list[Path], out: str) -> Compiled:
     """Parse ``files`` and write the database to ``out`` (atomically)."""
     builder = native.HashListBuilder()

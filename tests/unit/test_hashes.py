@@ -284,3 +284,12 @@ def test_a_missing_list_and_a_directory_are_errors_naming_them(tmp_path: Path) -
     for bad in (tmp_path / "absent.hsb", tmp_path):
         with pytest.raises(hashes.HashListError, match=rf"^{bad}:0: "):
             hashes.compile_lists([bad], str(tmp_path / "out"))
+
+
+def test_checking_lists_reads_them_as_compiling_does(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.hsb", tmp_path / "bad.hsb"
+    good.write_text(f"{SHA}:*:A\n{SHA1}:*:Old\n")
+    bad.write_text(f"{SHA}:*:A\n{MD5} name\n")
+    assert hashes.check_lists([good]) == [hashes._sha1_warning(str(good), 1)]
+    with pytest.raises(hashes.HashListError, match=rf"^{bad}:2: an MD5 needs its size"):
+        hashes.check_lists([good, bad])
