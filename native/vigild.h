@@ -67,6 +67,32 @@ int vg_hashdb_find_sha256(const struct vg_hashdb *db, const uint8_t *sha256,
 int vg_hashdb_find_md5(const struct vg_hashdb *db, const uint8_t *md5,
 		       uint64_t size, const char **name);
 
+/*
+ * hashlist.c: hash lists read in C into a builder, then written as one
+ * database. A line it does not read is named in the result (-EILSEQ).
+ */
+struct vg_hashlist;
+
+struct vg_hashlist_result {
+	uint64_t lines;		/* lines read */
+	uint64_t entries;	/* entries added */
+	uint64_t sha1;		/* SHA-1 entries skipped */
+	uint64_t bad_line;	/* on -EILSEQ: the line, from 1 */
+	uint64_t bad_offset;	/* ... its file offset */
+	uint64_t bad_length;	/* ... its length, terminator aside */
+};
+
+int vg_hashlist_new(struct vg_hashlist **out);
+void vg_hashlist_free(struct vg_hashlist *l);
+int vg_hashlist_parse(struct vg_hashlist *l, int fd, const char *stem,
+		      struct vg_hashlist_result *out);
+int vg_hashlist_add(struct vg_hashlist *l, const uint8_t *hash,
+		    uint32_t hash_len, uint64_t size, const char *name,
+		    uint64_t name_len);
+void vg_hashlist_counts(const struct vg_hashlist *l, uint32_t *n_sha256,
+			uint32_t *n_md5);
+int vg_hashlist_write(struct vg_hashlist *l, const char *path);
+
 /* lru.c: a bounded, thread-safe, set-associative cache of 48-byte keys. */
 #define VG_KEY_LEN 48
 
@@ -249,5 +275,17 @@ void vg_name_thread(const char *name);
 
 /* Internal helpers shared between C files; not part of the cdef. */
 uint32_t vg_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* One hash entry on its way into a database (hashlist.c -> hashdb.c). */
+struct vg_hashrec {
+	unsigned char hash[32];	/* an MD5 zero-padded */
+	uint64_t size;		/* VG_SIZE_ANY: any size */
+	uint32_t name;		/* offset in the names blob */
+	uint32_t order;		/* input position in its table */
+};
+
+int vg_hashdb_write_recs(const char *path, struct vg_hashrec *sha,
+			 uint32_t n_sha, struct vg_hashrec *md5, uint32_t n_md5,
+			 const char *names, uint64_t names_len);
 
 #endif /* VIGILD_H */

@@ -106,9 +106,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         print(f"{len(errors)} of {n_files} rule files have errors", file=sys.stderr)
         return EXIT_ERROR
     print(f"{n_files} rule files OK")
-    for h in hashes.list_files(cfg.rules.hashes):
-        if not hashes.is_compiled(h):
-            hashes.parse_files([h])
+    hashes.check_lists(h for h in hashes.list_files(cfg.rules.hashes) if not hashes.is_compiled(h))
     return EXIT_OK
 
 

@@ -85,6 +85,58 @@ def write_hashdb(path: str, sha_records: bytes, md5_records: bytes, names: bytes
     _check(ret, "writing hash database", path)
 
 
+@dataclass(frozen=True)
+class ListRead:
+    """What one hash list gave: entries and SHA-1 lines, or the line it stopped at."""
+
+    lines: int
+    entries: int
+    sha1: int
+    bad_line: int  # 0, or the line (from 1) only Python can judge
+    bad_offset: int
+    bad_length: int
+
+
+class HashListBuilder:
+    """Hash lists read in C (native/hashlist.c), then written as one database."""
+
+    def __init__(self) -> None:
+        out = ffi.new("struct vg_hashlist **")
+        _check(lib.vg_hashlist_new(out), "starting a hash list")
+        self._list: Any = ffi.gc(out[0], lib.vg_hashlist_free)
+
+    def parse(self, fd: int, stem: str) -> ListRead:
+        """Read the list behind ``fd``; entries without a name take ``stem``.
+
+        When a line is not read here, ``bad_line`` names it and nothing of
+        this list is kept.
+        """
+        r = ffi.new("struct vg_hashlist_result *")
+        name = stem.encode("utf-8", "replace").replace(b"\0", b"?")
+        ret = lib.vg_hashlist_parse(self._list, fd, name, r)
+        if ret != -errno.EILSEQ:
+            _check(ret, "reading a hash list")
+        return ListRead(
+            int(r.lines), int(r.entries), int(r.sha1),
+            int(r.bad_line), int(r.bad_offset), int(r.bad_length),
+        )  # fmt: skip
+
+    def add(self, digest: bytes, size: int, name: bytes) -> None:
+        """Add one entry read in Python (a SHA-256 or an MD5)."""
+        ret = lib.vg_hashlist_add(self._list, digest, len(digest), size, name, len(name))
+        _check(ret, "adding a hash entry")
+
+    def counts(self) -> tuple[int, int]:
+        """(SHA-256, MD5) entries added so far, repeats included."""
+        sha, md5 = ffi.new("uint32_t *"), ffi.new("uint32_t *")
+        lib.vg_hashlist_counts(self._list, sha, md5)
+        return int(sha[0]), int(md5[0])
+
+    def write(self, path: str) -> None:
+        """Write the database of every entry added (atomically)."""
+        _check(lib.vg_hashlist_write(self._list, path.encode()), "writing hash database", path)
+
+
 class HashDb:
     """A known-bad hash database, memory-mapped; safe to share across threads."""
 
