@@ -9,6 +9,7 @@ is what an opener and an admin would see: the response, and the alert.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -69,8 +70,12 @@ class Setup:
         return self.got
 
     def close(self) -> None:
-        """Stop the handle (workers see Shutdown), join them, flush the alerts."""
+        """Stop the handle (workers see Shutdown), join them, then free the handle
+        (never before: a worker still finishing a job calls ``done`` on it), and
+        flush the alerts."""
         if self.rig.fan._fan is not None:
+            self.rig.fan.stop()
+            self.workers.stop(5)
             self.rig.close()
         self.workers.stop(5)
         self.alerts.stop()
@@ -160,6 +165,9 @@ def test_a_hand_over_that_raises_still_releases_the_job(
     monkeypatch.setattr(setup.reporter, "hand_over", broken)
     assert setup.answer(setup.open_event("a.txt", b"a")) == native.ALLOW
     assert setup.answer(setup.open_event("b.txt", b"b")) == native.ALLOW
+    end = time.monotonic() + 5  # the hand-over (and its failure) follows the answer
+    while setup.workers.counters.internal_errors < 2 and time.monotonic() < end:
+        time.sleep(0.005)
     assert setup.workers.alive() == 2
     assert setup.workers.counters.internal_errors == 2
 
