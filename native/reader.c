@@ -89,15 +89,16 @@ static void job_from(struct vg_job *job, const struct fanotify_event_metadata *m
 }
 
 /*
- * For an open: 1 when its opener runs an interpreter or the loader (the
- * job becomes an exec: exec policies) or, @outside the watch, a program
+ * For an open outside the watch: 1 when its opener runs an interpreter
+ * or the loader (the job becomes an exec: exec policies) or a program
  * not known yet (the job is queued to learn it: VG_JOB_CLASSIFY). Inside
- * the watch the file is scanned anyway: an unknown program is not waited
- * for there, and its open keeps the open policies. The stat of
- * /proc/PID/exe (interp_of) is the whole cost for a known program.
+ * the watch nothing is asked: the file is scanned anyway, and a server
+ * in python, php or java keeps the open answers for the files it reads.
+ * The stat of /proc/PID/exe (interp_of) is the whole cost for a program
+ * already known.
  */
 static int interp_open(struct vg_fan *fan, const struct settings *set,
-		       struct vg_job *job, uint32_t outside)
+		       struct vg_job *job)
 {
 	if (job->kind != VG_EV_OPEN || !interp_on(set->interp))
 		return 0;
@@ -107,9 +108,7 @@ static int interp_open(struct vg_fan *fan, const struct settings *set,
 		fan_count(&fan->stats.interp_opens);
 		return 1;
 	case INTERP_UNKNOWN:
-		if (!outside)
-			return 0;
-		job->flags = VG_JOB_CLASSIFY | outside;
+		job->flags = VG_JOB_CLASSIFY | VG_JOB_OUTSIDE;
 		fan_count(&fan->stats.exe_unknown);
 		return 1;
 	default:
@@ -129,14 +128,12 @@ static int to_scan(struct vg_fan *fan, const struct settings *set,
 	int anywhere;
 
 	if (!job->path[0] || filters_path_scanned(set->filters, job->path, 0) ||
-	    !same_file(job->path, st) || remember_detected(fan, st)) {
-		interp_open(fan, set, job, 0);
+	    !same_file(job->path, st) || remember_detected(fan, st))
 		return 1;
-	}
 	anywhere = set->exec_anywhere &&
 		   filters_path_scanned(set->filters, job->path, 1);
 	return anywhere && (job->kind == VG_EV_EXEC ||
-			    interp_open(fan, set, job, VG_JOB_OUTSIDE));
+			    interp_open(fan, set, job));
 }
 
 /* Decide a permission event the reader can decide; 0 if a scan is needed. */
