@@ -364,6 +364,38 @@ int vg_fan_done(struct vg_fan *fan, uint64_t id)
 }
 
 /*
+ * A worker's finding for job @id, queued to learn what its opener runs
+ * (VG_JOB_CLASSIFY): @exe_fd is that program, which the worker opened
+ * from /proc/PID/exe (our own open: answered at once), and @sha256 its
+ * content hash. Remembers the program (interp.c) and, for an
+ * interpreter, makes the job an exec: its deadline answer becomes the
+ * exec one. 1 for an interpreter, 0 if not, -ESTALE for a bad id, or
+ * fstat's -errno.
+ */
+int vg_fan_classify(struct vg_fan *fan, uint64_t id, int exe_fd,
+		    const uint8_t *sha256)
+{
+	struct settings *set;
+	struct slot *s;
+	struct stat st;
+	int yes;
+
+	if (fstat(exe_fd, &st))
+		return -errno;
+	set = settings_get(fan);
+	yes = interp_learn(fan, set->interp, &st, sha256);
+	pthread_mutex_lock(&fan->q_lock);
+	s = taken(fan, id);
+	if (s && yes) {
+		s->job.kind = VG_EV_EXEC;
+		s->on_deadline = set->on_deadline[policy_of(VG_EV_EXEC)];
+	}
+	pthread_mutex_unlock(&fan->q_lock);
+	settings_put(set);
+	return s ? yes : -ESTALE;
+}
+
+/*
  * Answer the head of the deadline list by policy. Caller holds q_lock,
  * and keeps it while writing: released, the worker could answer late,
  * release the slot and close the fd, and the reader could receive a new

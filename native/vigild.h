@@ -164,6 +164,12 @@ void vg_clean_put(struct vg_cache *clean, const uint8_t *sha256,
 #define VG_CACHE_VERDICT 1
 #define VG_CACHE_MARK 2
 
+/* vg_job's @flags: its opener runs a program not yet known to be an
+ * interpreter or not (vg_fan_classify tells); the file lies outside the
+ * watched paths (allowed unless the opener is an interpreter). */
+#define VG_JOB_CLASSIFY 1
+#define VG_JOB_OUTSIDE 2
+
 #define VG_PATH_MAX 4096
 #define VG_LATENCY_BUCKETS 24
 
@@ -204,6 +210,13 @@ struct vg_fan_settings {
 	uint32_t n_exes;
 	const uint32_t *uids;	/* users never scanned */
 	uint32_t n_uids;
+	/* interpreters and the loader: an open by one is checked like an
+	 * exec (interp.c). Their files, as (dev, ino) pairs, and the SHA-256
+	 * of their contents (a copy elsewhere is recognised by it) */
+	const uint64_t *interp_ids;	/* 2 * n_interp_ids words */
+	uint32_t n_interp_ids;
+	const uint8_t *interp_sha256;	/* 32 * n_interp_sha256 bytes */
+	uint32_t n_interp_sha256;
 };
 
 struct vg_job {
@@ -212,6 +225,7 @@ struct vg_job {
 	int32_t pid;		/* the opener */
 	uint32_t kind;		/* one VG_EV_* */
 	uint32_t uid;		/* file owner */
+	uint32_t flags;		/* VG_JOB_* */
 	uint64_t dev;
 	uint64_t ino;
 	uint64_t size;
@@ -242,6 +256,9 @@ struct vg_fan_stats {
 	uint64_t invalidations;	/* close-writes that dropped cached state */
 	uint64_t overflows;	/* kernel queue overflows */
 	uint64_t errors;
+	uint64_t interp_opens;	/* opens by an interpreter: checked as execs */
+	uint64_t exe_unknown;	/* queued to learn what the opener runs */
+	uint64_t exe_learned;	/* programs hashed and remembered */
 	uint64_t queue_depth;	/* waiting now */
 	uint64_t in_flight;	/* waiting or being scanned now */
 	uint64_t reads;		/* read() calls that returned, all groups */
@@ -265,6 +282,8 @@ int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms);
 int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 		  uint64_t generation);
 int vg_fan_done(struct vg_fan *fan, uint64_t id);
+int vg_fan_classify(struct vg_fan *fan, uint64_t id, int exe_fd,
+		    const uint8_t *sha256);
 void vg_fan_stats(struct vg_fan *fan, struct vg_fan_stats *out);
 int vg_fan_stop(struct vg_fan *fan);
 void vg_fan_free(struct vg_fan *fan);

@@ -61,7 +61,8 @@ class EventKind(StrEnum):
 @dataclass(frozen=True)
 class PerKind:
     """A fallback answer for opens and one for executions (and opens by an
-    interpreter). Written as one string for both, or ``{ open = ..., exec = ... }``."""
+    interpreter outside the watched paths). Written as one string for both, or
+    ``{ open = ..., exec = ... }``."""
 
     open: Fallback
     exec: Fallback
@@ -150,6 +151,12 @@ class ArchiveConfig:
     timeout_ms: int = 10000
 
 
+# What runs a file it opens: shells, script interpreters, the dynamic loader.
+INTERPRETERS = (
+    "sh", "bash", "dash", "python3*", "perl", "php*", "ruby", "node", "java", "ld-linux*",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class OnAccessConfig:
     watch: tuple[str, ...] = ("/home", "/srv", "/var/www", "/tmp", "/var/tmp", "/dev/shm")
@@ -175,6 +182,9 @@ class OnAccessConfig:
     fresh_window_ms: int = 20
     close_write_share: int = 50  # percent of queue_size that scans after writes may hold
     exec_anywhere: bool = True  # executions checked anywhere on a marked filesystem
+    # programs whose opens are checked like executions (the file is code they
+    # run): names or globs looked up in the usual directories, or absolute paths
+    interpreters: tuple[str, ...] = INTERPRETERS
 
 
 @dataclass(frozen=True)
@@ -512,6 +522,18 @@ def _feeds(value: Any) -> tuple[FeedConfig, ...]:
     return feeds
 
 
+def _program_list(value: Any) -> tuple[str, ...]:
+    """Program names or globs (``python3*``), or absolute paths (globs too)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(
+            f"expected a list of program names, globs or absolute paths, got {value!r}"
+        )
+    bad = [v for v in value if "/" in v and not v.startswith("/")]
+    if bad:
+        raise ValueError(f"{bad[0]!r}: a program name has no '/'; a path must be absolute")
+    return tuple(dict.fromkeys(value))
+
+
 # section -> key -> (dataclass field, parser)
 _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
     "rules": {
@@ -566,6 +588,7 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "fresh_window": ("fresh_window_ms", _window_ms),
         "close_write_share": ("close_write_share", _int_range(1, 100)),
         "exec_anywhere": ("exec_anywhere", _bool),
+        "interpreters": ("interpreters", _program_list),
     },
     "daemon": {
         "mode": ("mode", _choice(Mode)),

@@ -55,6 +55,12 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("events", "excluded"),
     ),
     (
+        "vigild_interpreter_opens",
+        "counter",
+        "Opens by an interpreter or the dynamic loader, checked as executions.",
+        ("events", "interp_opens"),
+    ),
+    (
         "vigild_queue_full",
         "counter",
         "Opens answered by policy because the queue was full.",

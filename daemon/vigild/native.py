@@ -326,6 +326,8 @@ MARK_FILESYSTEM = int(lib.VG_MARK_FILESYSTEM)
 MARK_MOUNT = int(lib.VG_MARK_MOUNT)
 CACHE_VERDICT = int(lib.VG_CACHE_VERDICT)
 CACHE_MARK = int(lib.VG_CACHE_MARK)
+JOB_CLASSIFY = int(lib.VG_JOB_CLASSIFY)  # learn what the opener runs first
+JOB_OUTSIDE = int(lib.VG_JOB_OUTSIDE)  # outside the watch: allowed unless an interpreter
 
 
 class Shutdown(Exception):
@@ -376,6 +378,10 @@ class FanSettings:
     exclude: tuple[str, ...] = ()
     exes: tuple[str, ...] = ()
     uids: tuple[int, ...] = ()
+    # interpreters and the loader, whose opens are checked like execs: their
+    # files' (dev, ino), and the SHA-256 of their contents (for copies)
+    interp_ids: tuple[tuple[int, int], ...] = ()
+    interp_sha256: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -394,6 +400,7 @@ class Job:
     queued_ns: int
     generation: int
     path: str
+    flags: int = 0  # JOB_* bits
 
 
 def _strings(items: tuple[str, ...], keep: list[Any]) -> Any:
@@ -425,6 +432,14 @@ def _c_settings(s: FanSettings, keep: list[Any]) -> Any:
     uids = ffi.new("uint32_t[]", list(s.uids))
     keep.append(uids)
     c.uids, c.n_uids = uids, len(s.uids)
+    ids = ffi.new("uint64_t[]", [n for pair in s.interp_ids for n in pair])
+    digests = b"".join(s.interp_sha256)
+    if any(len(d) != SHA256_LEN for d in s.interp_sha256):
+        raise NativeError(errno.EINVAL, "interp_sha256: digests of 32 bytes")
+    sha = ffi.new("uint8_t[]", digests)
+    keep += [ids, sha]
+    c.interp_ids, c.n_interp_ids = ids, len(s.interp_ids)
+    c.interp_sha256, c.n_interp_sha256 = sha, len(s.interp_sha256)
     return c
 
 
@@ -506,6 +521,7 @@ class Fanotify:
             queued_ns=job.queued_ns,
             generation=job.generation,
             path=os.fsdecode(ffi.string(job.path)),
+            flags=job.flags,
         )
 
     def answer(self, job: Job, allow: bool, cache: int, generation: int) -> bool:
@@ -516,6 +532,14 @@ class Fanotify:
         if ret == -errno.ESHUTDOWN:
             return False  # the kernel allowed it when the group closed
         return bool(_check(ret, "answering"))
+
+    def classify(self, job: Job, exe_fd: int, sha256: bytes) -> bool:
+        """Tell C what ``job``'s opener runs: the program open at ``exe_fd``, whose
+        content hash is ``sha256``. True for an interpreter: the job is an exec now
+        (its deadline answer too). Remembered for every later open by that program."""
+        if len(sha256) != SHA256_LEN:
+            raise ValueError("sha256 must be 32 bytes")
+        return bool(_check(lib.vg_fan_classify(self._fan, job.id, exe_fd, sha256), "classifying"))
 
     def done(self, job: Job) -> None:
         """Release ``job``: close its fd, free its slot."""

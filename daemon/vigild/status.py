@@ -40,6 +40,9 @@ class EventCounters:
     invalidations: int = 0
     overflows: int = 0  # the kernel's queue overflowed
     errors: int = 0
+    interp_opens: int = 0  # opens by an interpreter or the loader: checked as execs
+    exe_unknown: int = 0  # opens queued to learn what the opener runs
+    exe_learned: int = 0  # programs hashed and remembered (interpreter or not)
     queue_depth: int = 0  # waiting now
     in_flight: int = 0  # waiting or being scanned now
     reads: int = 0  # reads from the kernel that returned (every group)
