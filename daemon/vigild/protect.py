@@ -36,11 +36,24 @@ class Protected:
     enabled: bool = False  # False: feed content may deny anything (or no feed)
 
     def covers(self, fd: int, path: str) -> bool:
+        """Whether the file open at ``fd`` is protected: by its inode, or by its
+        directory when ``path`` names that very file in our mount namespace with
+        no link on the way. The path text alone decides nothing: an open made in
+        another mount namespace (a user's bind mount over a protected
+        directory) reads as a protected path, and a directory swapped for a
+        link between the event and this check would too."""
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) in self.inodes:
             return True
-        real = os.path.realpath(path)
-        return any(real.startswith(d + "/") for d in self.dirs)
+        try:
+            here = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return False
+        if (here.st_dev, here.st_ino) != (st.st_dev, st.st_ino):
+            return False
+        if os.path.realpath(path) != os.path.normpath(path):
+            return False
+        return any(path.startswith(d + "/") for d in self.dirs)
 
 
 def resolve(patterns: tuple[str, ...], feed_root: str, enabled: bool) -> Protected:
