@@ -67,7 +67,8 @@ static int same_file(const char *path, const struct stat *st)
 {
 	struct stat here;
 
-	return !stat(path, &here) && here.st_dev == st->st_dev &&
+	/* lstat: a link at an unwatched path must not vouch for the file */
+	return !lstat(path, &here) && here.st_dev == st->st_dev &&
 	       here.st_ino == st->st_ino;
 }
 

@@ -38,3 +38,25 @@ def tar_of(files: dict[str, bytes], compress: str = "") -> bytes:
 
 def compressed(data: bytes, fmt: str) -> bytes:
     return {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[fmt](data)
+
+
+def zip_with_stub(files: dict[str, bytes], stub: bytes = b"#!/bin/sh\nexit 0\n") -> bytes:
+    """A zip behind a stub, as executable jars and self-extracting archives are."""
+    return stub + zip_of(files)
+
+
+def zip_first_member_damaged(files: dict[str, bytes], how: str) -> bytes:
+    """A zip whose first member is damaged ("crc", "encrypted" flag, or a huge
+    "size" in the central directory); the members after it are intact."""
+    raw = bytearray(zip_of(files))
+    cd = raw.find(b"PK\x01\x02")
+    if how == "crc":
+        raw[cd + 16] ^= 0xFF  # CRC-32 in the central directory entry
+        local = raw.find(b"PK\x03\x04")
+        raw[local + 14] ^= 0xFF  # and in the local header
+    elif how == "encrypted":
+        raw[cd + 8] |= 1
+        raw[raw.find(b"PK\x03\x04") + 6] |= 1
+    elif how == "size":
+        raw[cd + 24 : cd + 28] = (0x7FFFFFFF).to_bytes(4, "little")  # uncompressed size
+    return bytes(raw)

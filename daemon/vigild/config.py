@@ -137,8 +137,10 @@ class PolicyConfig:
     on_error: PerKind = PerKind(Fallback.DENY, Fallback.DENY)
     on_timeout: Fallback = Fallback.ALLOW
     on_oversize: Fallback = Fallback.ALLOW
-    on_unpack_limit: Fallback = Fallback.ALLOW  # an [archive] limit stopped the unpacking
-    on_encrypted: Fallback = Fallback.ALLOW  # an archive member is encrypted
+    # an archive not fully unpacked (a limit, a damaged or encrypted member):
+    # jars, zipapps and phars run straight from the archive, so not for execs
+    on_unpack_limit: PerKind = OPEN_ALLOW_EXEC_DENY
+    on_encrypted: PerKind = OPEN_ALLOW_EXEC_DENY
 
 
 @dataclass(frozen=True)
@@ -558,8 +560,8 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "on_error": ("on_error", _per_kind),
         "on_timeout": ("on_timeout", _choice(Fallback)),
         "on_oversize": ("on_oversize", _choice(Fallback)),
-        "on_unpack_limit": ("on_unpack_limit", _choice(Fallback)),
-        "on_encrypted": ("on_encrypted", _choice(Fallback)),
+        "on_unpack_limit": ("on_unpack_limit", _per_kind),
+        "on_encrypted": ("on_encrypted", _per_kind),
     },
     "archive": {
         "scan": ("scan", _bool),

@@ -195,7 +195,12 @@ class Detector:
                     found = rules.match(view, values)
                     matches += found
                     by_content = by_content or (bool(found) and not by_path)
-                if not matches and not pre.oversize and self._unpacks(pre, view):
+                if not matches and self._unpacks(pre, view):
+                    if pre.oversize:  # an archive past the limit: its members unseen
+                        why = f"an archive over max_file_size ({limit} bytes): members not scanned"
+                        return ScanResult(
+                            ScanStatus.CLEAN, error=why, unpack_limit="oversize"
+                        ), False
                     inner = self._members(view, path, fd)
                     if inner is not None:
                         return inner, False
@@ -273,7 +278,7 @@ class Detector:
                 continue
             if matches:
                 return ScanResult(ScanStatus.MATCH, tuple(matches), member=m.path)
-        if stops and stops[0].limit != unpack.MALFORMED:
+        if stops:  # not unpacked whole: no clean verdict, whatever the rules said
             return ScanResult(ScanStatus.CLEAN, error=stops[0].detail, unpack_limit=stops[0].limit)
         if failed:
             return ScanResult(ScanStatus.ERROR, error=f"scan failed inside the archive: {failed}")

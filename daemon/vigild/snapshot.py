@@ -116,8 +116,7 @@ class Snapshot:
             return 0
         clean = (Reason.CLEAN, Reason.CACHED_CLEAN, Reason.CLEAN_TRUNCATED)
         repeats = verdict.reason in clean or (
-            verdict.reason in (Reason.TOO_LARGE, Reason.UNPACK_LIMIT)
-            and verdict.action is Action.ALLOW
+            verdict.reason is Reason.TOO_LARGE and verdict.action is Action.ALLOW
         )
         if verdict.malicious:
             return native.CACHE_VERDICT | native.CACHE_MARK

@@ -21,6 +21,7 @@ scanned as bytes already.
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import io
 import lzma
@@ -60,8 +61,24 @@ class Stop:
     detail: str
 
 
-LIMITS = ("depth", "members", "unpacked", "ratio", "encrypted", "time")
-MALFORMED = "could not unpack"
+LIMITS = (
+    "depth",
+    "members",
+    "unpacked",
+    "ratio",
+    "encrypted",
+    "time",
+    "member_size",
+    "damaged",
+    "oversize",
+)
+MALFORMED = "could not unpack"  # the archive as a whole: scanned as bytes only
+# errors of one damaged member or stream: noted, and the walk goes on
+_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, lzma.LZMAError, OSError, NotImplementedError)
+# errors that mean a container is not the archive it looked like
+_MALFORMED = (*_DAMAGE, tarfile.TarError, ValueError, RuntimeError)
+_EOCD = b"PK\x05\x06"  # a zip's end of central directory record
+_EOCD_REACH = 22 + 65535  # it sits this close to the end (the comment is at most 64K)
 
 
 class Halt(Exception):
@@ -71,7 +88,12 @@ class Halt(Exception):
 
 
 def kind(data: bytes | memoryview) -> str | None:
-    """The archive or compression format of ``data``, by its magic bytes."""
+    """The archive or compression format of ``data``, by its magic bytes.
+
+    A zip is found by its end record too, not only by a header at offset 0:
+    a self-extracting archive or an executable jar has a stub in front of it,
+    and zip readers (unzip, java, python -m zipapp) still run it.
+    """
     head = bytes(data[:6])
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
@@ -83,6 +105,8 @@ def kind(data: bytes | memoryview) -> str | None:
         return "xz"
     if len(data) >= 262 and bytes(data[257:262]) == b"ustar":
         return "tar"
+    if _EOCD in bytes(data[-_EOCD_REACH:]):
+        return "zip"
     return None
 
 
@@ -119,6 +143,7 @@ class _Walk:
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
+        self.problems: list[Stop] = []  # members not scanned whole; the walk went on
         self.members = 0
         self.unpacked = 0
         self.deadline = time.monotonic() + limits.seconds
@@ -139,38 +164,72 @@ class _Walk:
 
 
 def _read(
-    stream: IO[bytes], walk: _Walk, name: str, packed: int | Callable[[], int]
+    stream: IO[bytes],
+    walk: _Walk,
+    name: str,
+    packed: int | Callable[[], int],
+    whole: bool = False,
 ) -> tuple[bytes, bool]:
     """Up to member_size bytes of a member stream; checks ratio, budget and time.
     ``packed``: the member's compressed size, or how many compressed bytes were
-    read so far."""
+    read so far. ``whole``: the stream is the whole container (a .gz), so one
+    that yields nothing is not that format at all."""
     size = packed if callable(packed) else lambda: packed
     out = bytearray()
     limit = walk.limits.member_size
-    while len(out) < limit:
-        chunk = stream.read(min(_CHUNK, limit - len(out)))
-        if not chunk:
-            return bytes(out), False
-        out += chunk
-        walk.take(len(chunk))
-        walk.check()
-        if len(out) > _CHUNK and len(out) > max(size(), 1) * walk.limits.ratio:
-            raise Halt(Stop("ratio", f"{name} unpacks to over {walk.limits.ratio}x its size"))
-    return bytes(out), bool(stream.read(1))
+    try:
+        while len(out) < limit:
+            chunk = stream.read(min(_CHUNK, limit - len(out)))
+            if not chunk:
+                return bytes(out), False
+            out += chunk
+            walk.take(len(chunk))
+            walk.check()
+            if len(out) > _CHUNK and len(out) > max(size(), 1) * walk.limits.ratio:
+                raise Halt(Stop("ratio", f"{name} unpacks to over {walk.limits.ratio}x its size"))
+        cut = bool(stream.read(1))
+    except _DAMAGE as e:  # a cut stream: what was read is still scanned
+        if not out and whole:
+            raise  # nothing came out of it: not the compressed file it looked like
+        walk.problems.append(Stop("damaged", f"{name}: {type(e).__name__}: {e}"))
+        return bytes(out), True
+    if cut:
+        walk.problems.append(Stop("member_size", f"{name}: only its first {limit} bytes scanned"))
+    return bytes(out), cut
+
+
+def _since(raw: _View, start: int) -> int:
+    """Bytes of the archive read since offset ``start``: what a member really took."""
+    return raw.tell() - start
 
 
 def _zip(data: bytes | memoryview, walk: _Walk) -> Iterator[Member]:
-    with zipfile.ZipFile(_View(data)) as z:
+    """Every member that can be read; one that cannot (encrypted, damaged) is
+    noted and the walk goes on. Sizes in the headers are the archive's word,
+    not a fact: the ratio is measured on the bytes actually read."""
+    raw = _View(data)
+    with zipfile.ZipFile(raw) as z:
         for info in z.infolist():
             if info.is_dir():
                 continue
             walk.count(info.filename)
             if info.flag_bits & 0x1:
-                raise Halt(Stop("encrypted", f"encrypted member {info.filename}"))
-            if info.compress_size and info.file_size > info.compress_size * walk.limits.ratio:
-                raise Halt(Stop("ratio", f"{info.filename} would unpack {info.file_size} bytes"))
-            with z.open(info) as f:
-                body, cut = _read(f, walk, info.filename, info.compress_size)
+                walk.problems.append(Stop("encrypted", f"encrypted member {info.filename}"))
+                continue
+            start = info.header_offset
+            try:
+                f = z.open(info)
+            except _DAMAGE as e:
+                walk.problems.append(Stop("damaged", f"{info.filename}: {e}"))
+                continue
+            # unzip extracts a member whose CRC does not match (and warns): so is
+            # it scanned, and the mismatch noted, rather than lost to the check
+            if hasattr(f, "_expected_crc"):
+                f._expected_crc = None
+            with f:
+                body, cut = _read(f, walk, info.filename, functools.partial(_since, raw, start))
+            if not cut and zlib.crc32(body) != info.CRC:
+                walk.problems.append(Stop("damaged", f"{info.filename}: bad CRC-32"))
             yield Member(info.filename, body, cut)
 
 
@@ -200,7 +259,7 @@ def _stream(fmt: str, data: bytes | memoryview, walk: _Walk, name: str) -> Itera
     walk.count(name)
     raw = _View(data)
     with _OPENERS[fmt](raw) as f:  # type: ignore[arg-type]
-        body, cut = _read(f, walk, name, raw.tell)
+        body, cut = _read(f, walk, name, raw.tell, whole=True)
     yield Member(name, body, cut)
 
 
@@ -233,7 +292,10 @@ def _walk(
     for m in inner:
         path = f"{prefix}!{m.path}" if prefix else m.path
         yield Member(path, m.data, m.truncated)
-        yield from _walk(m.data, m.path, path, depth + 1, walk)
+        try:
+            yield from _walk(m.data, m.path, path, depth + 1, walk)
+        except _MALFORMED as e:  # a damaged inner archive: its bytes were scanned above
+            walk.problems.append(Stop("damaged", f"{path}: {type(e).__name__}: {e}"))
 
 
 def members(
@@ -249,8 +311,9 @@ def members(
             yield from _walk(data, name, "", 1, walk)
         except Halt as h:
             stops.append(h.stop)
-        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, OSError, EOFError,
-                lzma.LZMAError, ValueError, NotImplementedError, RuntimeError) as e:  # fmt: skip
+        except _MALFORMED as e:
             stops.append(Stop(MALFORMED, f"{type(e).__name__}: {e}"))
+        finally:
+            stops.extend(walk.problems)
 
     return run(), stops

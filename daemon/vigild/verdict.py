@@ -75,8 +75,8 @@ class Policy:
             cfg.on_timeout,
             cfg.on_oversize,
             quarantine,
-            cfg.on_unpack_limit,
-            cfg.on_encrypted,
+            cfg.on_unpack_limit.of(kind),
+            cfg.on_encrypted.of(kind),
         )
 
 
@@ -123,6 +123,8 @@ def decide(pre: PrefilterResult | None, scan: ScanResult | None, policy: Policy)
             policy, Reason.RULE_MATCH, ", ".join(m.rule for m in scan.matches) + inside
         )
         return replace(found, path_dependent=scan.path_dependent)
+    if scan.status is ScanStatus.CLEAN and scan.unpack_limit == "could not unpack":
+        return Verdict(Action.ALLOW, Reason.UNPACK_LIMIT, scan.error)  # scanned as bytes
     if scan.status is ScanStatus.CLEAN and scan.unpack_limit:
         choice = policy.on_encrypted if scan.unpack_limit == "encrypted" else policy.on_unpack_limit
         return _fallback(choice, Reason.UNPACK_LIMIT, scan.error)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from archives import compressed, tar_of, zip_of
+from archives import compressed, tar_of, zip_first_member_damaged, zip_of, zip_with_stub
 from onaccess_harness import DEFAULT_RULES, Namespace, OnAccess, needs_fanotify
 from support import eicar
 from test_onaccess import _put
@@ -54,3 +54,23 @@ def test_a_clean_archive_opens(ns: Namespace, daemon: OnAccess) -> None:
     _put(ns, target, zip_of({"readme.txt": b"nothing here\n" * 100}))
     daemon.start([DEFAULT_RULES])
     assert daemon.read(target).startswith("ok")
+
+
+def test_a_damaged_first_member_hides_nothing_and_a_limit_is_never_remembered(
+    ns: Namespace, daemon: OnAccess
+) -> None:
+    """Review findings: these were allowed, and given an ignore mark."""
+    payload = {"a.txt": b"first\n" * 50, "dir/shell.php": PADDED}
+    _put(ns, ns.mnt / "crc.zip", zip_first_member_damaged(payload, "crc"))
+    _put(ns, ns.mnt / "stub.jar", zip_with_stub(payload))
+    long_member = b"log line\n" * 150_000  # over 1M unpacked: a limit stops it
+    _put(ns, ns.mnt / "big.log.gz", compressed(long_member, "gz"))
+    daemon.start(
+        [DEFAULT_RULES], extra='[scan]\nmax_file_size = "1M"\n[onaccess]\nevents = ["open"]\n'
+    )
+    assert daemon.read(ns.mnt / "crc.zip") == "EPERM"
+    assert daemon.read(ns.mnt / "stub.jar") == "EPERM"
+    before = daemon.events()["queued"]
+    assert daemon.read(ns.mnt / "big.log.gz").startswith("ok")  # open: allowed by policy...
+    assert daemon.read(ns.mnt / "big.log.gz").startswith("ok")
+    assert daemon.events()["queued"] == before + 2  # ...but never remembered: scanned again
