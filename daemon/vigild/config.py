@@ -151,6 +151,7 @@ class ArchiveConfig:
     max_unpacked: int = 1 << 30
     max_ratio: int = 250
     timeout_ms: int = 10000
+    max_held: int = 256 << 20  # bytes of members held at once across nesting levels
 
 
 # What runs a file it opens: shells, script interpreters, the dynamic loader.
@@ -570,6 +571,7 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "max_unpacked": ("max_unpacked", _size),
         "max_ratio": ("max_ratio", _int_range(2, 100_000)),
         "timeout": ("timeout_ms", _duration_ms),
+        "max_held": ("max_held", _size),
     },
     "onaccess": {
         "watch": ("watch", _path_list),

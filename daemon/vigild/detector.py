@@ -252,6 +252,7 @@ class Detector:
             ratio=a.max_ratio,
             seconds=a.timeout_ms / 1000,
             member_size=self.scan.max_file_size,
+            held=a.max_held,
         )
 
     def _unpacks(self, pre: native.PrefilterResult, view: memoryview) -> bool:
@@ -284,7 +285,7 @@ class Detector:
             return ScanResult(ScanStatus.ERROR, error=f"scan failed inside the archive: {failed}")
         return None
 
-    def _listed(self, data: bytes) -> str | None:
+    def _listed(self, data: unpack.Buffer) -> str | None:
         """The hash list's name for a member's bytes, if listed."""
         db = self.ruleset.hashdb
         if db is None:
@@ -294,7 +295,7 @@ class Detector:
             name = db.find_md5(hashlib.md5(data).digest(), len(data))
         return name
 
-    def _match_member(self, path: str, fd: int, data: bytes) -> list[RuleMatch]:
+    def _match_member(self, path: str, fd: int, data: unpack.Buffer) -> list[RuleMatch]:
         """Both rule sets over one member (its name is ``container!member``)."""
         rs = self.ruleset
         view = memoryview(data)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import IO
 
 _CHUNK = 1 << 20
+Buffer = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,13 @@ class Limits:
     ratio: int = 250  # unpacked / packed size of one member: more is a bomb
     seconds: float = 10.0  # for the whole walk
     member_size: int = 64 << 20  # bytes of one member scanned (its head)
+    held: int = 256 << 20  # bytes of members held at once, over the nesting levels
 
 
 @dataclass(frozen=True)
 class Member:
     path: str  # "dir/shell.php", or "inner.zip!dir/shell.php" when nested
-    data: bytes
+    data: Buffer
     truncated: bool = False  # only its head (member_size bytes) is here
 
 
@@ -87,7 +89,7 @@ class Halt(Exception):
         self.stop = stop
 
 
-def kind(data: bytes | memoryview) -> str | None:
+def kind(data: Buffer) -> str | None:
     """The archive or compression format of ``data``, by its magic bytes.
 
     A zip is found by its end record too, not only by a header at offset 0:
@@ -113,7 +115,7 @@ def kind(data: bytes | memoryview) -> str | None:
 class _View(io.RawIOBase):
     """A read-only, seekable file over a buffer, without copying it."""
 
-    def __init__(self, data: bytes | memoryview) -> None:
+    def __init__(self, data: Buffer) -> None:
         self._v = memoryview(data)
         self._at = 0
 
@@ -146,6 +148,7 @@ class _Walk:
         self.problems: list[Stop] = []  # members not scanned whole; the walk went on
         self.members = 0
         self.unpacked = 0
+        self.held = 0  # bytes of the enclosing members, kept while their insides are read
         self.deadline = time.monotonic() + limits.seconds
 
     def check(self) -> None:
@@ -169,19 +172,20 @@ def _read(
     name: str,
     packed: int | Callable[[], int],
     whole: bool = False,
-) -> tuple[bytes, bool]:
+) -> tuple[bytearray, bool]:
     """Up to member_size bytes of a member stream; checks ratio, budget and time.
     ``packed``: the member's compressed size, or how many compressed bytes were
     read so far. ``whole``: the stream is the whole container (a .gz), so one
     that yields nothing is not that format at all."""
     size = packed if callable(packed) else lambda: packed
     out = bytearray()
-    limit = walk.limits.member_size
+    # one member's worth, and no more than what the nesting levels leave over
+    limit = max(0, min(walk.limits.member_size, walk.limits.held - walk.held))
     try:
         while len(out) < limit:
             chunk = stream.read(min(_CHUNK, limit - len(out)))
             if not chunk:
-                return bytes(out), False
+                return out, False
             out += chunk
             walk.take(len(chunk))
             walk.check()
@@ -192,10 +196,10 @@ def _read(
         if not out and whole:
             raise  # nothing came out of it: not the compressed file it looked like
         walk.problems.append(Stop("damaged", f"{name}: {type(e).__name__}: {e}"))
-        return bytes(out), True
+        return out, True
     if cut:
         walk.problems.append(Stop("member_size", f"{name}: only its first {limit} bytes scanned"))
-    return bytes(out), cut
+    return out, cut  # no copy: scanned as it is, never written to
 
 
 def _since(raw: _View, start: int) -> int:
@@ -203,7 +207,7 @@ def _since(raw: _View, start: int) -> int:
     return raw.tell() - start
 
 
-def _zip(data: bytes | memoryview, walk: _Walk) -> Iterator[Member]:
+def _zip(data: Buffer, walk: _Walk) -> Iterator[Member]:
     """Every member that can be read; one that cannot (encrypted, damaged) is
     noted and the walk goes on. Sizes in the headers are the archive's word,
     not a fact: the ratio is measured on the bytes actually read."""
@@ -233,7 +237,7 @@ def _zip(data: bytes | memoryview, walk: _Walk) -> Iterator[Member]:
             yield Member(info.filename, body, cut)
 
 
-def _tar(data: bytes | memoryview, walk: _Walk) -> Iterator[Member]:
+def _tar(data: Buffer, walk: _Walk) -> Iterator[Member]:
     with tarfile.open(fileobj=_View(data), mode="r:") as t:
         for info in t:
             if not info.isfile():
@@ -253,7 +257,7 @@ _OPENERS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
 }
 
 
-def _stream(fmt: str, data: bytes | memoryview, walk: _Walk, name: str) -> Iterator[Member]:
+def _stream(fmt: str, data: Buffer, walk: _Walk, name: str) -> Iterator[Member]:
     """The one member of a compressed stream, decompressed a chunk at a time; the
     ratio is checked against the compressed bytes read so far."""
     walk.count(name)
@@ -275,9 +279,7 @@ def _inner_name(fmt: str, name: str) -> str:
     return f"{base or 'data'}.{fmt}-content"
 
 
-def _walk(
-    data: bytes | memoryview, name: str, prefix: str, depth: int, walk: _Walk
-) -> Iterator[Member]:
+def _walk(data: Buffer, name: str, prefix: str, depth: int, walk: _Walk) -> Iterator[Member]:
     """Members of the container ``data`` called ``name``, whose own path is
     ``prefix`` ("" for the file scanned itself)."""
     fmt = kind(data)
@@ -292,15 +294,16 @@ def _walk(
     for m in inner:
         path = f"{prefix}!{m.path}" if prefix else m.path
         yield Member(path, m.data, m.truncated)
+        walk.held += len(m.data)  # kept while its own members are read
         try:
             yield from _walk(m.data, m.path, path, depth + 1, walk)
         except _MALFORMED as e:  # a damaged inner archive: its bytes were scanned above
             walk.problems.append(Stop("damaged", f"{path}: {type(e).__name__}: {e}"))
+        finally:
+            walk.held -= len(m.data)
 
 
-def members(
-    data: bytes | memoryview, limits: Limits, name: str = ""
-) -> tuple[Iterator[Member], list[Stop]]:
+def members(data: Buffer, limits: Limits, name: str = "") -> tuple[Iterator[Member], list[Stop]]:
     """The members of the archive in ``data``, depth first; ``stops`` gets the
     reason if the walk ends early (read it once the iterator is exhausted)."""
     stops: list[Stop] = []

@@ -104,3 +104,14 @@ def test_a_big_member_is_scanned_by_its_head() -> None:
     it, _ = unpack.members(zip_of({"big": b"A" * 5000}), Limits(member_size=1000))
     (m,) = list(it)
     assert m.data == b"A" * 1000 and m.truncated
+
+
+def test_nested_members_are_held_within_one_budget() -> None:
+    """Review finding: each nesting level kept its own copy of its member, so a
+    few stored levels of a 60 MB file held over 400 MB."""
+    data = b"x" * (3 << 20)
+    for i in range(4):
+        data = zip_of({f"level{i}.zip": data}, deflate=False)
+    got, stops = _walk(data, Limits(held=8 << 20))
+    assert any(s.limit == "member_size" for s in stops), stops
+    assert max(len(v) for v in got.values()) <= 8 << 20
