@@ -1,5 +1,5 @@
 /*
- * hash.c - SHA-256 (and, on request, MD5) of a file read through an fd.
+ * hash.c - SHA-256 (and, on request, MD5 and SHA-1) of a file read through an fd.
  *
  * Owns no state beyond the digest algorithms fetched once per process.
  * Reads only with pread(2) on the fd it is given: it never opens a path,
@@ -35,15 +35,21 @@
 /* 64 KiB: amortises the syscall, stays in L2 (0.96x of hashing in memory). */
 #define READ_CHUNK (64 * 1024)
 
-static EVP_MD *md_sha256;
-static EVP_MD *md_md5;
+/* The digests of one pass, in this order; only SHA-256 is always there. */
+#define D_SHA256 0
+#define D_MD5 1
+#define D_SHA1 2
+#define N_DIGESTS 3
+
+static EVP_MD *md_all[N_DIGESTS];
 static pthread_once_t md_once = PTHREAD_ONCE_INIT;
 
 /* Fetch the algorithms once; implicit fetches cost a lookup per call. */
 static void fetch_digests(void)
 {
-	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	md_md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+	md_all[D_SHA256] = EVP_MD_fetch(NULL, "SHA256", NULL);
+	md_all[D_MD5] = EVP_MD_fetch(NULL, "MD5", NULL);
+	md_all[D_SHA1] = EVP_MD_fetch(NULL, "SHA1", NULL);
 }
 
 /* Start a digest context for @md; NULL when @md is unavailable. */
@@ -194,7 +200,7 @@ int64_t vg_read_span(int fd, uint8_t *dst, uint64_t off, uint64_t len)
  * bytes read, -EFBIG when the file goes on past @limit, or -errno.
  */
 static int64_t feed_fd(struct runs *r, unsigned char *keep, uint64_t keep_len,
-		       uint64_t limit, EVP_MD_CTX *sha, EVP_MD_CTX *md5)
+		       uint64_t limit, EVP_MD_CTX **ctx)
 {
 	unsigned char chunk[READ_CHUNK], probe, *dst;
 	uint64_t off = 0;
@@ -212,62 +218,81 @@ static int64_t feed_fd(struct runs *r, unsigned char *keep, uint64_t keep_len,
 			return n;
 		if (n == 0)
 			return (int64_t)off;
-		if (!EVP_DigestUpdate(sha, dst, (size_t)n))
-			return -EIO;
-		if (md5 && !EVP_DigestUpdate(md5, dst, (size_t)n))
-			return -EIO;
+		for (int d = 0; d < N_DIGESTS; d++)
+			if (ctx[d] && !EVP_DigestUpdate(ctx[d], dst, (size_t)n))
+				return -EIO;
 		off += (uint64_t)n;
 	}
 }
 
-/* Start a SHA-256 context, and an MD5 one when @want_md5; -ENOSYS. */
-static int start_ctxs(int want_md5, EVP_MD_CTX **sha, EVP_MD_CTX **md5)
+/* Free the contexts started so far. */
+static void free_ctxs(EVP_MD_CTX **ctx)
+{
+	for (int d = 0; d < N_DIGESTS; d++) {
+		EVP_MD_CTX_free(ctx[d]);
+		ctx[d] = NULL;
+	}
+}
+
+/* Start a context for each digest that has somewhere to go; -ENOSYS. */
+static int start_ctxs(uint8_t *const *dst, EVP_MD_CTX **ctx)
 {
 	pthread_once(&md_once, fetch_digests);
-	*md5 = NULL;
-	*sha = start_ctx(md_sha256);
-	if (*sha && want_md5 && !(*md5 = start_ctx(md_md5))) {
-		EVP_MD_CTX_free(*sha);
-		*sha = NULL;
+	for (int d = 0; d < N_DIGESTS; d++) {
+		ctx[d] = dst[d] ? start_ctx(md_all[d]) : NULL;
+		if (dst[d] && !ctx[d]) {
+			free_ctxs(ctx);
+			return -ENOSYS;
+		}
 	}
-	return *sha ? 0 : -ENOSYS;
+	return 0;
 }
 
 /*
- * Hash @fd from offset 0 to EOF into @sha256 (32 bytes) and, when @md5 is
- * not NULL, into @md5 (16 bytes); keep the first @keep_len bytes in @keep
- * when it is not NULL; read no more than @limit bytes. Stores the byte
- * count in @nbytes. Returns 0, -EFBIG when the file is longer than
- * @limit (nothing past it was read), or -errno (-ENOSYS: libcrypto lacks
- * a digest).
+ * Hash @fd from offset 0 to EOF, in one pass, into @sha256 (32 bytes)
+ * and, when they are not NULL, @md5 (16 bytes) and @sha1 (20 bytes);
+ * keep the first @keep_len bytes in @keep when it is not NULL; read no
+ * more than @limit bytes. Stores the byte count in @nbytes. Returns 0,
+ * -EFBIG when the file is longer than @limit (nothing past it was read),
+ * or -errno (-ENOSYS: libcrypto lacks a digest).
  */
-int vg_hash_fd_limit(int fd, uint8_t *keep, uint64_t keep_len, uint64_t limit,
-		     uint8_t *sha256, uint8_t *md5, uint64_t *nbytes)
+int vg_hash_fd_all(int fd, uint8_t *keep, uint64_t keep_len, uint64_t limit,
+		   uint8_t *sha256, uint8_t *md5, uint8_t *sha1,
+		   uint64_t *nbytes)
 {
-	EVP_MD_CTX *sha_ctx, *md5_ctx;
+	uint8_t *const dst[N_DIGESTS] = { sha256, md5, sha1 };
+	EVP_MD_CTX *ctx[N_DIGESTS];
 	struct runs r;
 	int64_t got;
 	off_t pos = -1;
-	int ret = start_ctxs(md5 != NULL, &sha_ctx, &md5_ctx);
+	int ret = start_ctxs(dst, ctx);
 
 	if (ret)
 		return ret;
 	ret = runs_start(&r, fd, &pos);
 	if (ret)
 		goto out;
-	got = feed_fd(&r, keep, keep_len, limit, sha_ctx, md5_ctx);
+	got = feed_fd(&r, keep, keep_len, limit, ctx);
 	runs_end(&r, pos);
 	ret = got < 0 ? (int)got : -EIO;
-	if (got < 0 || !EVP_DigestFinal_ex(sha_ctx, sha256, NULL))
+	if (got < 0)
 		goto out;
-	if (md5_ctx && !EVP_DigestFinal_ex(md5_ctx, md5, NULL))
-		goto out;
+	for (int d = 0; d < N_DIGESTS; d++)
+		if (ctx[d] && !EVP_DigestFinal_ex(ctx[d], dst[d], NULL))
+			goto out;
 	*nbytes = (uint64_t)got;
 	ret = 0;
 out:
-	EVP_MD_CTX_free(md5_ctx);
-	EVP_MD_CTX_free(sha_ctx);
+	free_ctxs(ctx);
 	return ret;
+}
+
+/* vg_hash_fd_all without SHA-1. */
+int vg_hash_fd_limit(int fd, uint8_t *keep, uint64_t keep_len, uint64_t limit,
+		     uint8_t *sha256, uint8_t *md5, uint64_t *nbytes)
+{
+	return vg_hash_fd_all(fd, keep, keep_len, limit, sha256, md5, NULL,
+			      nbytes);
 }
 
 /* vg_hash_fd_limit with no limit. */

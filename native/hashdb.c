@@ -11,11 +11,19 @@
  *
  *   header        64 bytes, see struct db_header
  *   sizes         n_sizes x u64, sorted, distinct (entries with a size)
+ *   size tables   n_sizes x u8: which tables carry that size (1 << table)
  *   sha buckets   (1 << sha_bits) + 1 x u32: start index of each prefix
  *   sha entries   n_sha256 x { hash[32], name:u32 }            36 bytes
  *   md5 buckets   (1 << md5_bits) + 1 x u32
  *   md5 entries   n_md5 x { hash[16], size:u64, name:u32 }     28 bytes
+ *   sha1 buckets  (1 << sha1_bits) + 1 x u32
+ *   sha1 entries  n_sha1 x { hash[20], size:u64, name:u32 }    32 bytes
  *   names         NUL-terminated strings, deduplicated by the caller
+ *
+ * Version 2 added the size tables and the SHA-1 table; a version 1 file
+ * is refused (-EPROTONOSUPPORT), and compiling its lists again fixes it.
+ * The size tables let the prefilter compute an MD5 or a SHA-1 only for a
+ * size that table names, not for every size any table names.
  *
  * A SHA-256 entry keeps no size: equal SHA-256 means equal bytes. The
  * bucket index turns a look-up into a binary search over ~4 entries.
@@ -34,11 +42,16 @@
 #include "vigild.h"
 
 #define DB_MAGIC "VIGHASH\0"
-#define DB_VERSION 1
+#define DB_VERSION VG_HASHDB_VERSION
+/* Tables, in file order; the flag of an any-size entry in table t is 1 << t. */
+#define T_SHA256 0
+#define T_MD5 1
+#define T_SHA1 2
+#define N_TABLES 3
 #define FLAG_ANY_SHA256 1u
 #define FLAG_ANY_MD5 2u
+#define FLAG_ANY_SHA1 4u
 #define SHA_ENT 36
-#define MD5_ENT 28
 #define MAX_BITS 24
 /* Files above this are refused before any arithmetic on their counts, so
  * that the section offsets below cannot wrap around 2^64. */
@@ -58,14 +71,20 @@ struct db_header {
 	uint8_t md5_bits;
 	uint16_t pad;
 	uint64_t names_len;
-	uint8_t reserved[8];
+	uint32_t n_sha1;
+	uint8_t sha1_bits;
+	uint8_t pad2[3];
 };
 
 _Static_assert(sizeof(struct db_header) == 64, "header is 64 bytes");
 
+/* Hash and entry length of each table (a SHA-256 entry has no size). */
+static const size_t HASH_LEN[N_TABLES] = { 32, 16, 20 };
+static const size_t ENT_LEN[N_TABLES] = { SHA_ENT, 28, 32 };
+
 /* Section offsets, derived from the header's counts. */
 struct db_layout {
-	uint64_t sizes, sha_buckets, sha, md5_buckets, md5, names, end;
+	uint64_t sizes, size_tabs, buckets[N_TABLES], ents[N_TABLES], names, end;
 };
 
 struct vg_hashdb {
@@ -73,10 +92,9 @@ struct vg_hashdb {
 	size_t len;
 	struct db_header hdr;
 	const uint64_t *sizes;
-	const uint32_t *sha_buckets;
-	const unsigned char *sha;
-	const uint32_t *md5_buckets;
-	const unsigned char *md5;
+	const uint8_t *size_tabs;
+	const uint32_t *buckets[N_TABLES];
+	const unsigned char *ents[N_TABLES];
 	const char *names;
 };
 
@@ -85,17 +103,34 @@ static uint64_t align8(uint64_t x)
 	return (x + 7) & ~(uint64_t)7;
 }
 
+/* Entries in table @t. */
+static uint32_t count_of(const struct db_header *h, int t)
+{
+	return t == T_SHA256 ? h->n_sha256 : t == T_MD5 ? h->n_md5 : h->n_sha1;
+}
+
+/* Bucket bits of table @t. */
+static uint8_t bits_of(const struct db_header *h, int t)
+{
+	return t == T_SHA256 ? h->sha_bits : t == T_MD5 ? h->md5_bits :
+			       h->sha1_bits;
+}
+
 /* Offsets of every section for the counts in @h. */
 static struct db_layout layout_of(const struct db_header *h)
 {
 	struct db_layout l;
+	uint64_t at;
 
 	l.sizes = sizeof(*h);
-	l.sha_buckets = align8(l.sizes + (uint64_t)h->n_sizes * 8);
-	l.sha = align8(l.sha_buckets + (((uint64_t)1 << h->sha_bits) + 1) * 4);
-	l.md5_buckets = align8(l.sha + (uint64_t)h->n_sha256 * SHA_ENT);
-	l.md5 = align8(l.md5_buckets + (((uint64_t)1 << h->md5_bits) + 1) * 4);
-	l.names = align8(l.md5 + (uint64_t)h->n_md5 * MD5_ENT);
+	l.size_tabs = l.sizes + (uint64_t)h->n_sizes * 8;
+	at = align8(l.size_tabs + h->n_sizes);
+	for (int t = 0; t < N_TABLES; t++) {
+		l.buckets[t] = at;
+		l.ents[t] = align8(at + (((uint64_t)1 << bits_of(h, t)) + 1) * 4);
+		at = align8(l.ents[t] + (uint64_t)count_of(h, t) * ENT_LEN[t]);
+	}
+	l.names = at;
 	l.end = l.names + h->names_len;
 	return l;
 }
@@ -135,7 +170,7 @@ static uint32_t file_crc(const unsigned char *base, size_t len)
 
 /*
  * Order by hash, then size, then input order (so the first name wins).
- * MD5 hashes are zero-padded to 32 bytes, so one comparison serves both.
+ * MD5 and SHA-1 hashes are zero-padded to 32 bytes: one comparison serves all.
  */
 static int cmp_rec(const void *a, const void *b)
 {
@@ -227,26 +262,59 @@ static uint32_t sort_dedup(struct vg_hashrec *r, uint32_t n, size_t hlen,
 	return out;
 }
 
-/* Distinct known sizes of both tables, sorted; sets the ANY flags. */
-static uint32_t collect_sizes(const struct vg_hashrec *sha, uint32_t ns,
-			      const struct vg_hashrec *md5, uint32_t nm,
-			      uint64_t *sizes, uint32_t *flags)
+/* Index of @size in the sorted @sizes, or @n when it is not there. */
+static uint32_t size_index(const uint64_t *sizes, uint32_t n, uint64_t size)
+{
+	uint32_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		uint64_t v;
+
+		memcpy(&v, &sizes[mid], 8);
+		if (v == size)
+			return mid;
+		if (v < size)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return n;
+}
+
+/* Distinct known sizes of all tables, sorted; sets the ANY flags. */
+static uint32_t collect_sizes(const struct vg_hashrecs *t, uint64_t *sizes,
+			      uint32_t *flags)
 {
 	uint32_t n = 0, out = 0;
 
-	for (uint32_t i = 0; i < ns + nm; i++) {
-		const struct vg_hashrec *r = i < ns ? &sha[i] : &md5[i - ns];
-
-		if (r->size == VG_SIZE_ANY)
-			*flags |= i < ns ? FLAG_ANY_SHA256 : FLAG_ANY_MD5;
-		else
-			sizes[n++] = r->size;
+	for (int k = 0; k < N_TABLES; k++) {
+		for (uint32_t i = 0; i < t->n[k]; i++) {
+			if (t->r[k][i].size == VG_SIZE_ANY)
+				*flags |= 1u << k;
+			else
+				sizes[n++] = t->r[k][i].size;
+		}
 	}
 	qsort(sizes, n, sizeof(*sizes), cmp_u64);
 	for (uint32_t i = 0; i < n; i++)
 		if (!out || sizes[out - 1] != sizes[i])
 			sizes[out++] = sizes[i];
 	return out;
+}
+
+/* Which tables carry each of the @n sizes, as 1 << table bits. */
+static void mark_sizes(const struct vg_hashrecs *t, const uint64_t *sizes,
+		       uint32_t n, uint8_t *tabs)
+{
+	for (int k = 0; k < N_TABLES; k++) {
+		for (uint32_t i = 0; i < t->n[k]; i++) {
+			uint32_t at = size_index(sizes, n, t->r[k][i].size);
+
+			if (at < n)
+				tabs[at] |= (uint8_t)(1u << k);
+		}
+	}
 }
 
 /* The file being written: a buffer in front of it and the CRC so far. */
@@ -325,19 +393,28 @@ static void put_table(struct dbout *o, const struct vg_hashrec *r, uint32_t n,
 	pad_to(o, align8(o->at));
 }
 
+/* The sorted distinct sizes, and which tables carry each. */
+struct sizes {
+	uint64_t *size;
+	uint8_t *tabs;
+};
+
 /* Stream header (crc zero) and sections; then store the CRC in the header. */
 static int put_image(struct dbout *o, struct db_header *h,
-		     const uint64_t *sizes, const struct vg_hashrec *sha,
-		     const struct vg_hashrec *md5, const char *names)
+		     const struct sizes *sz, const struct vg_hashrecs *t,
+		     const char *names)
 {
 	struct db_layout l = layout_of(h);
 
 	h->file_size = l.end;
 	put(o, h, sizeof(*h));
-	put(o, sizes, (size_t)h->n_sizes * 8);
-	pad_to(o, l.sha_buckets);
-	put_table(o, sha, h->n_sha256, 32, h->sha_bits, 0);
-	put_table(o, md5, h->n_md5, 16, h->md5_bits, 1);
+	put(o, sz->size, (size_t)h->n_sizes * 8);
+	put(o, sz->tabs, h->n_sizes);
+	for (int k = 0; k < N_TABLES; k++) {
+		pad_to(o, l.buckets[k]);
+		put_table(o, t->r[k], count_of(h, k), HASH_LEN[k],
+			  bits_of(h, k), k != T_SHA256);
+	}
 	put(o, names, h->names_len);
 	flush_out(o);
 	h->crc = o->crc;
@@ -348,8 +425,8 @@ static int put_image(struct dbout *o, struct db_header *h,
 
 /* Write the database into a temporary file, then rename it to @path. */
 static int write_atomic(const char *path, struct db_header *h,
-			const uint64_t *sizes, const struct vg_hashrec *sha,
-			const struct vg_hashrec *md5, const char *names)
+			const struct sizes *sz, const struct vg_hashrecs *t,
+			const char *names)
 {
 	char tmp[4096];
 	struct dbout *o;
@@ -367,7 +444,7 @@ static int write_atomic(const char *path, struct db_header *h,
 		free(o);
 		return ret;
 	}
-	ret = put_image(o, h, sizes, sha, md5, names);
+	ret = put_image(o, h, sz, t, names);
 	if (!ret && fsync(o->fd))
 		ret = -errno;
 	if (close(o->fd) && !ret)
@@ -381,33 +458,43 @@ static int write_atomic(const char *path, struct db_header *h,
 }
 
 /*
- * Build a database at @path from records, sorting them in place (their
- * order fields must number each table's input). Duplicate keys keep
- * their first name. Returns 0 or -errno.
+ * Build a database at @path from the tables of @t, sorting them in place
+ * (their order fields must number each table's input) and setting their
+ * counts to the entries kept. Duplicate keys keep their first name.
+ * Returns 0 or -errno.
  */
-int vg_hashdb_write_recs(const char *path, struct vg_hashrec *sha,
-			 uint32_t n_sha, struct vg_hashrec *md5, uint32_t n_md5,
+int vg_hashdb_write_recs(const char *path, struct vg_hashrecs *t,
 			 const char *names, uint64_t names_len)
 {
 	struct db_header h = { .magic = DB_MAGIC, .version = DB_VERSION,
 			       .header_len = sizeof(h) };
-	uint64_t *sizes;
-	int ret;
+	struct sizes sz = { NULL, NULL };
+	int ret = -ENOMEM;
 
 	if (names_len && names[names_len - 1] != '\0')
 		return -EINVAL;
-	sizes = calloc((size_t)n_sha + n_md5 + 1, sizeof(*sizes));
-	if (!sizes)
-		return -ENOMEM;
-	h.n_sha256 = sort_dedup(sha, n_sha, 32, 0);
-	h.n_md5 = sort_dedup(md5, n_md5, 16, 1);
-	h.n_sizes = collect_sizes(sha, h.n_sha256, md5, h.n_md5, sizes,
-				  &h.flags);
+	for (int k = 0; k < N_TABLES; k++)
+		t->n[k] = sort_dedup(t->r[k], t->n[k], HASH_LEN[k],
+				     k != T_SHA256);
+	sz.size = calloc((size_t)t->n[0] + t->n[1] + t->n[2] + 1, 8);
+	if (!sz.size)
+		goto out;
+	h.n_sizes = collect_sizes(t, sz.size, &h.flags);
+	sz.tabs = calloc((size_t)h.n_sizes + 1, 1);
+	if (!sz.tabs)
+		goto out;
+	mark_sizes(t, sz.size, h.n_sizes, sz.tabs);
+	h.n_sha256 = t->n[T_SHA256];
+	h.n_md5 = t->n[T_MD5];
+	h.n_sha1 = t->n[T_SHA1];
 	h.sha_bits = bits_for(h.n_sha256);
 	h.md5_bits = bits_for(h.n_md5);
+	h.sha1_bits = bits_for(h.n_sha1);
 	h.names_len = names_len;
-	ret = write_atomic(path, &h, sizes, sha, md5, names);
-	free(sizes);
+	ret = write_atomic(path, &h, &sz, t, names);
+out:
+	free(sz.tabs);
+	free(sz.size);
 	return ret;
 }
 
@@ -419,26 +506,24 @@ int vg_hashdb_write_recs(const char *path, struct vg_hashrec *sha,
  */
 int vg_hashdb_write(const char *path, const uint8_t *sha_recs, uint32_t n_sha,
 		    const uint8_t *md5_recs, uint32_t n_md5,
+		    const uint8_t *sha1_recs, uint32_t n_sha1,
 		    const char *names, uint64_t names_len)
 {
-	struct vg_hashrec *sha, *md5;
-	int ret = -ENOMEM;
+	const uint8_t *recs[N_TABLES] = { sha_recs, md5_recs, sha1_recs };
+	struct vg_hashrecs t = { .n = { n_sha, n_md5, n_sha1 } };
+	int ret = 0;
 
 	if (names_len && names[names_len - 1] != '\0')
 		return -EINVAL;
-	sha = calloc((size_t)n_sha + 1, sizeof(*sha));
-	md5 = calloc((size_t)n_md5 + 1, sizeof(*md5));
-	if (!sha || !md5)
-		goto out;
-	ret = unpack(sha_recs, n_sha, 32, names_len, sha);
+	for (int k = 0; k < N_TABLES && !ret; k++) {
+		t.r[k] = calloc((size_t)t.n[k] + 1, sizeof(*t.r[k]));
+		ret = t.r[k] ? unpack(recs[k], t.n[k], HASH_LEN[k], names_len,
+				      t.r[k]) : -ENOMEM;
+	}
 	if (!ret)
-		ret = unpack(md5_recs, n_md5, 16, names_len, md5);
-	if (!ret)
-		ret = vg_hashdb_write_recs(path, sha, n_sha, md5, n_md5, names,
-					   names_len);
-out:
-	free(md5);
-	free(sha);
+		ret = vg_hashdb_write_recs(path, &t, names, names_len);
+	for (int k = 0; k < N_TABLES; k++)
+		free(t.r[k]);
 	return ret;
 }
 
@@ -475,24 +560,26 @@ static int check_image(struct vg_hashdb *db)
 	if (h->file_size > db->len)
 		return -ENODATA;
 	if (h->header_len != sizeof(*h) || h->file_size != db->len ||
-	    h->sha_bits > MAX_BITS || h->md5_bits > MAX_BITS ||
 	    db->len > MAX_FILE || h->names_len > db->len ||
-	    (uint64_t)h->n_sizes * 8 > db->len ||
-	    (uint64_t)h->n_sha256 * SHA_ENT > db->len ||
-	    (uint64_t)h->n_md5 * MD5_ENT > db->len)
-		return -EBADMSG;	/* each part fits, so their sum cannot wrap */
+	    (uint64_t)h->n_sizes * 9 > db->len)
+		return -EBADMSG;
+	for (int t = 0; t < N_TABLES; t++)
+		if (bits_of(h, t) > MAX_BITS ||
+		    (uint64_t)count_of(h, t) * ENT_LEN[t] > db->len)
+			return -EBADMSG;	/* each part fits: no wrap */
 	l = layout_of(h);
 	if (l.end != db->len || file_crc(db->base, db->len) != h->crc)
 		return -EBADMSG;
 	db->sizes = (const uint64_t *)(db->base + l.sizes);
-	db->sha_buckets = (const uint32_t *)(db->base + l.sha_buckets);
-	db->sha = db->base + l.sha;
-	db->md5_buckets = (const uint32_t *)(db->base + l.md5_buckets);
-	db->md5 = db->base + l.md5;
+	db->size_tabs = db->base + l.size_tabs;
 	db->names = (const char *)(db->base + l.names);
-	if (!buckets_ok(db->sha_buckets, h->sha_bits, h->n_sha256) ||
-	    !buckets_ok(db->md5_buckets, h->md5_bits, h->n_md5) ||
-	    (h->names_len && db->names[h->names_len - 1] != '\0'))
+	for (int t = 0; t < N_TABLES; t++) {
+		db->buckets[t] = (const uint32_t *)(db->base + l.buckets[t]);
+		db->ents[t] = db->base + l.ents[t];
+		if (!buckets_ok(db->buckets[t], bits_of(h, t), count_of(h, t)))
+			return -EBADMSG;
+	}
+	if (h->names_len && db->names[h->names_len - 1] != '\0')
 		return -EBADMSG;
 	return 0;
 }
@@ -562,14 +649,16 @@ void vg_hashdb_info(const struct vg_hashdb *db, struct vg_hashdb_info *out)
 	out->n_sizes = db->hdr.n_sizes;
 	out->names_len = db->hdr.names_len;
 	out->file_size = db->hdr.file_size;
-	out->any_size = db->hdr.flags & (FLAG_ANY_SHA256 | FLAG_ANY_MD5);
+	out->any_size = db->hdr.flags &
+			(FLAG_ANY_SHA256 | FLAG_ANY_MD5 | FLAG_ANY_SHA1);
 	out->crc = db->hdr.crc;
+	out->n_sha1 = db->hdr.n_sha1;
 }
 
 /* 1 when some entry could match a file of @size, else 0. */
 int vg_hashdb_size_listed(const struct vg_hashdb *db, uint64_t size)
 {
-	if (db->hdr.flags & (FLAG_ANY_SHA256 | FLAG_ANY_MD5))
+	if (db->hdr.flags & (FLAG_ANY_SHA256 | FLAG_ANY_MD5 | FLAG_ANY_SHA1))
 		return 1;
 	return vg_hashdb_size_carried(db, size);
 }
@@ -577,21 +666,27 @@ int vg_hashdb_size_listed(const struct vg_hashdb *db, uint64_t size)
 /* 1 when some entry carries exactly @size (any-size entries aside). */
 int vg_hashdb_size_carried(const struct vg_hashdb *db, uint64_t size)
 {
-	uint32_t lo = 0, hi = db->hdr.n_sizes;
+	uint32_t n = db->hdr.n_sizes;
 
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		uint64_t v;
+	return size_index(db->sizes, n, size) < n;
+}
 
-		memcpy(&v, &db->sizes[mid], 8);
-		if (v == size)
-			return 1;
-		if (v < size)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return 0;
+/*
+ * The digests beside SHA-256 (VG_DIGEST_* bits) that an entry could
+ * match a file of @size by: a table's any-size entry, or one carrying
+ * exactly @size. 0 costs the caller nothing but the SHA-256.
+ */
+int vg_hashdb_digests_for(const struct vg_hashdb *db, uint64_t size)
+{
+	uint32_t n = db->hdr.n_sizes, at = size_index(db->sizes, n, size);
+	uint32_t tabs = db->hdr.flags | (at < n ? db->size_tabs[at] : 0u);
+	int out = 0;
+
+	if (db->hdr.n_md5 && (tabs & FLAG_ANY_MD5))
+		out |= VG_DIGEST_MD5;
+	if (db->hdr.n_sha1 && (tabs & FLAG_ANY_SHA1))
+		out |= VG_DIGEST_SHA1;
+	return out;
 }
 
 /* First index in [lo, hi) whose hash is >= @hash, entries @elen apart. */
@@ -623,11 +718,12 @@ static const char *name_at(const struct vg_hashdb *db, const unsigned char *e)
 int vg_hashdb_find_sha256(const struct vg_hashdb *db, const uint8_t *sha256,
 			  const char **name)
 {
+	const uint32_t *bk = db->buckets[T_SHA256];
 	uint32_t b = bucket_of(sha256, db->hdr.sha_bits);
-	uint32_t hi = db->sha_buckets[b + 1];
-	uint32_t i = lower_bound(db->sha, SHA_ENT, 32, db->sha_buckets[b], hi,
+	uint32_t hi = bk[b + 1];
+	uint32_t i = lower_bound(db->ents[T_SHA256], SHA_ENT, 32, bk[b], hi,
 				 sha256);
-	const unsigned char *e = db->sha + (size_t)i * SHA_ENT;
+	const unsigned char *e = db->ents[T_SHA256] + (size_t)i * SHA_ENT;
 
 	if (i >= hi || memcmp(e, sha256, 32))
 		return 0;
@@ -635,26 +731,40 @@ int vg_hashdb_find_sha256(const struct vg_hashdb *db, const uint8_t *sha256,
 	return 1;
 }
 
-/* 1 and the name when (@md5, @size) is listed (or listed for any size). */
-int vg_hashdb_find_md5(const struct vg_hashdb *db, const uint8_t *md5,
-		       uint64_t size, const char **name)
+/* 1 and the name when (@hash, @size) is in sized table @t (or any size). */
+static int find_sized(const struct vg_hashdb *db, int t, const uint8_t *hash,
+		      uint64_t size, const char **name)
 {
-	uint32_t b = bucket_of(md5, db->hdr.md5_bits);
-	uint32_t hi = db->md5_buckets[b + 1];
-	uint32_t i = lower_bound(db->md5, MD5_ENT, 16, db->md5_buckets[b], hi,
-				 md5);
+	size_t hlen = HASH_LEN[t], elen = ENT_LEN[t];
+	const uint32_t *bk = db->buckets[t];
+	uint32_t b = bucket_of(hash, bits_of(&db->hdr, t)), hi = bk[b + 1];
+	uint32_t i = lower_bound(db->ents[t], elen, hlen, bk[b], hi, hash);
 
 	for (; i < hi; i++) {
-		const unsigned char *e = db->md5 + (size_t)i * MD5_ENT;
+		const unsigned char *e = db->ents[t] + (size_t)i * elen;
 		uint64_t esize;
 
-		if (memcmp(e, md5, 16))
+		if (memcmp(e, hash, hlen))
 			return 0;
-		memcpy(&esize, e + 16, 8);
+		memcpy(&esize, e + hlen, 8);
 		if (esize == size || esize == VG_SIZE_ANY) {
-			*name = name_at(db, e + 24);
+			*name = name_at(db, e + hlen + 8);
 			return 1;
 		}
 	}
 	return 0;
+}
+
+/* 1 and the name when (@md5, @size) is listed (or listed for any size). */
+int vg_hashdb_find_md5(const struct vg_hashdb *db, const uint8_t *md5,
+		       uint64_t size, const char **name)
+{
+	return find_sized(db, T_MD5, md5, size, name);
+}
+
+/* 1 and the name when (@sha1, @size) is listed (or listed for any size). */
+int vg_hashdb_find_sha1(const struct vg_hashdb *db, const uint8_t *sha1,
+			uint64_t size, const char **name)
+{
+	return find_sized(db, T_SHA1, sha1, size, name);
 }

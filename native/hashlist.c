@@ -12,7 +12,8 @@
  * The line shapes and their meaning are those of daemon/vigild/hashes.py:
  * lines end at \n, \r or \r\n; a line is stripped of what Python's
  * str.strip() strips (Unicode spaces too), its tabs read as spaces; then
- * "HASH;comment" (LOKI), "HASH:SIZE:NAME[:...]" (ClamAV) or "HASH [name]".
+ * "HASH;comment" (LOKI), "HASH:SIZE:NAME[:...]" (ClamAV) or "HASH [name]",
+ * where HASH is a SHA-256, an MD5 or a SHA-1, each kept in its own table.
  * Names keep their bytes; a name that is not valid UTF-8 or holds a NUL
  * is left to Python, which replaces what it cannot decode.
  */
@@ -36,7 +37,7 @@ struct table {
 };
 
 struct vg_hashlist {
-	struct table t[2];	/* T_SHA256, T_MD5 */
+	struct table t[3];	/* T_SHA256, T_MD5, T_SHA1 */
 	char *names;
 	uint64_t names_len, names_cap;
 	uint32_t *slots;	/* name offset + 1; 0 is empty */
@@ -77,8 +78,8 @@ void vg_hashlist_free(struct vg_hashlist *l)
 {
 	if (!l)
 		return;
-	free(l->t[0].r);
-	free(l->t[1].r);
+	for (int k = 0; k < 3; k++)
+		free(l->t[k].r);
 	free(l->names);
 	free(l->slots);
 	free(l->tags);
@@ -471,10 +472,7 @@ static int take_line(struct vg_hashlist *l, struct span raw, const char *stem,
 		return 0;
 	if (parse_line(line, &e))
 		return -EILSEQ;
-	if (e.kind == T_SHA1) {
-		r->sha1++;
-		return 0;
-	}
+	r->sha1 += e.kind == T_SHA1;
 	r->entries++;
 	return add_entry(l, &e, stem);
 }
@@ -560,8 +558,8 @@ static int take_lines(struct vg_hashlist *l, struct reader *rd,
 static int roll_back(struct vg_hashlist *l, const uint32_t *n,
 		     uint64_t names_len)
 {
-	l->t[T_SHA256].n = n[T_SHA256];
-	l->t[T_MD5].n = n[T_MD5];
+	for (int k = 0; k < 3; k++)
+		l->t[k].n = n[k];
 	if (l->names_len == names_len)
 		return 0;
 	l->names_len = names_len;
@@ -578,7 +576,7 @@ int vg_hashlist_parse(struct vg_hashlist *l, int fd, const char *stem,
 		      struct vg_hashlist_result *out)
 {
 	struct reader rd = { .fd = fd };
-	uint32_t n[2] = { l->t[T_SHA256].n, l->t[T_MD5].n };
+	uint32_t n[3] = { l->t[T_SHA256].n, l->t[T_MD5].n, l->t[T_SHA1].n };
 	uint64_t names_len = l->names_len;
 	int ret;
 
@@ -598,28 +596,29 @@ int vg_hashlist_parse(struct vg_hashlist *l, int fd, const char *stem,
 	return ret;
 }
 
-/* Add one entry read elsewhere: a 32-byte SHA-256 or 16-byte MD5. */
+/* Add one entry read elsewhere: a 32-byte SHA-256, 16-byte MD5 or 20-byte SHA-1. */
 int vg_hashlist_add(struct vg_hashlist *l, const uint8_t *hash,
 		    uint32_t hash_len, uint64_t size, const char *name,
 		    uint64_t name_len)
 {
 	unsigned char h[32] = { 0 };
+	int kind = hash_len == 32 ? T_SHA256 : hash_len == 16 ? T_MD5 :
+		   hash_len == 20 ? T_SHA1 : -1;
 
-	if (hash_len != 32 && hash_len != 16)
-		return -EINVAL;
-	if (memchr(name, '\0', (size_t)name_len))
+	if (kind < 0 || memchr(name, '\0', (size_t)name_len))
 		return -EINVAL;
 	memcpy(h, hash, hash_len);
-	return push(l, hash_len == 32 ? T_SHA256 : T_MD5, h, size,
-		    (const unsigned char *)name, (size_t)name_len);
+	return push(l, kind, h, size, (const unsigned char *)name,
+		    (size_t)name_len);
 }
 
 /* Counts of the entries added so far (repeats included). */
 void vg_hashlist_counts(const struct vg_hashlist *l, uint32_t *n_sha256,
-			uint32_t *n_md5)
+			uint32_t *n_md5, uint32_t *n_sha1)
 {
 	*n_sha256 = l->t[T_SHA256].n;
 	*n_md5 = l->t[T_MD5].n;
+	*n_sha1 = l->t[T_SHA1].n;
 }
 
 /*
@@ -629,12 +628,16 @@ void vg_hashlist_counts(const struct vg_hashlist *l, uint32_t *n_sha256,
  */
 int vg_hashlist_write(struct vg_hashlist *l, const char *path)
 {
+	struct vg_hashrecs t;
+
 	free(l->slots);
 	free(l->tags);
 	l->slots = NULL;
 	l->tags = NULL;
 	l->n_slots = 0;
-	return vg_hashdb_write_recs(path, l->t[T_SHA256].r, l->t[T_SHA256].n,
-				    l->t[T_MD5].r, l->t[T_MD5].n, l->names,
-				    l->names_len);
+	for (int k = 0; k < 3; k++) {
+		t.r[k] = l->t[k].r;
+		t.n[k] = l->t[k].n;
+	}
+	return vg_hashdb_write_recs(path, &t, l->names, l->names_len);
 }

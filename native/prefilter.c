@@ -5,8 +5,8 @@
  * the caller, who keeps both alive for the duration of the call. Reads
  * the file once, through the caller's fd, into the caller's scan buffer
  * (so a scan that follows sees the bytes that were hashed), and computes
- * MD5 beside SHA-256 only when the database lists MD5 entries for a file
- * of this size.
+ * MD5 or SHA-1 beside SHA-256, in the same pass, only when the database
+ * has an entry of that kind for a file of this size (or for any size).
  *
  * A file over the caller's limit (scan.max_file_size) costs no more than
  * the limit: it is not hashed, so neither the clean cache nor an
@@ -39,7 +39,8 @@ static void check_known_bad(const struct vg_hashdb *db,
 			    struct vg_prefilter_result *r)
 {
 	if (vg_hashdb_find_sha256(db, r->sha256, &r->name) ||
-	    (r->has_md5 && vg_hashdb_find_md5(db, r->md5, r->size, &r->name)))
+	    (r->has_md5 && vg_hashdb_find_md5(db, r->md5, r->size, &r->name)) ||
+	    (r->has_sha1 && vg_hashdb_find_sha1(db, r->sha1, r->size, &r->name)))
 		r->verdict = VG_PRE_KNOWN_BAD;
 }
 
@@ -48,15 +49,15 @@ static int hash_into(const struct vg_hashdb *db, int fd, uint64_t size,
 		     uint8_t *keep, uint64_t keep_len, uint64_t limit,
 		     struct vg_prefilter_result *out)
 {
-	struct vg_hashdb_info info = { 0 };
+	int more = db ? vg_hashdb_digests_for(db, size) : 0;
 	uint64_t n;
 	int ret;
 
-	if (db)
-		vg_hashdb_info(db, &info);
-	out->has_md5 = info.n_md5 && vg_hashdb_size_listed(db, size);
-	ret = vg_hash_fd_limit(fd, keep, keep_len, limit, out->sha256,
-			       out->has_md5 ? out->md5 : NULL, &n);
+	out->has_md5 = !!(more & VG_DIGEST_MD5);
+	out->has_sha1 = !!(more & VG_DIGEST_SHA1);
+	ret = vg_hash_fd_all(fd, keep, keep_len, limit, out->sha256,
+			     out->has_md5 ? out->md5 : NULL,
+			     out->has_sha1 ? out->sha1 : NULL, &n);
 	if (ret)
 		return ret;
 	out->hashed = 1;

@@ -19,16 +19,22 @@
 
 #define VG_SHA256_LEN 32
 #define VG_MD5_LEN 16
+#define VG_SHA1_LEN 20
+
+/* Format version of the hash database; another version is refused. */
+#define VG_HASHDB_VERSION 2
 
 /*
  * Hash database record layouts that the caller hands to vg_hashdb_write,
  * little-endian, packed:
  *   sha256 record: hash[32] size:u64 name_offset:u32   (44 bytes)
  *   md5 record:    hash[16] size:u64 name_offset:u32   (28 bytes)
+ *   sha1 record:   hash[20] size:u64 name_offset:u32   (32 bytes)
  * size VG_SIZE_ANY means "any size" (ClamAV's '*').
  */
 #define VG_SHA256_REC_LEN 44
 #define VG_MD5_REC_LEN 28
+#define VG_SHA1_REC_LEN 32
 #define VG_SIZE_ANY 0xffffffffffffffff
 
 /* hash.c: content hashes read through the caller's fd (never a path). */
@@ -38,6 +44,9 @@ int vg_hash_fd_keep(int fd, uint8_t *keep, uint64_t keep_len, uint8_t *sha256,
 		    uint8_t *md5_or_null, uint64_t *nbytes);
 int vg_hash_fd_limit(int fd, uint8_t *keep, uint64_t keep_len, uint64_t limit,
 		     uint8_t *sha256, uint8_t *md5_or_null, uint64_t *nbytes);
+int vg_hash_fd_all(int fd, uint8_t *keep, uint64_t keep_len, uint64_t limit,
+		   uint8_t *sha256, uint8_t *md5_or_null, uint8_t *sha1_or_null,
+		   uint64_t *nbytes);
 int64_t vg_read_span(int fd, uint8_t *dst, uint64_t off, uint64_t len);
 
 /* hashdb.c: the memory-mapped known-bad hash database. */
@@ -52,10 +61,16 @@ struct vg_hashdb_info {
 	uint64_t file_size;
 	uint32_t any_size;
 	uint32_t crc;		/* of the whole file: names this database's content */
+	uint32_t n_sha1;
 };
+
+/* vg_hashdb_digests_for: the digests beside SHA-256 a file could match by. */
+#define VG_DIGEST_MD5 1
+#define VG_DIGEST_SHA1 2
 
 int vg_hashdb_write(const char *path, const uint8_t *sha_recs, uint32_t n_sha,
 		    const uint8_t *md5_recs, uint32_t n_md5,
+		    const uint8_t *sha1_recs, uint32_t n_sha1,
 		    const char *names, uint64_t names_len);
 int vg_hashdb_open(const char *path, struct vg_hashdb **out);
 void vg_hashdb_close(struct vg_hashdb *db);
@@ -66,6 +81,9 @@ int vg_hashdb_find_sha256(const struct vg_hashdb *db, const uint8_t *sha256,
 			  const char **name);
 int vg_hashdb_find_md5(const struct vg_hashdb *db, const uint8_t *md5,
 		       uint64_t size, const char **name);
+int vg_hashdb_find_sha1(const struct vg_hashdb *db, const uint8_t *sha1,
+			uint64_t size, const char **name);
+int vg_hashdb_digests_for(const struct vg_hashdb *db, uint64_t size);
 
 /*
  * hashlist.c: hash lists read in C into a builder, then written as one
@@ -76,7 +94,7 @@ struct vg_hashlist;
 struct vg_hashlist_result {
 	uint64_t lines;		/* lines read */
 	uint64_t entries;	/* entries added */
-	uint64_t sha1;		/* SHA-1 entries skipped */
+	uint64_t sha1;		/* SHA-1 entries among them */
 	uint64_t bad_line;	/* on -EILSEQ: the line, from 1 */
 	uint64_t bad_offset;	/* ... its file offset */
 	uint64_t bad_length;	/* ... its length, terminator aside */
@@ -90,7 +108,7 @@ int vg_hashlist_add(struct vg_hashlist *l, const uint8_t *hash,
 		    uint32_t hash_len, uint64_t size, const char *name,
 		    uint64_t name_len);
 void vg_hashlist_counts(const struct vg_hashlist *l, uint32_t *n_sha256,
-			uint32_t *n_md5);
+			uint32_t *n_md5, uint32_t *n_sha1);
 int vg_hashlist_write(struct vg_hashlist *l, const char *path);
 
 /* lru.c: a bounded, thread-safe, set-associative cache of 48-byte keys. */
@@ -133,6 +151,8 @@ struct vg_prefilter_result {
 	uint8_t sha256[32];
 	uint8_t md5[16];
 	int32_t has_md5;
+	uint8_t sha1[20];
+	int32_t has_sha1;
 	int32_t verdict;
 	const char *name;
 };
@@ -297,14 +317,19 @@ uint32_t vg_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* One hash entry on its way into a database (hashlist.c -> hashdb.c). */
 struct vg_hashrec {
-	unsigned char hash[32];	/* an MD5 zero-padded */
+	unsigned char hash[32];	/* an MD5 or SHA-1 zero-padded */
 	uint64_t size;		/* VG_SIZE_ANY: any size */
 	uint32_t name;		/* offset in the names blob */
 	uint32_t order;		/* input position in its table */
 };
 
-int vg_hashdb_write_recs(const char *path, struct vg_hashrec *sha,
-			 uint32_t n_sha, struct vg_hashrec *md5, uint32_t n_md5,
+/* The three tables of a database on its way in: SHA-256, MD5, SHA-1. */
+struct vg_hashrecs {
+	struct vg_hashrec *r[3];
+	uint32_t n[3];
+};
+
+int vg_hashdb_write_recs(const char *path, struct vg_hashrecs *t,
 			 const char *names, uint64_t names_len);
 
 #endif /* VIGILD_H */

@@ -157,11 +157,14 @@ class Detector:
         allow = self.ruleset.allow
         if not len(allow) or not pre.hashed:
             return False
-        md5 = pre.md5
-        if md5 is None and buf is not None and allow.needs_md5(pre.size):
+        md5, sha1 = pre.md5, pre.sha1
+        if buf is not None and md5 is None and allow.needs_md5(pre.size):
             with memoryview(buf)[: min(pre.size, len(buf))] as view:
                 md5 = hashlib.md5(view, usedforsecurity=False).digest()
-        return allow.listed(pre.sha256, md5, pre.size)
+        if buf is not None and sha1 is None and allow.needs_sha1(pre.size):
+            with memoryview(buf)[: min(pre.size, len(buf))] as view:
+                sha1 = hashlib.sha1(view, usedforsecurity=False).digest()
+        return allow.listed(pre.sha256, md5, pre.size, sha1)
 
     def _scan(
         self, pre: native.PrefilterResult, buf: mmap.mmap | None, path: str, fd: int
@@ -290,9 +293,12 @@ class Detector:
         db = self.ruleset.hashdb
         if db is None:
             return None
+        size = len(data)
         name = db.find_sha256(hashlib.sha256(data).digest())
-        if name is None and db.info().md5_entries and db.size_listed(len(data)):
-            name = db.find_md5(hashlib.md5(data).digest(), len(data))
+        if name is None and db.needs_md5(size):
+            name = db.find_md5(hashlib.md5(data, usedforsecurity=False).digest(), size)
+        if name is None and db.needs_sha1(size):
+            name = db.find_sha1(hashlib.sha1(data, usedforsecurity=False).digest(), size)
         return name
 
     def _match_member(self, path: str, fd: int, data: unpack.Buffer) -> list[RuleMatch]:

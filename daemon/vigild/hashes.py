@@ -2,12 +2,13 @@
 
 Accepted input, one entry a line; a line starting with ``#`` is a comment:
 
-* plain lists: ``SHA256 [name]`` (also ``sha256sum`` output, where the name
-  is the file name; `` # ...`` after the hash ends the line). ``MD5 [name]``
-  is not accepted there: an MD5 wants its size, as in ClamAV;
+* plain lists: ``SHA256 [name]`` or ``SHA1 [name]`` (also ``sha256sum`` and
+  ``sha1sum`` output, where the name is the file name; `` # ...`` after the
+  hash ends the line). ``MD5 [name]`` is not accepted there: an MD5 wants
+  its size, as in ClamAV;
 * ClamAV ``.hsb``/``.hdb``: ``HASH:SIZE:NAME[:FLEVEL]`` where HASH is a
-  SHA-256 or an MD5 and SIZE may be ``*`` (any size); the name is kept
-  whole, ``#`` and all;
+  SHA-256, a SHA-1 or an MD5 and SIZE may be ``*`` (any size); the name is
+  kept whole, ``#`` and all;
 * LOKI's hash IOCs (signature-base iocs/hash-iocs.txt): ``HASH;comment``,
   an MD5, SHA-1 or SHA-256 without a size;
 * a compiled database (``.vhdb``, recognised by its magic), used as is.
@@ -15,9 +16,11 @@ Accepted input, one entry a line; a line starting with ``#`` is a comment:
 Lines are recognised by shape, not by file extension, so a ``.txt`` of
 ClamAV lines works too. ``compile_lists`` reads lines in C
 (native/hashlist.c, the same shapes); a line the C reader does not take is
-judged here, so every error names file and line as below. A UTF-8 byte order mark is ignored. A bad line is
-an error naming file and line. SHA-1 entries are skipped with a warning:
-the prefilter computes SHA-256 and, where listed, MD5.
+judged here, so every error names file and line as below. A UTF-8 byte
+order mark is ignored. A bad line is an error naming file and line. The
+prefilter computes SHA-256 of every file, and an MD5 or a SHA-1 beside it
+only for a size some entry of that kind names (or for every file when such
+an entry has no size).
 
 The extension does carry ClamAV's meaning where it has one: ``.fp`` and
 ``.sfp`` are allow-lists (a listed file is never reported), ``.hdu`` and
@@ -62,6 +65,7 @@ class Entries:
 
     sha: bytearray = field(default_factory=bytearray)
     md5: bytearray = field(default_factory=bytearray)
+    sha1: bytearray = field(default_factory=bytearray)
     names: bytearray = field(default_factory=bytearray)
     warnings: list[str] = field(default_factory=list)
     _name_at: dict[str, int] = field(default_factory=dict)
@@ -75,11 +79,20 @@ class Entries:
 
     def add(self, digest: bytes, size: int, name: str) -> None:
         rec = digest + _PACK.pack(size, self.name_offset(name))
-        (self.sha if len(digest) == native.SHA256_LEN else self.md5).extend(rec)
+        self.table(len(digest)).extend(rec)
+
+    def table(self, hash_len: int) -> bytearray:
+        """The packed records of hashes ``hash_len`` bytes long."""
+        by_len = {native.SHA256_LEN: self.sha, native.MD5_LEN: self.md5, native.SHA1_LEN: self.sha1}
+        return by_len[hash_len]
 
     @property
     def count(self) -> int:
-        return len(self.sha) // native.SHA256_REC_LEN + len(self.md5) // native.MD5_REC_LEN
+        return (
+            len(self.sha) // native.SHA256_REC_LEN
+            + len(self.md5) // native.MD5_REC_LEN
+            + len(self.sha1) // native.SHA1_REC_LEN
+        )
 
 
 def is_compiled(path: str | os.PathLike[str]) -> bool:
@@ -91,18 +104,16 @@ def is_compiled(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def _hexdigest(text: str, path: str, lineno: int) -> bytes | None:
-    """Bytes of a SHA-256 or MD5 hex string; None for SHA-1 (skipped)."""
+def _hexdigest(text: str, path: str, lineno: int) -> bytes:
+    """Bytes of a SHA-256, SHA-1 or MD5 hex string."""
     if not _HEX.fullmatch(text):
         raise HashListError(path, lineno, f"not a hexadecimal hash: {text[:80]!r}")
-    if len(text) == 40:
-        return None
-    if len(text) not in (32, 64):
-        raise HashListError(path, lineno, f"hash of {len(text)} hex digits (want 64 or 32)")
+    if len(text) not in (32, 40, 64):
+        raise HashListError(path, lineno, f"hash of {len(text)} hex digits (want 64, 40 or 32)")
     return bytes.fromhex(text)
 
 
-def _parse_colon(line: str, path: str, lineno: int) -> tuple[bytes | None, int, str]:
+def _parse_colon(line: str, path: str, lineno: int) -> tuple[bytes, int, str]:
     parts = line.split(":")
     if len(parts) < 3:
         raise HashListError(path, lineno, "expected HASH:SIZE:NAME")
@@ -117,24 +128,24 @@ def _parse_colon(line: str, path: str, lineno: int) -> tuple[bytes | None, int, 
     return digest, size, name
 
 
-def _parse_plain(line: str, path: str, lineno: int) -> tuple[bytes | None, int, str]:
+def _parse_plain(line: str, path: str, lineno: int) -> tuple[bytes, int, str]:
     head, _, rest = line.partition(" ")
     digest = _hexdigest(head, path, lineno)
-    if digest is not None and len(digest) == native.MD5_LEN:
+    if len(digest) == native.MD5_LEN:
         raise HashListError(path, lineno, "an MD5 needs its size: use HASH:SIZE:NAME")
     rest = rest.split(" #", 1)[0]
     name = rest.strip().lstrip("*") or Path(path).stem
     return digest, native.SIZE_ANY, name
 
 
-def _parse_loki(line: str, path: str, lineno: int) -> tuple[bytes | None, int, str]:
+def _parse_loki(line: str, path: str, lineno: int) -> tuple[bytes, int, str]:
     """LOKI's ``HASH;comment``: no size, so an MD5 matches a file of any size."""
     head, _, comment = line.partition(";")
     digest = _hexdigest(head.strip(), path, lineno)
     return digest, native.SIZE_ANY, comment.strip() or Path(path).stem
 
 
-def _parser(line: str) -> Callable[[str, str, int], tuple[bytes | None, int, str]]:
+def _parser(line: str) -> Callable[[str, str, int], tuple[bytes, int, str]]:
     head = line.split(" ", 1)[0]
     colon, semi = head.find(":"), head.find(";")
     if semi >= 0 and (colon < 0 or semi < colon):
@@ -142,7 +153,7 @@ def _parser(line: str) -> Callable[[str, str, int], tuple[bytes | None, int, str
     return _parse_colon if colon >= 0 else _parse_plain
 
 
-def _parse_line(raw: str, path: str, lineno: int) -> tuple[bytes | None, int, str] | None:
+def _parse_line(raw: str, path: str, lineno: int) -> tuple[bytes, int, str] | None:
     """One line's entry, None for a blank or comment line; raise on a bad line."""
     line = raw.strip().replace("\t", " ")
     if not line or line.startswith("#"):
@@ -150,24 +161,12 @@ def _parse_line(raw: str, path: str, lineno: int) -> tuple[bytes | None, int, st
     return _parser(line)(line, path, lineno)
 
 
-def _sha1_warning(path: str, skipped: int) -> str:
-    return f"{path}: {skipped} SHA-1 entries skipped (vigild matches SHA-256 and MD5)"
-
-
 def parse_lines(lines: Iterable[str], path: str, into: Entries) -> None:
     """Add every entry of one list to ``into``; raise on the first bad line."""
-    skipped = 0
     for lineno, raw in enumerate(lines, 1):
         entry = _parse_line(raw, path, lineno)
-        if entry is None:
-            continue
-        digest, size, name = entry
-        if digest is None:
-            skipped += 1
-            continue
-        into.add(digest, size, name)
-    if skipped:
-        into.warnings.append(_sha1_warning(path, skipped))
+        if entry is not None:
+            into.add(*entry)
 
 
 @dataclass(frozen=True)
@@ -226,8 +225,9 @@ def parse_files(files: Iterable[Path]) -> Entries:
 
 
 def fingerprint(files: Iterable[Path]) -> str:
-    """SHA-256 over the names and contents of ``files``."""
-    h = hashlib.sha256()
+    """SHA-256 over the database format version, and the names and contents of
+    ``files``: a database compiled by a vigild with another format is never reused."""
+    h = hashlib.sha256(f"vhdb-{native.HASHDB_VERSION}\0".encode())
     for f in files:
         h.update(str(f).encode() + b"\0")
         with f.open("rb") as fh:
@@ -259,10 +259,11 @@ def _read_list(builder: native.HashListBuilder, f: Path) -> list[str]:
     finally:
         os.close(fd)
     if not read.bad_line:
-        return [_sha1_warning(str(f), read.sha1)] if read.sha1 else []
+        return []
     _parse_line(raw.decode("utf-8", "replace"), str(f), read.bad_line)  # raises if bad
     entries = parse_files([f])  # only Python reads it so (a Unicode space, bad UTF-8)
-    for table, hlen in ((entries.sha, native.SHA256_LEN), (entries.md5, native.MD5_LEN)):
+    for hlen in (native.SHA256_LEN, native.MD5_LEN, native.SHA1_LEN):
+        table = entries.table(hlen)
         step = hlen + _PACK.size
         for i in range(0, len(table), step):
             size, off = _PACK.unpack_from(table, i + hlen)
@@ -296,37 +297,57 @@ class AllowList:
     md5_sizes: frozenset[int] = frozenset()  # sizes an MD5 entry names
     fingerprint: str = ""
     warnings: tuple[str, ...] = ()
+    sha1: frozenset[tuple[bytes, int]] = frozenset()  # (digest, size or SIZE_ANY)
+    sha1_sizes: frozenset[int] = frozenset()  # sizes a SHA-1 entry names
 
     def __len__(self) -> int:
-        return len(self.sha256) + len(self.md5)
+        return len(self.sha256) + len(self.md5) + len(self.sha1)
 
     def needs_md5(self, size: int) -> bool:
         return bool(self.md5) and (size in self.md5_sizes or native.SIZE_ANY in self.md5_sizes)
 
-    def listed(self, sha256: bytes, md5: bytes | None, size: int) -> bool:
+    def needs_sha1(self, size: int) -> bool:
+        return bool(self.sha1) and (size in self.sha1_sizes or native.SIZE_ANY in self.sha1_sizes)
+
+    def listed(
+        self, sha256: bytes, md5: bytes | None, size: int, sha1: bytes | None = None
+    ) -> bool:
         if sha256 in self.sha256:
             return True
-        return md5 is not None and ((md5, size) in self.md5 or (md5, native.SIZE_ANY) in self.md5)
+        for digest, table in ((md5, self.md5), (sha1, self.sha1)):
+            if digest is not None and (
+                (digest, size) in table or (digest, native.SIZE_ANY) in table
+            ):
+                return True
+        return False
+
+
+def _sized(entries: Entries, hash_len: int) -> frozenset[tuple[bytes, int]]:
+    """(digest, size) of every entry of one sized table (MD5 or SHA-1)."""
+    table = entries.table(hash_len)
+    step = hash_len + _PACK.size
+    return frozenset(
+        (bytes(table[i : i + hash_len]), _PACK.unpack_from(table, i + hash_len)[0])
+        for i in range(0, len(table), step)
+    )
 
 
 def allow_list(files: Iterable[Path]) -> AllowList:
-    """Read ClamAV .fp (MD5:SIZE:NAME) and .sfp (SHA-256:SIZE:NAME) files."""
+    """Read ClamAV .fp (MD5:SIZE:NAME) and .sfp (SHA-256 or SHA-1:SIZE:NAME) files."""
     files = list(files)
     if not files:
         return AllowList()
     entries = parse_files(files)
     sha = entries.sha
-    md5 = entries.md5
-    step_s, step_m = native.SHA256_REC_LEN, native.MD5_REC_LEN
+    step_s = native.SHA256_REC_LEN
     sha_set = frozenset(bytes(sha[i : i + native.SHA256_LEN]) for i in range(0, len(sha), step_s))
-    md5_set = frozenset(
-        (bytes(md5[i : i + native.MD5_LEN]), _PACK.unpack_from(md5, i + native.MD5_LEN)[0])
-        for i in range(0, len(md5), step_m)
-    )
+    md5_set, sha1_set = _sized(entries, native.MD5_LEN), _sized(entries, native.SHA1_LEN)
     return AllowList(
         sha256=sha_set,
         md5=md5_set,
         md5_sizes=frozenset(size for _, size in md5_set),
         fingerprint=fingerprint(files),
         warnings=tuple(entries.warnings),
+        sha1=sha1_set,
+        sha1_sizes=frozenset(size for _, size in sha1_set),
     )

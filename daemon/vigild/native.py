@@ -18,14 +18,20 @@ from vigild._native import ffi, lib
 
 SHA256_LEN = 32
 MD5_LEN = 16
+SHA1_LEN = 20
 SIZE_ANY = 0xFFFFFFFFFFFFFFFF
 SHA256_REC_LEN = int(lib.VG_SHA256_REC_LEN)
 MD5_REC_LEN = int(lib.VG_MD5_REC_LEN)
+SHA1_REC_LEN = int(lib.VG_SHA1_REC_LEN)
+HASHDB_VERSION = int(lib.VG_HASHDB_VERSION)
 
 # What the hash database loader's errno values mean for that file.
 _DB_ERRORS = {
     errno.ENOEXEC: "not a vigild hash database (bad magic); compile it with 'vigild rules compile'",
-    errno.EPROTONOSUPPORT: "hash database format version not supported by this vigild",
+    errno.EPROTONOSUPPORT: (
+        "hash database format version not supported by this vigild;"
+        " compile it again with 'vigild rules compile'"
+    ),
     errno.ENODATA: "hash database is truncated",
     errno.EBADMSG: "hash database is corrupted (checksum or structure mismatch)",
 }
@@ -71,27 +77,32 @@ class HashDbInfo:
     file_bytes: int
     any_size: bool
     crc: int
+    sha1_entries: int
 
 
-def write_hashdb(path: str, sha_records: bytes, md5_records: bytes, names: bytes) -> None:
+def write_hashdb(
+    path: str, sha_records: bytes, md5_records: bytes, names: bytes, sha1_records: bytes = b""
+) -> None:
     """Write a database from packed records (layout in native/vigild.h)."""
     n_sha, rest_sha = divmod(len(sha_records), SHA256_REC_LEN)
     n_md5, rest_md5 = divmod(len(md5_records), MD5_REC_LEN)
-    if rest_sha or rest_md5:
+    n_sha1, rest_sha1 = divmod(len(sha1_records), SHA1_REC_LEN)
+    if rest_sha or rest_md5 or rest_sha1:
         raise ValueError("packed hash records have a partial record")
     ret = lib.vg_hashdb_write(
-        path.encode(), sha_records, n_sha, md5_records, n_md5, names, len(names)
-    )
+        path.encode(), sha_records, n_sha, md5_records, n_md5, sha1_records, n_sha1,
+        names, len(names),
+    )  # fmt: skip
     _check(ret, "writing hash database", path)
 
 
 @dataclass(frozen=True)
 class ListRead:
-    """What one hash list gave: entries and SHA-1 lines, or the line it stopped at."""
+    """What one hash list gave: entries (SHA-1 ones among them), or the line it stopped at."""
 
     lines: int
     entries: int
-    sha1: int
+    sha1: int  # of the entries, those that are SHA-1
     bad_line: int  # 0, or the line (from 1) only Python can judge
     bad_offset: int
     bad_length: int
@@ -122,15 +133,15 @@ class HashListBuilder:
         )  # fmt: skip
 
     def add(self, digest: bytes, size: int, name: bytes) -> None:
-        """Add one entry read in Python (a SHA-256 or an MD5)."""
+        """Add one entry read in Python (a SHA-256, an MD5 or a SHA-1)."""
         ret = lib.vg_hashlist_add(self._list, digest, len(digest), size, name, len(name))
         _check(ret, "adding a hash entry")
 
-    def counts(self) -> tuple[int, int]:
-        """(SHA-256, MD5) entries added so far, repeats included."""
-        sha, md5 = ffi.new("uint32_t *"), ffi.new("uint32_t *")
-        lib.vg_hashlist_counts(self._list, sha, md5)
-        return int(sha[0]), int(md5[0])
+    def counts(self) -> tuple[int, int, int]:
+        """(SHA-256, MD5, SHA-1) entries added so far, repeats included."""
+        sha, md5, sha1 = ffi.new("uint32_t *"), ffi.new("uint32_t *"), ffi.new("uint32_t *")
+        lib.vg_hashlist_counts(self._list, sha, md5, sha1)
+        return int(sha[0]), int(md5[0]), int(sha1[0])
 
     def write(self, path: str) -> None:
         """Write the database of every entry added (atomically)."""
@@ -165,6 +176,7 @@ class HashDb:
             file_bytes=c.file_size,
             any_size=bool(c.any_size),
             crc=c.crc,
+            sha1_entries=c.n_sha1,
         )
 
     def size_carried(self, size: int) -> bool:
@@ -188,6 +200,21 @@ class HashDb:
         if lib.vg_hashdb_find_md5(self._db, digest, size, name):
             return _text(name[0])
         return None
+
+    def find_sha1(self, digest: bytes, size: int) -> str | None:
+        """The entry's name when the SHA-1 ``(digest, size)`` is listed, else None."""
+        name = ffi.new("const char **")
+        if lib.vg_hashdb_find_sha1(self._db, digest, size, name):
+            return _text(name[0])
+        return None
+
+    def needs_md5(self, size: int) -> bool:
+        """True when an MD5 entry could match a file of ``size`` bytes."""
+        return bool(lib.vg_hashdb_digests_for(self._db, size) & lib.VG_DIGEST_MD5)
+
+    def needs_sha1(self, size: int) -> bool:
+        """True when a SHA-1 entry could match a file of ``size`` bytes."""
+        return bool(lib.vg_hashdb_digests_for(self._db, size) & lib.VG_DIGEST_SHA1)
 
 
 @dataclass(frozen=True)
@@ -247,6 +274,7 @@ class PrefilterResult:
     sha256: bytes  # meaningful only when ``hashed``
     md5: bytes | None
     name: str | None  # the hash database entry's name for KNOWN_BAD
+    sha1: bytes | None = None  # computed only when a SHA-1 entry could match
     oversize: bool = False  # over the limit: only head (and tail) were read
     hashed: bool = True
     head_len: int = 0  # bytes of the file at keep[0:]
@@ -301,6 +329,7 @@ def prefilter_fd(
         size=int(out.size),
         sha256=bytes(out.sha256),
         md5=bytes(out.md5) if out.has_md5 else None,
+        sha1=bytes(out.sha1) if out.has_sha1 else None,
         name=name,
         oversize=bool(out.oversize),
         hashed=bool(out.hashed),

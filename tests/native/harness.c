@@ -44,12 +44,32 @@ static void fill(uint8_t *p, size_t n)
 		p[i] = (uint8_t)next();
 }
 
-/* Write a small database of @n_sha and @n_md5 random entries to @path. */
-static void build(const char *path, uint32_t n_sha, uint32_t n_md5)
+/* Random sized records (MD5 or SHA-1) of @hlen-byte hashes, some any-size. */
+static uint8_t *sized_recs(uint32_t n, size_t hlen)
+{
+	size_t rlen = hlen + 12;
+	uint8_t *recs = calloc(n + 1, rlen);
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *r = recs + (size_t)i * rlen;
+		uint64_t size = next() % 5 ? next() % 1000 : VG_SIZE_ANY;
+		uint32_t name = 0;
+
+		fill(r, hlen);
+		memcpy(r + hlen, &size, 8);
+		memcpy(r + hlen + 8, &name, 4);
+	}
+	return recs;
+}
+
+/* Write a small database of random entries (each table) to @path. */
+static void build(const char *path, uint32_t n_sha, uint32_t n_md5,
+		  uint32_t n_sha1)
 {
 	static const char names[] = "a\0bb\0ccc\0";
 	uint8_t *sha = calloc(n_sha + 1, VG_SHA256_REC_LEN);
-	uint8_t *md5 = calloc(n_md5 + 1, VG_MD5_REC_LEN);
+	uint8_t *md5 = sized_recs(n_md5, VG_MD5_LEN);
+	uint8_t *sha1 = sized_recs(n_sha1, VG_SHA1_LEN);
 
 	for (uint32_t i = 0; i < n_sha; i++) {
 		uint8_t *r = sha + (size_t)i * VG_SHA256_REC_LEN;
@@ -60,19 +80,12 @@ static void build(const char *path, uint32_t n_sha, uint32_t n_md5)
 		memcpy(r + 32, &size, 8);
 		memcpy(r + 40, &name, 4);
 	}
-	for (uint32_t i = 0; i < n_md5; i++) {
-		uint8_t *r = md5 + (size_t)i * VG_MD5_REC_LEN;
-		uint64_t size = next() % 1000;
-		uint32_t name = 0;
-
-		fill(r, 16);
-		memcpy(r + 16, &size, 8);
-		memcpy(r + 24, &name, 4);
-	}
-	if (vg_hashdb_write(path, sha, n_sha, md5, n_md5, names, sizeof(names)))
+	if (vg_hashdb_write(path, sha, n_sha, md5, n_md5, sha1, n_sha1, names,
+			    sizeof(names)))
 		abort();
 	free(sha);
 	free(md5);
+	free(sha1);
 }
 
 static uint8_t *slurp(const char *path, size_t *len)
@@ -116,7 +129,9 @@ static void probe(struct vg_hashdb *db, const uint8_t *img, size_t len)
 			memcpy(h, img + 64 + next() % (len - 64 - 32), 32);
 		vg_hashdb_find_sha256(db, h, &name);
 		vg_hashdb_find_md5(db, h, next() % 1000, &name);
+		vg_hashdb_find_sha1(db, h, next() % 1000, &name);
 		vg_hashdb_size_listed(db, next() % 100000);
+		vg_hashdb_digests_for(db, next() % 1000);
 	}
 }
 
@@ -133,7 +148,8 @@ static int fuzz_db(const char *dir)
 		struct vg_hashdb *db;
 		int flips = 1 + (int)(next() % 4);
 
-		build(path, (uint32_t)(next() % 300), (uint32_t)(next() % 40));
+		build(path, (uint32_t)(next() % 300), (uint32_t)(next() % 40),
+		      (uint32_t)(next() % 40));
 		img = slurp(path, &len);
 		for (int k = 0; k < flips; k++)
 			img[next() % len] ^= (uint8_t)(1 + next() % 255);
@@ -157,12 +173,13 @@ static size_t list_text(char *buf, size_t cap)
 		"%064llx:%llu:Name.%llu\r\n", "%032llx;comment %llu\xc2\xa0%llu\n",
 		"%040llx  *file %llu # c%llu\r", "%064llx\t%llu\t%llu\n",
 		"# %llx %llu %llu\n", "%032llx:*:\xe3\x80\x80N%llu\xe2\x80\x8a%llu\n",
+		"%040llx:%llu:Sha1.%llu\n", "%040llx;loki %llu %llu\r\n",
 	};
 	size_t len = 0;
 
 	for (int i = 0; i < 40 && len + 200 < cap; i++)
 		len += (size_t)snprintf(buf + len, cap - len,
-					shapes[next() % 6], next(), next() % 99,
+					shapes[next() % 8], next(), next() % 99,
 					next() % 7);
 	return len;
 }
@@ -231,35 +248,47 @@ static uint64_t a8(uint64_t x)
 	return (x + 7) & ~(uint64_t)7;
 }
 
+/* Header offsets of each table's count and bucket bits, and entry length. */
+static const size_t COUNT_AT[3] = { 32, 36, 56 }, BITS_AT[3] = { 44, 45, 60 };
+static const uint64_t ENT[3] = { 36, 28, 32 };
+
+/* Where the names start for the counts and bits in the header @img. */
+static uint64_t names_start(const uint8_t *img)
+{
+	uint32_t n_sizes, n;
+	uint64_t at;
+
+	memcpy(&n_sizes, img + 40, 4);
+	at = a8(64 + (uint64_t)n_sizes * 9);
+	for (int t = 0; t < 3; t++) {
+		memcpy(&n, img + COUNT_AT[t], 4);
+		at = a8(at + (((uint64_t)1 << img[BITS_AT[t]]) + 1) * 4);
+		at = a8(at + (uint64_t)n * ENT[t]);
+	}
+	return at;
+}
+
 /*
- * A CRC-valid file whose entry count and names length are chosen so that
- * the end of the layout wraps around 2^64 to the file's real length: the
- * loader must refuse it before it reads 2^24 bucket starts off the map.
+ * A CRC-valid file whose entry count in table @t and names length are
+ * chosen so that the end of the layout wraps around 2^64 to the file's
+ * real length: the loader must refuse it before it reads 2^24 bucket
+ * starts off the map.
  */
-static void wrapped_counts(const char *dir)
+static void wrapped_counts(const char *dir, int t)
 {
 	char path[4096];
 	struct vg_hashdb *db;
 	size_t len;
 	uint8_t *img;
-	uint32_t n_sha = 1u << 28, n_md5, n_sizes;
-	uint8_t sha_bits = 24, md5_bits;
-	uint64_t names_at, names_len;
+	uint32_t n = 1u << 28;
+	uint64_t names_len;
 
 	snprintf(path, sizeof(path), "%s/wrap", dir);
-	build(path, 40, 10);
+	build(path, 40, 10, 10);
 	img = slurp(path, &len);
-	memcpy(&n_md5, img + 36, 4);
-	memcpy(&n_sizes, img + 40, 4);
-	md5_bits = img[45];
-	names_at = a8(64 + (uint64_t)n_sizes * 8);
-	names_at = a8(names_at + (((uint64_t)1 << sha_bits) + 1) * 4);
-	names_at = a8(names_at + (uint64_t)n_sha * 36);
-	names_at = a8(names_at + (((uint64_t)1 << md5_bits) + 1) * 4);
-	names_at = a8(names_at + (uint64_t)n_md5 * 28);
-	names_len = (uint64_t)len - names_at;	/* wraps: names_at > len */
-	memcpy(img + 32, &n_sha, 4);
-	img[44] = sha_bits;
+	memcpy(img + COUNT_AT[t], &n, 4);
+	img[BITS_AT[t]] = 24;
+	names_len = (uint64_t)len - names_start(img);	/* wraps */
 	memcpy(img + 48, &names_len, 8);
 	forge(path, img, len);
 	if (vg_hashdb_open(path, &db) != -EBADMSG)
@@ -518,7 +547,8 @@ int main(int argc, char **argv)
 	if (argc < 2)
 		return 2;
 	if (argc < 3 || strcmp(argv[2], "threads")) {
-		wrapped_counts(argv[1]);
+		for (int t = 0; t < 3; t++)
+			wrapped_counts(argv[1], t);
 		opened = fuzz_db(argv[1]);
 		lists = fuzz_lists(argv[1]);
 	}

@@ -14,7 +14,7 @@ from crc32c_ref import crc32c
 
 from vigild import hashes, native
 
-HEADER = struct.Struct("<8sIIQIIIIIBBHQ8x")  # see struct db_header in native/hashdb.c
+HEADER = struct.Struct("<8sIIQIIIIIBBHQIB3x")  # see struct db_header in native/hashdb.c
 CRC_AT = 24
 
 
@@ -26,13 +26,23 @@ def _md5(i: int) -> bytes:
     return hashlib.md5(b"entry %d" % i).digest()
 
 
-def _build(path: Path, n_sha: int = 200, n_md5: int = 50) -> hashes.Entries:
+def _sha1(i: int) -> bytes:
+    return hashlib.sha1(b"entry %d" % i).digest()
+
+
+def _write(path: Path, e: hashes.Entries) -> None:
+    native.write_hashdb(str(path), bytes(e.sha), bytes(e.md5), bytes(e.names), bytes(e.sha1))
+
+
+def _build(path: Path, n_sha: int = 200, n_md5: int = 50, n_sha1: int = 30) -> hashes.Entries:
     e = hashes.Entries()
     for i in range(n_sha):
         e.add(_sha(i), 1000 + i, f"Sha.Name-{i % 7}")
     for i in range(n_md5):
         e.add(_md5(i), 5000 + i, f"Md5.Name-{i % 3}")
-    native.write_hashdb(str(path), bytes(e.sha), bytes(e.md5), bytes(e.names))
+    for i in range(n_sha1):
+        e.add(_sha1(i), 7000 + i, f"Sha1.Name-{i % 5}")
+    _write(path, e)
     return e
 
 
@@ -41,17 +51,46 @@ def test_round_trip(tmp_path: Path) -> None:
     _build(db_path)
     db = native.HashDb(str(db_path))
     info = db.info()
-    assert (info.sha256_entries, info.md5_entries) == (200, 50)
+    assert (info.sha256_entries, info.md5_entries, info.sha1_entries) == (200, 50, 30)
+    assert info.version == native.HASHDB_VERSION == 2
     assert info.file_bytes == db_path.stat().st_size
     for i in range(200):
         assert db.find_sha256(_sha(i)) == f"Sha.Name-{i % 7}"
     for i in range(50):
         assert db.find_md5(_md5(i), 5000 + i) == f"Md5.Name-{i % 3}"
         assert db.find_md5(_md5(i), 5001 + i) is None  # MD5 needs its size too
+    for i in range(30):
+        assert db.find_sha1(_sha1(i), 7000 + i) == f"Sha1.Name-{i % 5}"
+        assert db.find_sha1(_sha1(i), 7001 + i) is None  # a sized SHA-1 needs its size
+        assert db.find_md5(_sha1(i)[:16], 7000 + i) is None  # tables never mix
     for i in range(200, 400):
         assert db.find_sha256(_sha(i)) is None
-    assert db.size_listed(1000) and db.size_listed(5049)
+    assert db.size_listed(1000) and db.size_listed(5049) and db.size_listed(7029)
     assert not db.size_listed(999) and not db.size_listed(6000)
+
+
+def test_each_extra_digest_is_wanted_only_for_the_sizes_its_table_names(tmp_path: Path) -> None:
+    """An MD5 (SHA-1) is worth computing only for a size an MD5 (SHA-1) entry names."""
+    p = tmp_path / "db.vhdb"
+    _build(p)
+    db = native.HashDb(str(p))
+    assert (db.needs_md5(5000), db.needs_sha1(5000)) == (True, False)
+    assert (db.needs_md5(7000), db.needs_sha1(7000)) == (False, True)
+    assert (db.needs_md5(1000), db.needs_sha1(1000)) == (False, False)  # a SHA-256 size
+    assert (db.needs_md5(6000), db.needs_sha1(6000)) == (False, False)
+
+
+def test_a_size_less_sha1_entry_wants_a_sha1_of_every_size(tmp_path: Path) -> None:
+    e = hashes.Entries()
+    e.add(_sha1(1), native.SIZE_ANY, "Loki.Sha1")
+    e.add(_md5(1), 10, "Md5.Sized")
+    e.add(_sha(1), native.SIZE_ANY, "Sha.Any")  # costs nothing: SHA-256 is computed anyway
+    p = tmp_path / "d.vhdb"
+    _write(p, e)
+    db = native.HashDb(str(p))
+    assert db.find_sha1(_sha1(1), 123456) == "Loki.Sha1"
+    assert all(db.needs_sha1(n) for n in (0, 10, 1 << 40))
+    assert db.needs_md5(10) and not db.needs_md5(11)
 
 
 def test_empty_database(tmp_path: Path) -> None:
@@ -60,6 +99,8 @@ def test_empty_database(tmp_path: Path) -> None:
     db = native.HashDb(str(p))
     assert db.find_sha256(_sha(1)) is None
     assert db.find_md5(_md5(1), 1) is None
+    assert db.find_sha1(_sha1(1), 1) is None
+    assert not db.needs_md5(1) and not db.needs_sha1(1)
     assert not db.size_listed(0)
 
 
@@ -144,12 +185,17 @@ def test_every_flipped_byte_is_caught(tmp_path: Path) -> None:
 
 
 def test_other_version_is_refused(tmp_path: Path) -> None:
+    """Version 1 (no SHA-1 table) and any later version: refused, saying what to do."""
     p = tmp_path / "db.vhdb"
     _build(p)
-    data = bytearray(p.read_bytes())
-    data[8:12] = struct.pack("<I", 2)
-    p.write_bytes(data)
-    _expect(p, errno.EPROTONOSUPPORT)
+    for version in (1, 3):
+        data = bytearray(p.read_bytes())
+        data[8:12] = struct.pack("<I", version)
+        bad = tmp_path / f"v{version}.vhdb"
+        bad.write_bytes(_forge(data))
+        _expect(bad, errno.EPROTONOSUPPORT)
+        with pytest.raises(native.NativeError, match="vigild rules compile"):
+            native.HashDb(str(bad))
 
 
 def _forge(data: bytearray) -> bytes:
@@ -175,7 +221,7 @@ def test_structure_is_checked_beyond_the_checksum(tmp_path: Path) -> None:
     data = bytearray(p.read_bytes())
     fields = HEADER.unpack_from(data)
     n_sizes = fields[8]
-    buckets_at = (64 + n_sizes * 8 + 7) & ~7
+    buckets_at = (64 + n_sizes * 9 + 7) & ~7
     forged = tmp_path / "forged.vhdb"
     # bucket starts that go backwards would let a search read out of bounds
     broken = bytearray(data)
@@ -204,17 +250,17 @@ def test_random_garbage_with_our_magic_never_crashes(tmp_path: Path) -> None:
             native.HashDb(str(p))
 
 
-def _layout_end(n_sizes: int, n_sha: int, n_md5: int, sha_bits: int, md5_bits: int) -> int:
-    """Where the names start, as native/hashdb.c lays the file out."""
+def _layout_end(n_sizes: int, tables: list[tuple[int, int, int]]) -> int:
+    """Where the names start, as native/hashdb.c lays the file out; ``tables``
+    holds (count, bucket bits, entry length) of each table in file order."""
 
     def a8(x: int) -> int:
         return (x + 7) & ~7
 
-    sha_buckets = a8(64 + n_sizes * 8)
-    sha = a8(sha_buckets + ((1 << sha_bits) + 1) * 4)
-    md5_buckets = a8(sha + n_sha * 36)
-    md5 = a8(md5_buckets + ((1 << md5_bits) + 1) * 4)
-    return a8(md5 + n_md5 * 28)
+    at = a8(64 + n_sizes * 9)  # sizes, then which tables carry each
+    for count, bits, entry in tables:
+        at = a8(a8(at + ((1 << bits) + 1) * 4) + count * entry)
+    return at
 
 
 def test_counts_that_wrap_the_layout_are_refused(tmp_path: Path) -> None:
@@ -222,29 +268,13 @@ def test_counts_that_wrap_the_layout_are_refused(tmp_path: Path) -> None:
     p = tmp_path / "db.vhdb"
     _build(p, 40, 10)
     data = bytearray(p.read_bytes())
-    (magic, version, hlen, fsize, crc, flags, n_sha, n_md5, n_sizes, sb, mb, pad, names_len) = (
-        HEADER.unpack_from(data)
-    )
+    fields = list(HEADER.unpack_from(data))
+    (n_md5, n_sizes, mb, n_sha1, s1b) = (fields[7], fields[8], fields[10], fields[13], fields[14])
     n_sha, sb = 1 << 28, 24  # and 2^24 buckets: reading them would run far off the map
-    names_at = _layout_end(n_sizes, n_sha, n_md5, sb, mb)
+    names_at = _layout_end(n_sizes, [(n_sha, sb, 36), (n_md5, mb, 28), (n_sha1, s1b, 32)])
     names_len = (len(data) - names_at) % (1 << 64)  # names_at + names_len wraps to the file length
-    HEADER.pack_into(
-        data,
-        0,
-        magic,
-        version,
-        hlen,
-        fsize,
-        crc,
-        flags,
-        n_sha,
-        n_md5,
-        n_sizes,
-        sb,
-        mb,
-        pad,
-        names_len,
-    )
+    fields[6], fields[9], fields[12] = n_sha, sb, names_len
+    HEADER.pack_into(data, 0, *fields)
     forged = tmp_path / "forged.vhdb"
     forged.write_bytes(_forge(data))
     _expect(forged, errno.EBADMSG)

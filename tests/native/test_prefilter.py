@@ -55,6 +55,52 @@ def test_known_bad_by_md5_only_with_its_size(tmp_path: Path) -> None:
     assert r.md5 is None  # size not listed: MD5 skipped
 
 
+def _sha1_db(tmp_path: Path, entries: list[tuple[bytes, int, str]]) -> native.HashDb:
+    e = hashes.Entries()
+    for digest, size, name in entries:
+        e.add(digest, size, name)
+    p = tmp_path / "sha1.vhdb"
+    native.write_hashdb(str(p), bytes(e.sha), bytes(e.md5), bytes(e.names), bytes(e.sha1))
+    return native.HashDb(str(p))
+
+
+def _pre(db: native.HashDb, tmp_path: Path, name: str, data: bytes) -> native.PrefilterResult:
+    fd = _fd(tmp_path, name, data)
+    try:
+        return native.prefilter_fd(db, None, 1, fd, bytearray(len(data) + 1))
+    finally:
+        os.close(fd)
+
+
+def test_sha1_is_computed_in_the_same_pass_only_for_sizes_a_sha1_entry_names(
+    tmp_path: Path,
+) -> None:
+    bad, other = b"a file only a SHA-1 names", b"y" * 11
+    sized = hashlib.sha1(bad).digest()
+    md5_entry = (hashlib.md5(b"z" * 11).digest(), len(other), "Some.Md5")
+    db = _sha1_db(tmp_path, [(sized, len(bad), "Old.Sha1"), md5_entry])
+    r = _pre(db, tmp_path, "bad", bad)
+    assert (r.verdict, r.name, r.sha1, r.md5) == (PreVerdict.KNOWN_BAD, "Old.Sha1", sized, None)
+    r = _pre(db, tmp_path, "other", other)  # an MD5 entry's size: an MD5, no SHA-1
+    assert (r.verdict, r.sha1, r.md5) == (PreVerdict.UNKNOWN, None, hashlib.md5(other).digest())
+    r = _pre(db, tmp_path, "resized", bad + b"!")  # no entry of this size: no SHA-1
+    assert (r.verdict, r.sha1) == (PreVerdict.UNKNOWN, None)
+    plain = _db(tmp_path, [(hashlib.sha256(b"q").digest(), "Sha.Any")], [])
+    assert _pre(plain, tmp_path, "p", bad).sha1 is None  # no SHA-1 entries: never computed
+
+
+def test_a_size_less_sha1_entry_costs_a_sha1_of_every_file(tmp_path: Path) -> None:
+    bad = b"named by a LOKI line, no size"
+    db = _sha1_db(tmp_path, [(hashlib.sha1(bad).digest(), native.SIZE_ANY, "Loki.Sha1")])
+    r = _pre(db, tmp_path, "bad", bad)
+    assert (r.verdict, r.name) == (PreVerdict.KNOWN_BAD, "Loki.Sha1")
+    for i, data in enumerate((b"", b"x", os.urandom(200_000))):
+        r = _pre(db, tmp_path, f"f{i}", data)
+        assert (r.verdict, r.sha1, r.md5) == (
+            PreVerdict.UNKNOWN, hashlib.sha1(data).digest(), None
+        )  # fmt: skip
+
+
 def test_clean_cache_is_keyed_by_content_and_generation(tmp_path: Path) -> None:
     data = b"some clean bytes"
     clean = native.Cache(1024)

@@ -45,12 +45,28 @@ def test_hsb_with_any_size_and_nameless_plain_line(tmp_path: Path) -> None:
     assert db.find_sha256(bytes.fromhex(SHA2)) == "main"  # named after the list
 
 
-def test_sha1_entries_are_skipped_with_a_warning(tmp_path: Path) -> None:
-    _, entries = _compile(tmp_path, "legacy.hsb", f"{SHA1}:10:Old.Sha1\n{SHA}:10:New\n")
-    assert entries.count == 1
-    assert entries.warnings == [
-        f"{tmp_path / 'legacy.hsb'}: 1 SHA-1 entries skipped (vigild matches SHA-256 and MD5)"
-    ]
+SHA1B = hashlib.sha1(b"older").hexdigest()
+
+
+def test_clamav_sha1_lines_are_loaded_with_their_size(tmp_path: Path) -> None:
+    db, entries = _compile(
+        tmp_path, "legacy.hsb", f"{SHA1}:10:Old.Sha1\n{SHA}:10:New\n{SHA1B.upper()}:*:Any.Sha1:73\n"
+    )
+    assert entries.count == 3 and not entries.warnings
+    assert db.find_sha1(bytes.fromhex(SHA1), 10) == "Old.Sha1"
+    assert db.find_sha1(bytes.fromhex(SHA1), 11) is None  # its size is part of the entry
+    assert db.find_sha1(bytes.fromhex(SHA1B), 999) == "Any.Sha1"
+    assert db.info().sha1_entries == 2
+
+
+def test_a_plain_sha1_list_and_sha1sum_output_are_loaded(tmp_path: Path) -> None:
+    db, entries = _compile(
+        tmp_path, "old.txt", f"{SHA1} Trojan.Old  # note\n{SHA1B}  *./dir/file.bin\n"
+    )
+    assert entries.count == 2 and not entries.warnings
+    assert db.find_sha1(bytes.fromhex(SHA1), 1) == "Trojan.Old"
+    assert db.find_sha1(bytes.fromhex(SHA1B), 1 << 33) == "./dir/file.bin"
+    assert db.needs_sha1(0) and not db.needs_md5(0)  # size-less: a SHA-1 of every file
 
 
 @pytest.mark.parametrize(
@@ -139,10 +155,10 @@ def test_loki_hash_iocs_are_read_md5_without_a_size(tmp_path: Path) -> None:
         "DEEP PANDA Sakula Malware - http://goo.gl/R3e6eG"
     )
     assert db.find_sha256(bytes.fromhex(SHA)) == "Dark Caracal - PE32 executable"
-    assert db.info().any_size  # every file then gets an MD5: the cost README names
-    assert entries.warnings == [
-        f"{tmp_path / 'hash-iocs.txt'}: 1 SHA-1 entries skipped (vigild matches SHA-256 and MD5)"
-    ]
+    assert db.find_sha1(bytes.fromhex(SHA1), 7) == "Old one"
+    assert db.info().any_size  # every file then gets an MD5 and a SHA-1: the cost README names
+    assert db.needs_md5(7) and db.needs_sha1(7)
+    assert entries.count == 3 and not entries.warnings
 
 
 @pytest.mark.skipif(not CORPUS_IOCS.exists(), reason=f"{CORPUS_IOCS} is not here")
@@ -150,8 +166,8 @@ def test_signature_base_hash_iocs_load(tmp_path: Path) -> None:
     out = tmp_path / "out.vhdb"
     entries = hashes.compile_lists([CORPUS_IOCS], str(out))
     info = native.HashDb(str(out)).info()
-    assert info.md5_entries > 900 and info.sha256_entries > 500
-    assert len(entries.warnings) == 1 and "SHA-1 entries skipped" in entries.warnings[0]
+    assert info.md5_entries > 900 and info.sha256_entries > 500 and info.sha1_entries > 850
+    assert not entries.warnings
 
 
 def _scan(tmp_path: Path, *hash_sources: Path, pua: bool = False) -> tuple[int, str, str]:
@@ -190,6 +206,49 @@ def test_an_allow_listed_file_is_never_reported(tmp_path: Path) -> None:
     assert _scan(tmp_path, lists)[0] == 0
 
 
+def test_a_file_whose_sha1_a_loki_list_names_is_found(tmp_path: Path) -> None:
+    body = b"a sample only its SHA-1 names"
+    target = _target(tmp_path, body)
+    iocs = tmp_path / "hash-iocs.txt"
+    iocs.write_text(f"# LOKI\n{hashlib.sha1(body).hexdigest()};APT Sample - old SHA-1 IOC\n")
+    code, out, err = _scan(tmp_path, iocs)
+    assert (code, err) == (1, "")
+    assert f"{target}: FOUND APT Sample - old SHA-1 IOC (known-bad-hash)" in out.splitlines()
+
+
+def test_a_sha1_allow_list_entry_is_honoured(tmp_path: Path) -> None:
+    body = b"bad one"
+    target = _target(tmp_path, body)
+    lists = tmp_path / "db"
+    lists.mkdir()
+    (lists / "main.hsb").write_text(f"{SHA}:{len(body)}:Win.Test.Bad\n")
+    (lists / "local.sfp").write_text(f"{hashlib.sha1(body).hexdigest()}:{len(body)}:Known.Good\n")
+    code, out, err = _scan(tmp_path, lists)
+    assert (code, err) == (0, "")
+    assert "FOUND" not in out and str(target) not in out
+    (lists / "local.sfp").write_text(f"{hashlib.sha1(body).hexdigest()}:{len(body) + 1}:Other\n")
+    assert _scan(tmp_path, lists)[0] == 1  # the size is part of the entry
+
+
+def test_a_database_of_the_old_format_in_compiled_dir_is_rebuilt(tmp_path: Path) -> None:
+    """The name of a compiled list carries the format version: an older vigild's
+    database is never opened (it would be refused), it is compiled again and dropped."""
+    lst = tmp_path / "l.txt"
+    lst.write_text(f"{SHA1} Old.Sha1\n")
+    cache = tmp_path / "compiled"
+    cache.mkdir(mode=0o700)
+    h = hashlib.sha256(str(lst).encode() + b"\0" + lst.read_bytes())  # version 1's name
+    old = cache / f"hashes-{h.hexdigest()[:24]}.vhdb"
+    hashes.compile_lists([lst], str(old))
+    data = bytearray(old.read_bytes())
+    data[8:12] = (1).to_bytes(4, "little")
+    old.write_bytes(data)
+    old.chmod(0o600)
+    db = ruleset.hash_database([str(lst)], cache)
+    assert db is not None and db.path != str(old) and not old.exists()
+    assert db.find_sha1(bytes.fromhex(SHA1), 5) == "Old.Sha1"
+
+
 def test_pua_lists_load_only_when_asked(tmp_path: Path) -> None:
     target = _target(tmp_path, b"bad one")
     pua = tmp_path / "daily.hsu"
@@ -220,7 +279,7 @@ def test_a_file_in_a_hash_directory_that_is_no_list_is_named(tmp_path: Path) -> 
 def _python_db(src: Path, out: Path) -> bytes:
     """The database the Python reader alone builds from ``src``."""
     e = hashes.parse_files([src])
-    native.write_hashdb(str(out), bytes(e.sha), bytes(e.md5), bytes(e.names))
+    native.write_hashdb(str(out), bytes(e.sha), bytes(e.md5), bytes(e.names), bytes(e.sha1))
     return out.read_bytes()
 
 
@@ -248,13 +307,14 @@ def test_the_c_reader_builds_what_the_python_reader_builds(tmp_path: Path, newli
     out = tmp_path / "c.vhdb"
     compiled = hashes.compile_lists([src], str(out))
     assert out.read_bytes() == _python_db(src, tmp_path / "py.vhdb")
-    assert compiled.count == 9
+    assert compiled.count == 10
     fd = os.open(src, os.O_RDONLY)
     read = native.HashListBuilder().parse(fd, "odd")
     os.close(fd)
-    assert (read.bad_line, read.lines, read.entries) == (0, len(ODD_LINES), 9)  # all in C
-    assert compiled.warnings == [hashes._sha1_warning(str(src), 1)]
+    assert (read.bad_line, read.lines, read.entries, read.sha1) == (0, len(ODD_LINES), 10, 1)
+    assert compiled.warnings == []
     db = native.HashDb(str(out))
+    assert db.find_sha1(bytes.fromhex(SHA1), 3) == "an old SHA-1"
     assert db.find_sha256(bytes.fromhex(SHA)) == "Tab.Name here"
     assert db.find_md5(bytes.fromhex(MD5B), 12) == "Unix.Trojan"
 
@@ -290,6 +350,6 @@ def test_checking_lists_reads_them_as_compiling_does(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.hsb", tmp_path / "bad.hsb"
     good.write_text(f"{SHA}:*:A\n{SHA1}:*:Old\n")
     bad.write_text(f"{SHA}:*:A\n{MD5} name\n")
-    assert hashes.check_lists([good]) == [hashes._sha1_warning(str(good), 1)]
+    assert hashes.check_lists([good]) == []
     with pytest.raises(hashes.HashListError, match=rf"^{bad}:2: an MD5 needs its size"):
         hashes.check_lists([good, bad])

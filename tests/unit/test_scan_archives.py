@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -66,12 +67,23 @@ def test_a_compressed_file_is_scanned_inside(tmp_path: Path, cfg: Path, fmt: str
     assert r.returncode == 1
 
 
-def test_a_known_bad_hash_of_a_member_is_found(tmp_path: Path, cfg: Path) -> None:
-    payload = b"#!/bin/sh\nrm -rf --no-preserve-root /\n"
-    import hashlib
+WIPER = b"#!/bin/sh\nrm -rf --no-preserve-root /\n"
 
-    hashes = tmp_path / "bad.sha256"
-    hashes.write_text(f"{hashlib.sha256(payload).hexdigest()} Test.Wiper\n")
+
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("bad.sha256", f"{hashlib.sha256(WIPER).hexdigest()} Test.Wiper"),
+        ("hash-iocs.txt", f"{hashlib.sha1(WIPER).hexdigest()};Test.Wiper"),  # LOKI SHA-1
+        ("old.hsb", f"{hashlib.sha1(WIPER).hexdigest()}:{len(WIPER)}:Test.Wiper"),
+    ],
+)
+def test_a_known_bad_hash_of_a_member_is_found(
+    tmp_path: Path, cfg: Path, name: str, line: str
+) -> None:
+    payload = WIPER
+    hashes = tmp_path / name
+    hashes.write_text(line + "\n")
     f = tmp_path / "upload.zip"
     f.write_bytes(zip_of({"bin/wipe.sh": payload}))
     r = vigild(
