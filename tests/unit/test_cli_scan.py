@@ -25,7 +25,11 @@ def cfg(tmp_path: Path) -> Path:
 
 
 def _scan(cfg: Path, *args: str, rules: str = MARKER_RULES) -> tuple[int, str, str]:
-    r = vigild("scan", "--config", str(cfg), "--rules", rules, "--no-progress", *args)
+    compiled = str(cfg.parent / "scan-compiled")
+    r = vigild(
+        "scan", "--config", str(cfg), "--compiled-dir", compiled, "--rules", rules,
+        "--no-progress", *args,
+    )  # fmt: skip
     return r.returncode, r.stdout, r.stderr
 
 
@@ -221,8 +225,14 @@ def test_oversize_skip_reports_and_truncate_scans_the_head(tmp_path: Path) -> No
     assert code == 0
     assert f"{root / 'early'}: SKIPPED {100 + len(MARKER) + 3000} bytes > max_file_size 1024" in out
     assert "Not scanned (too large or timed out): 2" in out
+    # a skipped file is not a scanned one, and its bytes were not scanned
+    assert "Files scanned: 0" in out.splitlines()
+    assert "Data scanned: 0 B" in out.splitlines()
     code, out, _ = _scan(_oversize_cfg(tmp_path, "truncate"), str(root))
     assert code == 1
+    assert "Files scanned: 2" in out.splitlines()
+    # the rules ran over the first 1 KiB of each
+    assert "Data scanned: 2.0 KB" in out.splitlines()
     assert [line.split(":")[0] for line in out.splitlines() if "FOUND" in line] == [
         str(root / "early")
     ]
