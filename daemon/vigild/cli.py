@@ -333,11 +333,20 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         )
     except review.WhenError as e:
         raise UsageError(str(e)) from e
-    found = review.entries(q, follow=args.follow)
-    if args.json:
-        review.print_json(found)
+    problem = review.journal_problem()
+    if problem:
+        raise UsageError(problem)
+    found = review.entries(q, follow=args.follow and not args.summary)
+    if args.summary:
+        summary = review.summarize(found, _daemon_config(args).onaccess.watch)
+        if args.json:
+            review.print_summary_json(summary, sys.stdout)
+        else:
+            review.print_summary(summary, sys.stdout)
+    elif args.json:
+        review.print_json(found, sys.stdout)
     else:
-        review.print_table(found)
+        review.print_table(found, sys.stdout)
     return EXIT_OK
 
 
