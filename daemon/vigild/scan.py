@@ -373,6 +373,14 @@ def _record(reporter: Reporter, outcome: Outcome, act: Act | None) -> None:
             reporter.totals.special += 1
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, timeout(1)), handled as Ctrl-C is: workers killed, summary printed."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 class WorkerDied(Exception):
     """A scan worker process ended (killed, out of memory); the scan cannot finish."""
 
@@ -458,8 +466,8 @@ def run(
     threads: YARA-X holds the GIL while it scans, and even yara-python
     loses time to the GIL around each call. Even one worker is a process:
     Ctrl-C can then end the scan at once, whatever file it is in. The
-    walker feeds them batches. Ctrl-C returns the totals so far, marked
-    ``interrupted``.
+    walker feeds them batches. Ctrl-C (or SIGTERM) returns the totals so
+    far, ``interrupted`` set to the signal.
     """
     global _SNAPSHOT
     totals, walked = reporter.totals, Totals()
@@ -484,12 +492,14 @@ def run(
             reporter.progress = Progress(sys.stderr, totals, walked, reporter.lock)
             reporter.progress.start()
 
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         _SNAPSHOT = snap
         _in_processes(batches(), max(workers, 1), reporter, start_progress, act)
-    except KeyboardInterrupt:
-        totals.interrupted = True
+    except KeyboardInterrupt as e:
+        totals.interrupted = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         _SNAPSHOT = None
         if reporter.progress:
             reporter.progress.walk_done = True

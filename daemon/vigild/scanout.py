@@ -34,7 +34,7 @@ class Totals:
     special: int = 0  # FIFOs, sockets, devices
     symlinks: int = 0  # symbolic links not followed
     acted: int = 0  # findings moved, removed or quarantined
-    interrupted: bool = False  # Ctrl-C: the totals so far
+    interrupted: int = 0  # the signal that stopped the scan (2: Ctrl-C, 15: SIGTERM), else 0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -43,9 +43,9 @@ class Totals:
 
     @property
     def exit_code(self) -> int:
-        """0 clean, 1 something found, 2 errors (as clamscan); 130 interrupted."""
+        """0 clean, 1 something found, 2 errors (as clamscan); 128 + signal when stopped."""
         if self.interrupted:
-            return 130
+            return 128 + self.interrupted
         if self.found:
             return 1
         return 2 if self.errors else 0

@@ -63,8 +63,11 @@ def _summary(out: str) -> dict[str, str]:
 # ------------------------------------------------------------ Ctrl-C, pipes
 
 
-def test_ctrl_c_stops_within_a_second_with_the_partial_summary(tmp_path: Path, cfg: Path) -> None:
-    """A worker deep in a slow file is killed: SIGINT to exit well under 2 s."""
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_stops_within_a_second_with_the_partial_summary(
+    tmp_path: Path, cfg: Path, sig: signal.Signals, code: int
+) -> None:
+    """A worker deep in a slow file is killed: SIGINT (or SIGTERM) to exit well under 2 s."""
     cfg.write_text(cfg.read_text() + "[scan]\ntimeout = 300\n")
     root = tmp_path / "t"
     root.mkdir()
@@ -75,24 +78,35 @@ def test_ctrl_c_stops_within_a_second_with_the_partial_summary(tmp_path: Path, c
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
+        workers: list[str] = []
         for _ in range(200):  # until the worker is forked and inside the file
-            if Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split():
+            workers = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+            if workers:
                 break
             time.sleep(0.05)
         time.sleep(1.0)
         sent = time.monotonic()
-        p.send_signal(signal.SIGINT)
+        p.send_signal(sig)
         out, err = p.communicate(timeout=10)
         took = time.monotonic() - sent
     finally:
         p.kill()
         p.wait(10)
     assert took < 2.0, f"Ctrl-C took {took:.1f} s"
-    assert p.returncode == 130
+    assert p.returncode == code
+    assert workers and not any(_running(int(w)) for w in workers), "a worker outlived the scan"
     assert "Traceback" not in err
     s = _summary(out)
     assert (s["Files scanned"], s["Found"]) == ("0", "0")
     assert s["Interrupted"] == "the scan did not finish"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path: Path, cfg: Path) -> None:
