@@ -330,7 +330,8 @@ def test_a_killed_worker_ends_the_scan_with_an_error_not_a_hang(tmp_path: Path, 
     from support import VIGILD
 
     p = subprocess.Popen(
-        [VIGILD, "scan", "--config", str(cfg), "--rules", str(DATA / "slow"), "--no-progress",
+        [VIGILD, "scan", "--config", str(cfg), "--compiled-dir", str(tmp_path / "c"),
+         "--rules", str(DATA / "slow"), "--no-progress",
          "--workers", "2", str(tmp_path / "t")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
