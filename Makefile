@@ -24,14 +24,27 @@ NATIVE := $(wildcard native/*.c native/*.h native/*.py)
 
 .PHONY: run test bench deps venv lint unit clean
 
+# Real parts the fleet tests run on loopback only (tests/integration/test_fleet.py):
+# node_exporter's textfile collector, promtool, journal-upload/-remote. Their
+# packaged services are kept from starting (policy-rc.d while installing) and
+# disabled: the tests start and stop their own instances by pid.
+APT_QUIET := prometheus-node-exporter prometheus systemd-journal-remote
+QUIET_UNITS := prometheus.service prometheus-node-exporter.service \
+	systemd-journal-remote.socket systemd-journal-upload.service
+
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do \
+	@missing=$$(for p in $(APT_PACKAGES) $(APT_QUIET); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	done); \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "make: run as root to install: $$missing" >&2; exit 1; fi; \
 		echo "installing: $$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; \
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+		fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+		for u in $(QUIET_UNITS); do deb-systemd-helper disable $$u >/dev/null 2>&1 || true; done; \
 	fi
 
 $(STAMP): pyproject.toml setup.py $(NATIVE) | deps

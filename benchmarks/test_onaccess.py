@@ -627,3 +627,72 @@ def test_onaccess(benchmark: Any, summary: Summary, bench: Bench, repo: Path) ->
     for row in rows:
         summary.add(row)
     check_targets(rows)
+
+
+# ---------------------------------------------- a public rule set, on access
+
+SIGNATURE_BASE = "vigild, signature-base"
+
+
+def test_onaccess_signature_base(
+    benchmark: Any, summary: Summary, bench: Bench, repo: Path
+) -> None:
+    """signature-base (what LOKI and THOR load, 13 of its files reading the
+    file's name or path) next to the shipped rules, on the same passes.
+
+    Its path-dependent rules run on every scan and keep the clean-content
+    cache and ignore marks from helping them, but only them: the second
+    pass is still answered in C (the verdict cache), which is what this
+    row watches.
+    """
+    sb = repo.parent / "shared" / "corpus-rules" / "signature-base" / "yara"
+    section = _section(bench.corpus) + ", signature-base"
+    if not sb.is_dir():
+        summary.skip(section, "signature-base on access", f"{sb} is absent")
+        pytest.skip(f"{sb} is absent")
+    shipped = repo / "rules"
+    compiled = {VIGILD: bench.tmp / "compiled", SIGNATURE_BASE: bench.tmp / "compiled-sb"}
+    rules = {VIGILD: shipped, SIGNATURE_BASE: sb}
+    reports = {
+        n: Daemon(bench, compiled[n], rules[n], bench.tmp / f"compile-{i}").compile(rules[n])
+        for i, n in enumerate(rules)
+    }
+    bench.open_all()
+    contest = Contest({n: _vigild(bench, compiled[n], rules[n]) for n in rules}).run(
+        benchmark, rounds=ROUNDS
+    )
+
+    def best(name: str) -> VigildRound:
+        times = contest.times[name]
+        r: VigildRound = contest.results[name][times.index(min(times))]
+        return r
+
+    ours, theirs = best(VIGILD), best(SIGNATURE_BASE)
+    second = {
+        n: min((r.second for r in contest.results[n]), key=lambda p: p.total_s) for n in rules
+    }
+    summary.add(
+        Row(
+            section,
+            "first pass: signature-base vs shipped rules",
+            Figure(_ms(theirs.first), "ms", "signature-base"),
+            Figure(_ms(ours.first), "ms", "shipped rules"),
+            ours.first.total_s / theirs.first.total_s,
+            "",
+            verdict(None),
+            note=f"signature-base: {reports[SIGNATURE_BASE]}; shipped: {reports[VIGILD]}; "
+            f"best of {ROUNDS} interleaved rounds",
+        )
+    )
+    summary.add(
+        Row(
+            section,
+            "second pass: signature-base vs shipped rules",
+            Figure(_ms(second[SIGNATURE_BASE]), "ms", "signature-base"),
+            Figure(_ms(second[VIGILD]), "ms", "shipped rules"),
+            second[VIGILD].total_s / second[SIGNATURE_BASE].total_s,
+            "",
+            verdict(None),
+            note=f"signature-base second pass: {_events_note(theirs.status)}",
+        )
+    )

@@ -105,6 +105,8 @@ static int fan_init(struct vg_fan *fan, const struct vg_fan_config *cfg,
 	ret = vg_cache_new(cfg->cache_entries, &fan->verdicts);
 	if (!ret)
 		ret = vg_cache_new(DETECTED_ENTRIES, &fan->detected);
+	if (!ret)
+		ret = vg_cache_new(EXE_ENTRIES, &fan->exes);
 	return ret ? ret : jobs_init(fan);
 }
 
@@ -313,6 +315,7 @@ void vg_fan_free(struct vg_fan *fan)
 	jobs_free(fan);
 	vg_cache_free(fan->verdicts);
 	vg_cache_free(fan->detected);
+	vg_cache_free(fan->exes);
 	settings_put(fan->settings);
 	if (fan->wake_fd >= 0)
 		close(fan->wake_fd);

@@ -51,12 +51,15 @@
  *               FIONREAD; answer counters and latency
  *   settings.c  immutable settings snapshots (refcounted)
  *   filters.c   path / process filters inside a snapshot
+ *   interp.c    interpreter sets inside a snapshot; the program cache
+ *               (what each opener's program is), which never opens a file
  *
  *   fan.c -> reader.c, jobs.c, remember.c, respond.c, settings.c
- *   reader.c -> jobs.c, remember.c, respond.c, settings.c, filters.c
- *   jobs.c -> remember.c, respond.c, settings.c
+ *   reader.c -> jobs.c, remember.c, respond.c, settings.c, filters.c,
+ *               interp.c
+ *   jobs.c -> remember.c, respond.c, settings.c, interp.c
  *   remember.c -> respond.c, settings.c
- *   settings.c -> filters.c
+ *   settings.c -> filters.c, interp.c
  *
  * Lock order: q_lock -> respond_lock; cache_lock -> respond_lock;
  * cache_lock -> settings_lock (write, the swap); q_lock -> settings_lock
@@ -75,6 +78,7 @@
 
 #define EPOCHS 4096		/* write-epoch counters, by (dev, ino) hash */
 #define DETECTED_ENTRIES 65536	/* inodes found malicious, kept apart from verdicts */
+#define EXE_ENTRIES 4096	/* programs known to be interpreters, or not */
 
 struct filters {
 	char **watch;		/* path prefixes scanned; none = everything */
@@ -86,6 +90,18 @@ struct filters {
 	uint32_t *uids;		/* users whose opens are never scanned */
 	uint32_t n_uids;
 };
+
+/* The interpreters and the loader (interp.c): immutable, in a snapshot. */
+struct interp {
+	uint64_t *ids;		/* (dev, ino) pairs of their files */
+	uint32_t n_ids;
+	uint8_t *sha;		/* SHA-256 of their contents, sorted */
+	uint32_t n_sha;
+	uint64_t print;		/* names this set in the program cache */
+};
+
+/* interp_of(): what the opener runs */
+enum { INTERP_NO, INTERP_YES, INTERP_UNKNOWN };
 
 /*
  * The settings in force: immutable once built (settings.c), swapped whole
@@ -105,7 +121,10 @@ struct settings {
 	uint64_t fresh_ns;
 	uint32_t close_write_share;	/* percent */
 	int exec_anywhere;
+	uint64_t large_bytes;
+	uint32_t large_lanes;
 	struct filters *filters;
+	struct interp *interp;
 };
 
 enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_TAKEN };
@@ -117,6 +136,7 @@ struct slot {
 	int answered;		/* 1 once the kernel has its answer */
 	int response;		/* the answer given (VG_ALLOW / VG_DENY) */
 	int on_deadline;	/* the policy answer, from the settings at enqueue */
+	int large;		/* in a large lane (jobs.c) */
 	uint32_t seq;		/* bumped on reuse: stale ids are refused */
 	uint32_t epoch;		/* write epoch of the inode at enqueue */
 	uint64_t deadline_ns;
@@ -165,6 +185,7 @@ struct vg_fan {
 	pthread_mutex_t cache_lock;	/* verdict insert vs invalidation */
 	struct vg_cache *verdicts;
 	struct vg_cache *detected;	/* inodes found malicious: scanned under any name */
+	struct vg_cache *exes;		/* what programs are (interp.c); own locks */
 	uint32_t epochs[EPOCHS];
 
 	pthread_mutex_t q_lock;
@@ -172,7 +193,9 @@ struct vg_fan {
 	pthread_cond_t dl_cond;		/* watcher waits for deadlines */
 	struct slot *slots;
 	struct slot *free_list;
-	struct fifo perm_q, notify_q;
+	struct fifo queues[4];		/* by lane_of(): perm, perm large,
+					 * notify, notify large */
+	uint32_t large_taken;		/* large jobs being scanned */
 	struct slot *dl_head, *dl_tail;
 	uint32_t in_flight;
 	uint32_t notify_in_flight;	/* close-write jobs: close_write_share */
@@ -256,5 +279,14 @@ void filters_free(struct filters *f);
 int filters_path_scanned(const struct filters *f, const char *path,
 			 int anywhere);
 int filters_process_excluded(const struct filters *f, pid_t pid);
+
+/* interp.c */
+struct interp *interp_new(const uint64_t *ids, uint32_t n_ids,
+			  const uint8_t *sha, uint32_t n_sha);
+void interp_free(struct interp *ip);
+int interp_on(const struct interp *ip);
+int interp_of(struct vg_fan *fan, const struct interp *ip, pid_t pid);
+int interp_learn(struct vg_fan *fan, const struct interp *ip,
+		 const struct stat *st, const uint8_t *sha256);
 
 #endif /* VIGILD_FAN_H */

@@ -133,6 +133,23 @@ static int exe_of(pid_t pid, char *buf, size_t len)
 	return 0;
 }
 
+/*
+ * 1 when @exe, an excluded executable's path, names in our mount
+ * namespace the very file @pid runs. The text of /proc/PID/exe alone is
+ * no proof: a process in another mount namespace (an unprivileged user
+ * namespace will do) can run its own program bind-mounted at that path,
+ * and the link then reads the same.
+ */
+static int runs_file(pid_t pid, const char *exe)
+{
+	struct stat mine, theirs;
+	char link[64];
+
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	return !stat(link, &theirs) && !stat(exe, &mine) &&
+	       mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
+}
+
 /* 1 when @pid runs an excluded executable or as an excluded user. */
 int filters_process_excluded(const struct filters *f, pid_t pid)
 {
@@ -150,6 +167,6 @@ int filters_process_excluded(const struct filters *f, pid_t pid)
 	if (f->n_exes && !exe_of(pid, path, sizeof(path)))
 		for (uint32_t i = 0; i < f->n_exes; i++)
 			if (!strcmp(path, f->exes[i]))
-				return 1;
+				return runs_file(pid, f->exes[i]);
 	return 0;
 }

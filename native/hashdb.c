@@ -3,8 +3,9 @@
  *
  * Owns the mapping of one database file per handle; a handle is
  * read-only after vg_hashdb_open and safe to share between threads.
- * Parsing hash lists is Python's job (it reports file:line); this file
- * only turns packed records into the on-disk layout and looks them up.
+ * Reading hash lists is hashlist.c's job; this file only turns records
+ * into the on-disk layout (sorted in place, streamed to the file) and
+ * looks them up.
  *
  * Layout (little-endian), every section starting on an 8-byte boundary:
  *
@@ -132,21 +133,13 @@ static uint32_t file_crc(const unsigned char *base, size_t len)
 
 /* ---- writing ---- */
 
-/* A record as the writer sorts it: hash, size, name, original order. */
-struct wrec {
-	unsigned char hash[32];
-	uint64_t size;
-	uint32_t name;
-	uint32_t order;
-};
-
 /*
  * Order by hash, then size, then input order (so the first name wins).
  * MD5 hashes are zero-padded to 32 bytes, so one comparison serves both.
  */
-static int cmp_wrec(const void *a, const void *b)
+static int cmp_rec(const void *a, const void *b)
 {
-	const struct wrec *x = a, *y = b;
+	const struct vg_hashrec *x = a, *y = b;
 	int c = memcmp(x->hash, y->hash, sizeof(x->hash));
 
 	if (c)
@@ -165,7 +158,7 @@ static int cmp_u64(const void *a, const void *b)
 
 /* Unpack @n records of @hlen-byte hashes; -EINVAL on a bad name offset. */
 static int unpack(const uint8_t *recs, uint32_t n, size_t hlen,
-		  uint64_t names_len, struct wrec *out)
+		  uint64_t names_len, struct vg_hashrec *out)
 {
 	size_t rlen = hlen + 12;
 
@@ -183,13 +176,48 @@ static int unpack(const uint8_t *recs, uint32_t n, size_t hlen,
 	return 0;
 }
 
+/*
+ * Sort in place without glibc qsort's n-sized merge buffer: move each
+ * record to the bucket of its first byte (American flag sort), then
+ * qsort each bucket, whose merge buffer is 1/256 of the whole.
+ */
+static void sort_recs(struct vg_hashrec *r, uint32_t n)
+{
+	uint32_t end[256] = { 0 }, next[256];
+	struct vg_hashrec t;
+
+	if (!n)
+		return;
+	for (uint32_t i = 0; i < n; i++)
+		end[r[i].hash[0]]++;
+	for (uint32_t b = 0, at = 0; b < 256; b++) {
+		next[b] = at;
+		at += end[b];
+		end[b] = at;
+	}
+	for (uint32_t b = 0; b < 256; b++) {
+		while (next[b] < end[b]) {
+			t = r[next[b]];
+			while (t.hash[0] != b) {
+				struct vg_hashrec u = r[next[t.hash[0]]];
+
+				r[next[t.hash[0]]++] = t;
+				t = u;
+			}
+			r[next[b]++] = t;
+		}
+	}
+	for (uint32_t b = 0, at = 0; b < 256; at = end[b++])
+		qsort(r + at, end[b] - at, sizeof(*r), cmp_rec);
+}
+
 /* Sort and drop repeated keys; SHA-256 keys ignore the size. */
-static uint32_t sort_dedup(struct wrec *r, uint32_t n, size_t hlen,
+static uint32_t sort_dedup(struct vg_hashrec *r, uint32_t n, size_t hlen,
 			   int keyed_by_size)
 {
 	uint32_t out = 0;
 
-	qsort(r, n, sizeof(*r), cmp_wrec);
+	sort_recs(r, n);
 	for (uint32_t i = 0; i < n; i++) {
 		if (out && !memcmp(r[out - 1].hash, r[i].hash, hlen) &&
 		    (!keyed_by_size || r[out - 1].size == r[i].size))
@@ -200,14 +228,14 @@ static uint32_t sort_dedup(struct wrec *r, uint32_t n, size_t hlen,
 }
 
 /* Distinct known sizes of both tables, sorted; sets the ANY flags. */
-static uint32_t collect_sizes(const struct wrec *sha, uint32_t ns,
-			      const struct wrec *md5, uint32_t nm,
+static uint32_t collect_sizes(const struct vg_hashrec *sha, uint32_t ns,
+			      const struct vg_hashrec *md5, uint32_t nm,
 			      uint64_t *sizes, uint32_t *flags)
 {
 	uint32_t n = 0, out = 0;
 
 	for (uint32_t i = 0; i < ns + nm; i++) {
-		const struct wrec *r = i < ns ? &sha[i] : &md5[i - ns];
+		const struct vg_hashrec *r = i < ns ? &sha[i] : &md5[i - ns];
 
 		if (r->size == VG_SIZE_ANY)
 			*flags |= i < ns ? FLAG_ANY_SHA256 : FLAG_ANY_MD5;
@@ -221,84 +249,166 @@ static uint32_t collect_sizes(const struct wrec *sha, uint32_t ns,
 	return out;
 }
 
-/* Write the bucket index and entries of one table into @buf. */
-static void put_table(unsigned char *buf, uint64_t bucket_off, uint64_t ent_off,
-		      const struct wrec *r, uint32_t n, size_t hlen,
-		      uint8_t bits, int with_size)
+/* The file being written: a buffer in front of it and the CRC so far. */
+struct dbout {
+	int fd;
+	int err;
+	uint32_t crc;
+	uint64_t at;		/* bytes handed to put(), buffered or not */
+	size_t used;
+	unsigned char buf[1 << 16];
+};
+
+/* Write out what is buffered; the first error sticks in @o->err. */
+static void flush_out(struct dbout *o)
 {
-	uint32_t *buckets = (uint32_t *)(buf + bucket_off);
-	size_t elen = hlen + (with_size ? 8 : 0) + 4;
+	size_t done = 0;
+
+	o->crc = vg_crc32c(o->crc, o->buf, o->used);
+	while (done < o->used && !o->err) {
+		ssize_t n = write(o->fd, o->buf + done, o->used - done);
+
+		if (n < 0 && errno != EINTR)
+			o->err = -errno;
+		else if (n > 0)
+			done += (size_t)n;
+	}
+	o->used = 0;
+}
+
+/* Append @len bytes (zeros when @p is NULL) to the file. */
+static void put(struct dbout *o, const void *p, size_t len)
+{
+	while (len) {
+		size_t n = sizeof(o->buf) - o->used;
+
+		if (n > len)
+			n = len;
+		if (p) {
+			memcpy(o->buf + o->used, p, n);
+			p = (const unsigned char *)p + n;
+		} else {
+			memset(o->buf + o->used, 0, n);
+		}
+		o->used += n;
+		o->at += n;
+		len -= n;
+		if (o->used == sizeof(o->buf))
+			flush_out(o);
+	}
+}
+
+/* Zero-fill up to offset @off (the next section's start). */
+static void pad_to(struct dbout *o, uint64_t off)
+{
+	put(o, NULL, (size_t)(off - o->at));
+}
+
+/* Write the bucket index and entries of one table at the current offset. */
+static void put_table(struct dbout *o, const struct vg_hashrec *r, uint32_t n,
+		      size_t hlen, uint8_t bits, int with_size)
+{
 	uint32_t nb = (uint32_t)1 << bits, i = 0;
 
 	for (uint32_t b = 0; b <= nb; b++) {
 		while (i < n && bucket_of(r[i].hash, bits) < b)
 			i++;
-		buckets[b] = i;
+		put(o, &i, 4);
 	}
+	pad_to(o, align8(o->at));
 	for (i = 0; i < n; i++) {
-		unsigned char *e = buf + ent_off + (size_t)i * elen;
-
-		memcpy(e, r[i].hash, hlen);
+		put(o, r[i].hash, hlen);
 		if (with_size)
-			memcpy(e + hlen, &r[i].size, 8);
-		memcpy(e + elen - 4, &r[i].name, 4);
+			put(o, &r[i].size, 8);
+		put(o, &r[i].name, 4);
 	}
+	pad_to(o, align8(o->at));
 }
 
-/* Write @len bytes of @buf to a new file at @path, atomically. */
-static int write_atomic(const char *path, const unsigned char *buf, size_t len)
+/* Stream header (crc zero) and sections; then store the CRC in the header. */
+static int put_image(struct dbout *o, struct db_header *h,
+		     const uint64_t *sizes, const struct vg_hashrec *sha,
+		     const struct vg_hashrec *md5, const char *names)
+{
+	struct db_layout l = layout_of(h);
+
+	h->file_size = l.end;
+	put(o, h, sizeof(*h));
+	put(o, sizes, (size_t)h->n_sizes * 8);
+	pad_to(o, l.sha_buckets);
+	put_table(o, sha, h->n_sha256, 32, h->sha_bits, 0);
+	put_table(o, md5, h->n_md5, 16, h->md5_bits, 1);
+	put(o, names, h->names_len);
+	flush_out(o);
+	h->crc = o->crc;
+	if (!o->err && pwrite(o->fd, h, sizeof(*h), 0) != sizeof(*h))
+		o->err = errno ? -errno : -EIO;
+	return o->err;
+}
+
+/* Write the database into a temporary file, then rename it to @path. */
+static int write_atomic(const char *path, struct db_header *h,
+			const uint64_t *sizes, const struct vg_hashrec *sha,
+			const struct vg_hashrec *md5, const char *names)
 {
 	char tmp[4096];
-	size_t done = 0;
-	int fd, ret = 0;
+	struct dbout *o;
+	int ret;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >=
 	    (int)sizeof(tmp))
 		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	while (done < len && !ret) {
-		ssize_t n = write(fd, buf + done, len - done);
-
-		if (n < 0 && errno != EINTR)
-			ret = -errno;
-		else if (n > 0)
-			done += (size_t)n;
-	}
-	if (!ret && fsync(fd))
+	o = calloc(1, sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	o->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (o->fd < 0) {
 		ret = -errno;
-	if (close(fd) && !ret)
+		free(o);
+		return ret;
+	}
+	ret = put_image(o, h, sizes, sha, md5, names);
+	if (!ret && fsync(o->fd))
+		ret = -errno;
+	if (close(o->fd) && !ret)
 		ret = -errno;
 	if (!ret && rename(tmp, path))
 		ret = -errno;
 	if (ret)
 		unlink(tmp);
+	free(o);
 	return ret;
 }
 
-/* Lay out header and sections of a database in a fresh buffer. */
-static unsigned char *build_image(struct db_header *h, const uint64_t *sizes,
-				  const struct wrec *sha, const struct wrec *md5,
-				  const char *names, struct db_layout *l)
+/*
+ * Build a database at @path from records, sorting them in place (their
+ * order fields must number each table's input). Duplicate keys keep
+ * their first name. Returns 0 or -errno.
+ */
+int vg_hashdb_write_recs(const char *path, struct vg_hashrec *sha,
+			 uint32_t n_sha, struct vg_hashrec *md5, uint32_t n_md5,
+			 const char *names, uint64_t names_len)
 {
-	unsigned char *buf;
+	struct db_header h = { .magic = DB_MAGIC, .version = DB_VERSION,
+			       .header_len = sizeof(h) };
+	uint64_t *sizes;
+	int ret;
 
-	*l = layout_of(h);
-	buf = calloc(1, l->end);
-	if (!buf)
-		return NULL;
-	h->file_size = l->end;
-	memcpy(buf + l->sizes, sizes, (size_t)h->n_sizes * 8);
-	put_table(buf, l->sha_buckets, l->sha, sha, h->n_sha256, 32,
-		  h->sha_bits, 0);
-	put_table(buf, l->md5_buckets, l->md5, md5, h->n_md5, 16,
-		  h->md5_bits, 1);
-	memcpy(buf + l->names, names, h->names_len);
-	memcpy(buf, h, sizeof(*h));
-	h->crc = file_crc(buf, l->end);
-	memcpy(buf, h, sizeof(*h));
-	return buf;
+	if (names_len && names[names_len - 1] != '\0')
+		return -EINVAL;
+	sizes = calloc((size_t)n_sha + n_md5 + 1, sizeof(*sizes));
+	if (!sizes)
+		return -ENOMEM;
+	h.n_sha256 = sort_dedup(sha, n_sha, 32, 0);
+	h.n_md5 = sort_dedup(md5, n_md5, 16, 1);
+	h.n_sizes = collect_sizes(sha, h.n_sha256, md5, h.n_md5, sizes,
+				  &h.flags);
+	h.sha_bits = bits_for(h.n_sha256);
+	h.md5_bits = bits_for(h.n_md5);
+	h.names_len = names_len;
+	ret = write_atomic(path, &h, sizes, sha, md5, names);
+	free(sizes);
+	return ret;
 }
 
 /*
@@ -311,40 +421,22 @@ int vg_hashdb_write(const char *path, const uint8_t *sha_recs, uint32_t n_sha,
 		    const uint8_t *md5_recs, uint32_t n_md5,
 		    const char *names, uint64_t names_len)
 {
-	struct db_header h = { .magic = DB_MAGIC, .version = DB_VERSION,
-			       .header_len = sizeof(h) };
-	struct wrec *sha, *md5;
-	uint64_t *sizes;
-	struct db_layout l;
-	unsigned char *img = NULL;
+	struct vg_hashrec *sha, *md5;
 	int ret = -ENOMEM;
 
 	if (names_len && names[names_len - 1] != '\0')
 		return -EINVAL;
 	sha = calloc((size_t)n_sha + 1, sizeof(*sha));
 	md5 = calloc((size_t)n_md5 + 1, sizeof(*md5));
-	sizes = calloc((size_t)n_sha + n_md5 + 1, sizeof(*sizes));
-	if (!sha || !md5 || !sizes)
+	if (!sha || !md5)
 		goto out;
 	ret = unpack(sha_recs, n_sha, 32, names_len, sha);
 	if (!ret)
 		ret = unpack(md5_recs, n_md5, 16, names_len, md5);
-	if (ret)
-		goto out;
-	h.n_sha256 = sort_dedup(sha, n_sha, 32, 0);
-	h.n_md5 = sort_dedup(md5, n_md5, 16, 1);
-	h.n_sizes = collect_sizes(sha, h.n_sha256, md5, h.n_md5, sizes,
-				  &h.flags);
-	h.sha_bits = bits_for(h.n_sha256);
-	h.md5_bits = bits_for(h.n_md5);
-	h.names_len = names_len;
-	ret = -ENOMEM;
-	img = build_image(&h, sizes, sha, md5, names, &l);
-	if (img)
-		ret = write_atomic(path, img, l.end);
+	if (!ret)
+		ret = vg_hashdb_write_recs(path, sha, n_sha, md5, n_md5, names,
+					   names_len);
 out:
-	free(img);
-	free(sizes);
 	free(md5);
 	free(sha);
 	return ret;
@@ -477,10 +569,16 @@ void vg_hashdb_info(const struct vg_hashdb *db, struct vg_hashdb_info *out)
 /* 1 when some entry could match a file of @size, else 0. */
 int vg_hashdb_size_listed(const struct vg_hashdb *db, uint64_t size)
 {
-	uint32_t lo = 0, hi = db->hdr.n_sizes;
-
 	if (db->hdr.flags & (FLAG_ANY_SHA256 | FLAG_ANY_MD5))
 		return 1;
+	return vg_hashdb_size_carried(db, size);
+}
+
+/* 1 when some entry carries exactly @size (any-size entries aside). */
+int vg_hashdb_size_carried(const struct vg_hashdb *db, uint64_t size)
+{
+	uint32_t lo = 0, hi = db->hdr.n_sizes;
+
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 		uint64_t v;

@@ -16,6 +16,13 @@
  * drops scans after writes (the files are scanned at their next open:
  * their verdicts were invalidated) rather than leave no room for opens.
  *
+ * Lanes: a job for a file over large_bytes is large, and at most
+ * large_lanes large jobs are scanned at once (the daemon sets one less
+ * than its workers). Big files therefore never hold every worker: an
+ * opener of a small file is answered by a scan, not by the deadline,
+ * however many big files an attacker opens. A large job waiting for its
+ * lane still has its deadline.
+ *
  * Exactly once: a permission job's event is answered by whoever sets
  * slot->answered under q_lock first, the worker (vg_fan_answer) or the
  * watcher at the deadline. Every unanswered permission job sits on the
@@ -139,6 +146,32 @@ static uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The queue of @s: permission before close-write, small before large. */
+static struct fifo *lane_of(struct vg_fan *fan, const struct slot *s)
+{
+	return &fan->queues[(is_perm(s) ? 0 : 2) + !!s->large];
+}
+
+/*
+ * Take the next job a worker may scan now, or NULL: permission jobs
+ * first, a large one only while a large lane is free. Caller holds q_lock.
+ */
+static struct slot *take(struct vg_fan *fan)
+{
+	struct settings *set = settings_get(fan);
+	int lane_free = !set->large_lanes ||
+			fan->large_taken < set->large_lanes;
+	struct slot *s = NULL;
+
+	settings_put(set);
+	for (int i = 0; i < 4 && !s; i++)
+		if (!(i & 1) || lane_free)
+			s = fifo_pop(&fan->queues[i]);
+	if (s && s->large)
+		fan->large_taken++;
+	return s;
+}
+
 /* 1 when a job of @kind finds no room; caller holds q_lock. */
 static int no_room(struct vg_fan *fan, const struct settings *set,
 		   uint32_t kind)
@@ -180,13 +213,14 @@ int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t group,
 	s->answered = 0;
 	s->response = VG_ALLOW;
 	s->on_deadline = set->on_deadline[policy_of(job->kind)];
+	s->large = set->large_lanes && job->size > set->large_bytes;
 	s->epoch = epoch;
 	s->deadline_ns = job->queued_ns + set->deadline_ns;
 	s->queued_rt_ns = realtime_ns();
 	fan->in_flight++;
 	if (!is_perm(s))
 		fan->notify_in_flight++;
-	fifo_push(is_perm(s) ? &fan->perm_q : &fan->notify_q, s);
+	fifo_push(lane_of(fan, s), s);
 	if (is_perm(s))
 		dl_insert(fan, s);
 	/* no wake-up (see watcher_main), unless a shrunk deadline put this
@@ -212,7 +246,8 @@ static struct timespec after_ns(uint64_t ns)
 
 /*
  * Wait up to @timeout_ms for a job and copy it to @job. Returns 1 with a
- * job, 0 on timeout, -ESHUTDOWN once stopping. Permission jobs first.
+ * job, 0 on timeout, -ESHUTDOWN once stopping. Permission jobs first;
+ * large ones only into a free lane (take).
  */
 int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms)
 {
@@ -221,15 +256,14 @@ int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms)
 	int ret = 0;
 
 	pthread_mutex_lock(&fan->q_lock);
-	while (!fan->stopping && !fan->perm_q.len && !fan->notify_q.len && !ret)
+	while (!fan->stopping && !(s = take(fan)) && !ret)
 		ret = pthread_cond_timedwait(&fan->q_cond, &fan->q_lock, &until);
 	if (fan->stopping) {
+		if (s && s->large)	/* never handed out: back in the lane */
+			fan->large_taken--;
 		pthread_mutex_unlock(&fan->q_lock);
 		return -ESHUTDOWN;
 	}
-	s = fifo_pop(&fan->perm_q);
-	if (!s)
-		s = fifo_pop(&fan->notify_q);
 	if (s) {
 		s->state = SLOT_TAKEN;
 		*job = s->job;
@@ -321,8 +355,44 @@ int vg_fan_done(struct vg_fan *fan, uint64_t id)
 	fan->in_flight--;
 	if (!is_perm(s))
 		fan->notify_in_flight--;
+	if (s->large) {	/* a lane is free: a waiting worker may take it */
+		fan->large_taken--;
+		pthread_cond_broadcast(&fan->q_cond);
+	}
 	pthread_mutex_unlock(&fan->q_lock);
 	return 0;
+}
+
+/*
+ * A worker's finding for job @id, queued to learn what its opener runs
+ * (VG_JOB_CLASSIFY): @exe_fd is that program, which the worker opened
+ * from /proc/PID/exe (our own open: answered at once), and @sha256 its
+ * content hash. Remembers the program (interp.c) and, for an
+ * interpreter, makes the job an exec: its deadline answer becomes the
+ * exec one. 1 for an interpreter, 0 if not, -ESTALE for a bad id, or
+ * fstat's -errno.
+ */
+int vg_fan_classify(struct vg_fan *fan, uint64_t id, int exe_fd,
+		    const uint8_t *sha256)
+{
+	struct settings *set;
+	struct slot *s;
+	struct stat st;
+	int yes;
+
+	if (fstat(exe_fd, &st))
+		return -errno;
+	set = settings_get(fan);
+	yes = interp_learn(fan, set->interp, &st, sha256);
+	pthread_mutex_lock(&fan->q_lock);
+	s = taken(fan, id);
+	if (s && yes) {
+		s->job.kind = VG_EV_EXEC;
+		s->on_deadline = set->on_deadline[policy_of(VG_EV_EXEC)];
+	}
+	pthread_mutex_unlock(&fan->q_lock);
+	settings_put(set);
+	return s ? yes : -ESTALE;
 }
 
 /*
@@ -411,7 +481,9 @@ void jobs_shutdown(struct vg_fan *fan)
 void jobs_depth(struct vg_fan *fan, uint64_t *waiting, uint64_t *in_flight)
 {
 	pthread_mutex_lock(&fan->q_lock);
-	*waiting = fan->perm_q.len + fan->notify_q.len;
+	*waiting = 0;
+	for (int i = 0; i < 4; i++)
+		*waiting += fan->queues[i].len;
 	*in_flight = fan->in_flight;
 	pthread_mutex_unlock(&fan->q_lock);
 }

@@ -15,8 +15,10 @@
  * Answered at once, in this order: our own pid; not a regular file; an
  * excluded executable or user; a verdict-cache hit; a path outside the
  * watched prefixes or inside an excluded one, unless the inode was found
- * malicious before (then scanned under any name). A full queue is
- * answered by policy.
+ * malicious before (then scanned under any name), or (outside the watch,
+ * not excluded) the event is an exec or an open by an interpreter or
+ * by a program not known yet (interp_open). A full queue is answered by
+ * policy.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,20 +71,6 @@ static int same_file(const char *path, const struct stat *st)
 	       here.st_ino == st->st_ino;
 }
 
-/*
- * 1 when the name the file was written under is gone (the kernel reports
- * "PATH (deleted)"): a temporary name linked into place and unlinked,
- * as restores and editors do. A scan after such a write would judge the
- * inode by a name it no longer has; its other names decide at their open.
- */
-static int unlinked(const char *path)
-{
-	static const char suffix[] = " (deleted)";
-	size_t n = strlen(path), s = sizeof(suffix) - 1;
-
-	return n > s && !strcmp(path + n - s, suffix);
-}
-
 /* Fill the parts of a job that come from the event and the file. */
 static void job_from(struct vg_job *job, const struct fanotify_event_metadata *m,
 		     const struct stat *st, uint32_t kind, uint64_t t0)
@@ -100,13 +88,61 @@ static void job_from(struct vg_job *job, const struct fanotify_event_metadata *m
 	job->queued_ns = t0;
 }
 
+/*
+ * For an open outside the watch: 1 when its opener runs an interpreter
+ * or the loader (the job becomes an exec: exec policies) or a program
+ * not known yet (the job is queued to learn it: VG_JOB_CLASSIFY). Inside
+ * the watch nothing is asked: the file is scanned anyway, and a server
+ * in python, php or java keeps the open answers for the files it reads.
+ * The stat of /proc/PID/exe (interp_of) is the whole cost for a program
+ * already known.
+ */
+static int interp_open(struct vg_fan *fan, const struct settings *set,
+		       struct vg_job *job)
+{
+	if (job->kind != VG_EV_OPEN || !interp_on(set->interp))
+		return 0;
+	switch (interp_of(fan, set->interp, job->pid)) {
+	case INTERP_YES:
+		job->kind = VG_EV_EXEC;
+		fan_count(&fan->stats.interp_opens);
+		return 1;
+	case INTERP_UNKNOWN:
+		job->flags = VG_JOB_CLASSIFY | VG_JOB_OUTSIDE;
+		fan_count(&fan->stats.exe_unknown);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * 1 when the event must be scanned (and @job is made ready for that):
+ * a watched path (or one whose name means nothing here, or an inode
+ * found malicious); else, when not excluded and exec_anywhere holds, an
+ * exec or an open that interp_open claims.
+ */
+static int to_scan(struct vg_fan *fan, const struct settings *set,
+		   const struct stat *st, struct vg_job *job)
+{
+	int anywhere;
+
+	if (!job->path[0] || filters_path_scanned(set->filters, job->path, 0) ||
+	    !same_file(job->path, st) || remember_detected(fan, st))
+		return 1;
+	anywhere = set->exec_anywhere &&
+		   filters_path_scanned(set->filters, job->path, 1);
+	return anywhere && (job->kind == VG_EV_EXEC ||
+			    interp_open(fan, set, job));
+}
+
 /* Decide a permission event the reader can decide; 0 if a scan is needed. */
 static int decide_now(struct group *g, const struct settings *set,
 		      const struct fanotify_event_metadata *m,
 		      const struct stat *st, struct vg_job *job, uint64_t t0)
 {
 	struct vg_fan *fan = g->fan;
-	int response, scanned;
+	int response;
 
 	if (filters_process_excluded(set->filters, m->pid)) {
 		answer_now(g, m->fd, VG_ALLOW, &fan->stats.excluded, t0);
@@ -119,14 +155,10 @@ static int decide_now(struct group *g, const struct settings *set,
 		return 1;
 	}
 	path_of(m->fd, job->path, sizeof(job->path));
-	scanned = !job->path[0] ||
-		  filters_path_scanned(set->filters, job->path,
-				       job->kind == VG_EV_EXEC &&
-					       set->exec_anywhere) ||
-		  !same_file(job->path, st) || remember_detected(fan, st);
-	if (!scanned)
-		answer_now(g, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
-	return !scanned;
+	if (to_scan(fan, set, st, job))
+		return 0;
+	answer_now(g, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
+	return 1;
 }
 
 /*
@@ -155,11 +187,17 @@ static void perm_event(struct group *g, const struct settings *set,
 	if (decide_now(g, set, m, &st, &job, t0))
 		return;
 	if (jobs_enqueue(fan, &job, g->index, remember_epoch(fan, &st)))
-		answer_now(g, m->fd, set->on_queue_full[policy_of(kind)],
+		answer_now(g, m->fd, set->on_queue_full[policy_of(job.kind)],
 			   &fan->stats.queue_full, t0);
 }
 
-/* A close-write notification: invalidate, then queue a scan if asked. */
+/*
+ * A close-write notification: invalidate, then queue a scan if asked.
+ * Skipped only when the file itself has no name left (st_nlink == 0):
+ * nobody can open it again. Never by the path's text: a file may be
+ * named "x (deleted)", and a name unlinked while another remains (a
+ * temporary name linked into place) still leaves bytes others will open.
+ */
 static void notify_event(struct group *g, const struct settings *set,
 			 const struct fanotify_event_metadata *m, uint64_t t0)
 {
@@ -179,7 +217,7 @@ static void notify_event(struct group *g, const struct settings *set,
 		  !filters_process_excluded(set->filters, m->pid);
 	if (scanned) {
 		path_of(m->fd, job.path, sizeof(job.path));
-		scanned = !unlinked(job.path) &&
+		scanned = st.st_nlink > 0 &&
 			  (!job.path[0] ||
 			   filters_path_scanned(set->filters, job.path, 0) ||
 			   !same_file(job.path, &st));

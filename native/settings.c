@@ -42,7 +42,9 @@ static int settings_ok(const struct vg_fan_settings *in)
 	    in->n_mark_fs > VG_MAX_MARK_FS)
 		return -EINVAL;
 	if ((in->n_watch && !in->watch) || (in->n_exclude && !in->exclude) ||
-	    (in->n_exes && !in->exes) || (in->n_uids && !in->uids))
+	    (in->n_exes && !in->exes) || (in->n_uids && !in->uids) ||
+	    (in->n_interp_ids && !in->interp_ids) ||
+	    (in->n_interp_sha256 && !in->interp_sha256))
 		return -EINVAL;
 	return 0;
 }
@@ -61,7 +63,11 @@ int settings_new(const struct vg_fan_settings *in, struct settings **out)
 	s->filters = filters_new(in->watch, in->n_watch, in->exclude,
 				 in->n_exclude, in->exes, in->n_exes, in->uids,
 				 in->n_uids);
-	if (!s->filters) {
+	s->interp = interp_new(in->interp_ids, in->n_interp_ids,
+			       in->interp_sha256, in->n_interp_sha256);
+	if (!s->filters || !s->interp) {
+		filters_free(s->filters);
+		interp_free(s->interp);
 		free(s);
 		return -ENOMEM;
 	}
@@ -78,6 +84,8 @@ int settings_new(const struct vg_fan_settings *in, struct settings **out)
 	s->fresh_ns = in->fresh_ms * 1000000ull;
 	s->close_write_share = in->close_write_share;
 	s->exec_anywhere = !!in->exec_anywhere;
+	s->large_bytes = in->large_bytes;
+	s->large_lanes = in->large_lanes;
 	*out = s;
 	return 0;
 }
@@ -100,5 +108,6 @@ void settings_put(struct settings *s)
 	if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL))
 		return;
 	filters_free(s->filters);
+	interp_free(s->interp);
 	free(s);
 }

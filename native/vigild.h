@@ -36,6 +36,9 @@ int vg_hash_fd(int fd, uint8_t *sha256, uint8_t *md5_or_null,
 	       uint64_t *nbytes);
 int vg_hash_fd_keep(int fd, uint8_t *keep, uint64_t keep_len, uint8_t *sha256,
 		    uint8_t *md5_or_null, uint64_t *nbytes);
+int vg_hash_fd_limit(int fd, uint8_t *keep, uint64_t keep_len, uint64_t limit,
+		     uint8_t *sha256, uint8_t *md5_or_null, uint64_t *nbytes);
+int64_t vg_read_span(int fd, uint8_t *dst, uint64_t off, uint64_t len);
 
 /* hashdb.c: the memory-mapped known-bad hash database. */
 struct vg_hashdb;
@@ -58,10 +61,37 @@ int vg_hashdb_open(const char *path, struct vg_hashdb **out);
 void vg_hashdb_close(struct vg_hashdb *db);
 void vg_hashdb_info(const struct vg_hashdb *db, struct vg_hashdb_info *out);
 int vg_hashdb_size_listed(const struct vg_hashdb *db, uint64_t size);
+int vg_hashdb_size_carried(const struct vg_hashdb *db, uint64_t size);
 int vg_hashdb_find_sha256(const struct vg_hashdb *db, const uint8_t *sha256,
 			  const char **name);
 int vg_hashdb_find_md5(const struct vg_hashdb *db, const uint8_t *md5,
 		       uint64_t size, const char **name);
+
+/*
+ * hashlist.c: hash lists read in C into a builder, then written as one
+ * database. A line it does not read is named in the result (-EILSEQ).
+ */
+struct vg_hashlist;
+
+struct vg_hashlist_result {
+	uint64_t lines;		/* lines read */
+	uint64_t entries;	/* entries added */
+	uint64_t sha1;		/* SHA-1 entries skipped */
+	uint64_t bad_line;	/* on -EILSEQ: the line, from 1 */
+	uint64_t bad_offset;	/* ... its file offset */
+	uint64_t bad_length;	/* ... its length, terminator aside */
+};
+
+int vg_hashlist_new(struct vg_hashlist **out);
+void vg_hashlist_free(struct vg_hashlist *l);
+int vg_hashlist_parse(struct vg_hashlist *l, int fd, const char *stem,
+		      struct vg_hashlist_result *out);
+int vg_hashlist_add(struct vg_hashlist *l, const uint8_t *hash,
+		    uint32_t hash_len, uint64_t size, const char *name,
+		    uint64_t name_len);
+void vg_hashlist_counts(const struct vg_hashlist *l, uint32_t *n_sha256,
+			uint32_t *n_md5);
+int vg_hashlist_write(struct vg_hashlist *l, const char *path);
 
 /* lru.c: a bounded, thread-safe, set-associative cache of 48-byte keys. */
 #define VG_KEY_LEN 48
@@ -94,7 +124,12 @@ void vg_cache_import(struct vg_cache *cache, const uint8_t *keys, uint32_t n,
 #define VG_PRE_CLEAN_CACHED 2
 
 struct vg_prefilter_result {
-	uint64_t size;
+	uint64_t size;		/* bytes hashed; st_size when over the limit */
+	int32_t oversize;	/* over the limit: the head (and tail) kept */
+	int32_t hashed;		/* sha256 (and the look-ups) are valid */
+	uint64_t head_len;	/* bytes kept at keep[0..] */
+	uint64_t tail_off;	/* file offset of the bytes at keep[limit..] */
+	uint64_t tail_len;
 	uint8_t sha256[32];
 	uint8_t md5[16];
 	int32_t has_md5;
@@ -103,8 +138,8 @@ struct vg_prefilter_result {
 };
 
 int vg_prefilter_fd(const struct vg_hashdb *db, struct vg_cache *clean,
-		    uint64_t generation, int fd, uint8_t *keep,
-		    uint64_t keep_len, struct vg_prefilter_result *out);
+		    uint64_t generation, int fd, uint64_t limit, uint8_t *keep,
+		    uint64_t tail_len, struct vg_prefilter_result *out);
 void vg_clean_put(struct vg_cache *clean, const uint8_t *sha256,
 		  uint64_t generation);
 
@@ -128,6 +163,12 @@ void vg_clean_put(struct vg_cache *clean, const uint8_t *sha256,
  * clean file) add a kernel ignore mark, which survives a rename. */
 #define VG_CACHE_VERDICT 1
 #define VG_CACHE_MARK 2
+
+/* vg_job's @flags: its opener runs a program not yet known to be an
+ * interpreter or not (vg_fan_classify tells); the file lies outside the
+ * watched paths (allowed unless the opener is an interpreter). */
+#define VG_JOB_CLASSIFY 1
+#define VG_JOB_OUTSIDE 2
 
 #define VG_PATH_MAX 4096
 #define VG_LATENCY_BUCKETS 24
@@ -159,6 +200,8 @@ struct vg_fan_settings {
 	uint32_t fresh_ms;	/* changed this recently: not cached clean */
 	uint32_t close_write_share;	/* percent of slots close-writes may hold */
 	int32_t exec_anywhere;	/* execs scanned outside the watch too */
+	uint64_t large_bytes;	/* a job for a file over this is large */
+	uint32_t large_lanes;	/* workers large jobs may hold; 0: no limit */
 	const char *const *watch;	/* path prefixes scanned; none = all */
 	uint32_t n_watch;
 	const char *const *exclude;	/* path prefixes never scanned */
@@ -167,6 +210,13 @@ struct vg_fan_settings {
 	uint32_t n_exes;
 	const uint32_t *uids;	/* users never scanned */
 	uint32_t n_uids;
+	/* interpreters and the loader: an open by one is checked like an
+	 * exec (interp.c). Their files, as (dev, ino) pairs, and the SHA-256
+	 * of their contents (a copy elsewhere is recognised by it) */
+	const uint64_t *interp_ids;	/* 2 * n_interp_ids words */
+	uint32_t n_interp_ids;
+	const uint8_t *interp_sha256;	/* 32 * n_interp_sha256 bytes */
+	uint32_t n_interp_sha256;
 };
 
 struct vg_job {
@@ -175,6 +225,7 @@ struct vg_job {
 	int32_t pid;		/* the opener */
 	uint32_t kind;		/* one VG_EV_* */
 	uint32_t uid;		/* file owner */
+	uint32_t flags;		/* VG_JOB_* */
 	uint64_t dev;
 	uint64_t ino;
 	uint64_t size;
@@ -205,6 +256,9 @@ struct vg_fan_stats {
 	uint64_t invalidations;	/* close-writes that dropped cached state */
 	uint64_t overflows;	/* kernel queue overflows */
 	uint64_t errors;
+	uint64_t interp_opens;	/* opens by an interpreter: checked as execs */
+	uint64_t exe_unknown;	/* queued to learn what the opener runs */
+	uint64_t exe_learned;	/* programs hashed and remembered */
 	uint64_t queue_depth;	/* waiting now */
 	uint64_t in_flight;	/* waiting or being scanned now */
 	uint64_t reads;		/* read() calls that returned, all groups */
@@ -228,6 +282,8 @@ int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms);
 int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 		  uint64_t generation);
 int vg_fan_done(struct vg_fan *fan, uint64_t id);
+int vg_fan_classify(struct vg_fan *fan, uint64_t id, int exe_fd,
+		    const uint8_t *sha256);
 void vg_fan_stats(struct vg_fan *fan, struct vg_fan_stats *out);
 int vg_fan_stop(struct vg_fan *fan);
 void vg_fan_free(struct vg_fan *fan);
@@ -238,5 +294,17 @@ void vg_name_thread(const char *name);
 
 /* Internal helpers shared between C files; not part of the cdef. */
 uint32_t vg_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* One hash entry on its way into a database (hashlist.c -> hashdb.c). */
+struct vg_hashrec {
+	unsigned char hash[32];	/* an MD5 zero-padded */
+	uint64_t size;		/* VG_SIZE_ANY: any size */
+	uint32_t name;		/* offset in the names blob */
+	uint32_t order;		/* input position in its table */
+};
+
+int vg_hashdb_write_recs(const char *path, struct vg_hashrec *sha,
+			 uint32_t n_sha, struct vg_hashrec *md5, uint32_t n_md5,
+			 const char *names, uint64_t names_len);
 
 #endif /* VIGILD_H */

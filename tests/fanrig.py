@@ -22,6 +22,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,29 @@ class Rig:
         for peer in self.peers:
             peer.close()
         os.close(self.file)
+
+
+def answering_workers(
+    rig: Rig, allow: Callable[[int], bool], n: int
+) -> tuple[list[threading.Thread], dict[int, int]]:
+    """``n`` started worker threads that answer each job by ``allow(fd)`` until the
+    handle stops; and the verdict they gave each event fd (ALLOW or DENY)."""
+    verdict: dict[int, int] = {}
+
+    def work() -> None:
+        try:
+            while True:
+                job = rig.fan.next(200)
+                if job is None:
+                    continue
+                ok = allow(job.fd)
+                verdict[job.fd] = native.ALLOW if ok else native.DENY
+                assert rig.fan.answer(job, ok, 0, 0) is False
+                rig.fan.done(job)
+        except native.Shutdown:
+            pass
+
+    threads = [threading.Thread(target=work) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return threads, verdict

@@ -59,6 +59,10 @@ class Kind(Enum):
     SUPPRESSED = ("28144f5d272f4cc8b9d30f54e15e7bdc", 4)
     QUARANTINE_FAILED = ("b0dd2a529eec449d8f6526fb2dcda5e9", 3)
     ALERTS_LOST = ("3669b6f3ed7543888a9a06a95e58d939", 2)
+    FEED_UPDATED = ("6719fdc919594c61b7218d13d986ea6b", 5)
+    FEED_UPDATE_FAILED = ("b8c0cca1c5db4a21a5766bb0af25ebfd", 3)
+    FEED_ROLLED_BACK = ("e2e2ff6dba8f47d287a59d1e45a9c6ea", 4)
+    PROTECTED_ALLOWED = ("3b9b610e106d480e8c8a346c7f137bc7", 2)
     LOG = ("", 6)  # ordinary log lines: no MESSAGE_ID
 
     @property

@@ -34,6 +34,7 @@ from vigild import (
     scanout,
     snapshot,
     textform,
+    update,
 )
 from vigild.config import Config, ConfigError, Engine
 from vigild.quarantine import QuarantineError, Store
@@ -186,9 +187,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         print(f"{len(errors)} of {n_files} rule files have errors", file=sys.stderr)
         return EXIT_ERROR
     print(f"{n_files} rule files OK")
-    for h in hashes.list_files(cfg.rules.hashes):
-        if not hashes.is_compiled(h):
-            hashes.parse_files([h])
+    hashes.check_lists(h for h in hashes.list_files(cfg.rules.hashes) if not hashes.is_compiled(h))
     return EXIT_OK
 
 
@@ -277,6 +276,27 @@ def cmd_rules_reload(args: argparse.Namespace) -> int:
         raise UsageError(f"reload failed, the previous rules stay live: {r.get('reason') or '?'}")
     print(f"reloaded: rules generation {r['generation']}")
     return EXIT_OK
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    if args.configured:
+        try:
+            cfg = config.load(args.config)
+        except ConfigError as e:  # ExecCondition=: 1-254 skip quietly, 255 fails the unit
+            print(f"vigild: {textform.escape(str(e))}", file=sys.stderr)
+            return 255
+        return EXIT_OK if cfg.update.feeds else 1
+    try:
+        return update.Updater(config.load(args.config)).run(check_only=args.check)
+    except update.UpdateError as e:
+        raise UsageError(str(e)) from e
+
+
+def cmd_update_rollback(args: argparse.Namespace) -> int:
+    try:
+        return update.Updater(config.load(args.config)).rollback()
+    except update.UpdateError as e:
+        raise UsageError(str(e)) from e
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -530,6 +550,23 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("id")
     p.set_defaults(func=cmd_quarantine_delete)
+
+    p = sub.add_parser("update", help="fetch, verify and apply the configured feeds")
+    _common(p)
+    p.add_argument(
+        "--check", action="store_true", help="fetch, verify and compile; say what would change"
+    )
+    p.add_argument(
+        "--configured",
+        action="store_true",
+        help="exit 0 when a feed is configured, 1 when none (for ExecCondition=)",
+    )
+    p.set_defaults(func=cmd_update)
+    usub = p.add_subparsers(dest="update_command", metavar="COMMAND")
+    r = usub.add_parser("rollback", help="make the previous feed generation live again")
+    # SUPPRESS: a sub-command's default would replace `vigild update --config FILE rollback`'s
+    r.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="config file")
+    r.set_defaults(func=cmd_update_rollback)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

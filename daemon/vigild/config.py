@@ -42,7 +42,7 @@ class Engine(StrEnum):
 
 class Oversize(StrEnum):
     SKIP = "skip"  # report the file as not scanned
-    TRUNCATE = "truncate"  # scan its first max_file_size bytes
+    TRUNCATE = "truncate"  # scan its first max_file_size and last oversize_tail bytes
 
 
 class Fallback(StrEnum):
@@ -56,6 +56,20 @@ class EventKind(StrEnum):
     OPEN = "open"
     EXEC = "exec"
     CLOSE_WRITE = "close-write"
+
+
+@dataclass(frozen=True)
+class PerKind:
+    """A fallback answer for opens and one for executions (and opens by an
+    interpreter outside the watched paths). Written as one string for both, or
+    ``{ open = ..., exec = ... }``."""
+
+    open: Fallback
+    exec: Fallback
+
+    def of(self, kind: EventKind) -> Fallback:
+        """The answer for ``kind``; a scan after a write follows ``open``."""
+        return self.exec if kind is EventKind.EXEC else self.open
 
 
 class MarkKind(StrEnum):
@@ -101,15 +115,26 @@ class RulesConfig:
 @dataclass(frozen=True)
 class ScanConfig:
     max_file_size: int = 64 * 1024 * 1024
-    oversize: Oversize = Oversize.SKIP
+    # over max_file_size: scan the head and the last oversize_tail bytes (the
+    # head of a big file is where a dropper's payload usually is; an appended
+    # payload is at the end); the tail is at most max_file_size
+    oversize: Oversize = Oversize.TRUNCATE
+    oversize_tail: int = 1024 * 1024
     timeout: int = 30
     workers: int = 0  # 0: one per CPU
     cache_entries: int = 262144
 
 
+# An open may wait for a verdict, an execution must have one: executions are
+# denied when none could be reached, opens are allowed (README, "When no
+# verdict is reached"). A scan error can be caused by the file's content, so
+# it denies both.
+OPEN_ALLOW_EXEC_DENY = PerKind(Fallback.ALLOW, Fallback.DENY)
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
-    on_error: Fallback = Fallback.ALLOW
+    on_error: PerKind = PerKind(Fallback.DENY, Fallback.DENY)
     on_timeout: Fallback = Fallback.ALLOW
     on_oversize: Fallback = Fallback.ALLOW
     on_unpack_limit: Fallback = Fallback.ALLOW  # an [archive] limit stopped the unpacking
@@ -126,6 +151,12 @@ class ArchiveConfig:
     timeout_ms: int = 10000
 
 
+# What runs a file it opens: shells, script interpreters, the dynamic loader.
+INTERPRETERS = (
+    "sh", "bash", "dash", "python3*", "perl", "php*", "ruby", "node", "java", "ld-linux*",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class OnAccessConfig:
     watch: tuple[str, ...] = ("/home", "/srv", "/var/www", "/tmp", "/var/tmp", "/dev/shm")
@@ -137,8 +168,11 @@ class OnAccessConfig:
     quarantine_on: tuple[EventKind, ...] = (EventKind.CLOSE_WRITE,)
     queue_size: int = 4096
     deadline_ms: int = 5000
-    on_queue_full: Fallback = Fallback.ALLOW
-    on_deadline: Fallback = Fallback.ALLOW
+    on_queue_full: PerKind = OPEN_ALLOW_EXEC_DENY
+    on_deadline: PerKind = OPEN_ALLOW_EXEC_DENY
+    # jobs for files over this may hold all workers but one: big files never
+    # keep small ones from being scanned
+    large_file_size: int = 16 * 1024 * 1024
     ignore_marks: bool = True
     # where ignore marks may be used: local filesystems whose writes clear them
     ignore_mark_filesystems: tuple[str, ...] = ("ext4", "xfs", "btrfs", "tmpfs", "f2fs")
@@ -148,6 +182,9 @@ class OnAccessConfig:
     fresh_window_ms: int = 20
     close_write_share: int = 50  # percent of queue_size that scans after writes may hold
     exec_anywhere: bool = True  # executions checked anywhere on a marked filesystem
+    # programs whose opens are checked like executions (the file is code they
+    # run): names or globs looked up in the usual directories, or absolute paths
+    interpreters: tuple[str, ...] = INTERPRETERS
 
 
 @dataclass(frozen=True)
@@ -161,6 +198,66 @@ class DaemonConfig:
     alert_spool_size: int = 16 << 20  # alerts kept on disk while journald is away
 
 
+class FeedKind(StrEnum):
+    YARA = "yara"  # a .tar.gz or .zip of rule files
+    HASHES = "hashes"  # a hash list (or an archive of them)
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """One ``[[update.feed]]``: where its content comes from and who must have signed it."""
+
+    name: str
+    url: str
+    kind: FeedKind
+    keys: tuple[str, ...] = ()  # OpenSSH public keys ("ssh-ed25519 AAAA... comment")
+    signature_url: str = ""  # empty: url + ".sig"
+    insecure: bool = False  # no signature needed (shown in status and every journal entry)
+    ca_file: str = ""  # empty: the system's CA store
+
+    @property
+    def sig_url(self) -> str:
+        return self.signature_url or self.url + ".sig"
+
+
+# Files a feed's content cannot deny (vigild.protect): what the host needs
+# to run and to be repaired. Globs, resolved when the rules are loaded.
+PROTECTED = (
+    "/usr/bin/vigild",
+    "/lib*/ld-linux*.so*",
+    "/usr/lib*/ld-linux*.so*",
+    "/lib/*-linux-gnu/ld-linux*.so*",
+    "/usr/lib/*-linux-gnu/ld-linux*.so*",
+    "/lib/*-linux-gnu/libc.so*",
+    "/usr/lib/*-linux-gnu/libc.so*",
+    "/lib64/libc.so*",
+    "/usr/lib64/libc.so*",
+    "/usr/bin/python3*",
+    "/usr/lib/systemd/systemd",
+    "/lib/systemd/systemd",
+    "/usr/bin/systemctl",
+    "/usr/sbin/sshd",
+    "/usr/bin/ssh-keygen",
+    "/usr/bin/dpkg",
+    "/usr/bin/apt",
+    "/usr/bin/apt-get",
+    "/usr/bin/rpm",
+    "/usr/bin/dnf",
+    "/usr/bin/yum",
+)
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    feeds: tuple[FeedConfig, ...] = ()
+    keep: int = 3  # generations kept, the live one included
+    timeout_ms: int = 30000  # per feed: connecting, reading, the whole download
+    max_download: int = 256 << 20
+    max_unpacked: int = 1 << 30
+    protected: tuple[str, ...] = PROTECTED
+    block_protected: bool = False  # let feed content deny a protected file (not advised)
+
+
 @dataclass(frozen=True)
 class Config:
     rules: RulesConfig = field(default_factory=RulesConfig)
@@ -169,6 +266,7 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     onaccess: OnAccessConfig = field(default_factory=OnAccessConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
     files: tuple[str, ...] = ()  # the files this was read from, in order
 
 
@@ -249,6 +347,18 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def _per_kind(value: Any) -> PerKind:
+    """ "allow"/"deny" for both kinds, or a table ``{ open = ..., exec = ... }``."""
+    one = _choice(Fallback)
+    if isinstance(value, dict):
+        unknown = set(value) - {"open", "exec"}
+        if unknown or set(value) != {"open", "exec"}:
+            raise ValueError(f"expected a table with keys open and exec, got {value!r}")
+        return PerKind(one(value["open"]), one(value["exec"]))
+    both = one(value)
+    return PerKind(both, both)
+
+
 def _choices(enum: type[Enum]) -> Parser:
     one = _choice(enum)
 
@@ -315,6 +425,115 @@ def _path_list(value: Any) -> tuple[str, ...]:
     return tuple(_path(v) for v in value)
 
 
+def _glob_list(value: Any) -> tuple[str, ...]:
+    """Absolute paths that may hold glob patterns (kept as written)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of absolute paths, got {value!r}")
+    bad = [v for v in value if not v.startswith("/")]
+    if bad:
+        raise ValueError(f"expected an absolute path, got {bad[0]!r}")
+    return tuple(value)
+
+
+class _Nested(ValueError):
+    """A bad value inside a table of an array: ``where`` goes after the key ("[2].url")."""
+
+    def __init__(self, where: str, message: str) -> None:
+        self.where = where
+        super().__init__(message)
+
+
+def _feed_name(value: Any) -> str:
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        return value
+    raise ValueError(f"expected a name of letters, digits, '.', '_' and '-', got {value!r}")
+
+
+def _url(value: Any) -> str:
+    if isinstance(value, str) and re.match(r"(https|http|file)://", value):
+        return value
+    raise ValueError(f"expected an https:// or file:// URL, got {value!r}")
+
+
+def _optional_url(value: Any) -> str:
+    return "" if value == "" else _url(value)
+
+
+_KEY_LINE = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+|sk-\S+)\s+[A-Za-z0-9+/=]+(\s.*)?")
+
+
+def _public_keys(value: Any) -> tuple[str, ...]:
+    """OpenSSH public key lines, as in an authorized_keys or .pub file."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(
+            f'expected a list of public keys such as ["ssh-ed25519 AAAA..."], got {value!r}'
+        )
+    for v in value:
+        if "\n" in v or not _KEY_LINE.fullmatch(v.strip()):
+            raise ValueError(f"not an OpenSSH public key line: {v[:60]!r}")
+    return tuple(v.strip() for v in value)
+
+
+# [[update.feed]] key -> (dataclass field, parser); name, url and kind are required
+_FEED_TABLE: dict[str, tuple[str, Parser]] = {
+    "name": ("name", _feed_name),
+    "url": ("url", _url),
+    "kind": ("kind", _choice(FeedKind)),
+    "keys": ("keys", _public_keys),
+    "signature_url": ("signature_url", _optional_url),
+    "insecure": ("insecure", _bool),
+    "ca_file": ("ca_file", _optional_path),
+}
+
+
+def _feed(index: int, value: Any) -> FeedConfig:
+    at = f"[{index}]"
+    if not isinstance(value, dict):
+        raise _Nested(at, "expected a [[update.feed]] table")
+    values = {}
+    for key, raw in value.items():
+        if key not in _FEED_TABLE:
+            raise _Nested(f"{at}.{key}", f"unknown key (known: {', '.join(_FEED_TABLE)})")
+        name, parse = _FEED_TABLE[key]
+        try:
+            values[name] = parse(raw)
+        except ValueError as e:
+            raise _Nested(f"{at}.{key}", str(e)) from e
+    for required in ("name", "url", "kind"):
+        if required not in values:
+            raise _Nested(f"{at}.{required}", "required")
+    feed = FeedConfig(**values)
+    if not feed.keys and not feed.insecure:
+        raise _Nested(f"{at}.keys", "the public key(s) that sign this feed (or insecure = true)")
+    if feed.url.startswith("http://") and not feed.insecure:
+        raise _Nested(f"{at}.url", "plain http:// only with insecure = true; use https://")
+    return feed
+
+
+def _feeds(value: Any) -> tuple[FeedConfig, ...]:
+    """The [[update.feed]] tables, numbered from 1 in errors (``update.feed[1].url``)."""
+    if not isinstance(value, list):
+        raise ValueError("expected [[update.feed]] tables")
+    feeds = tuple(_feed(i, v) for i, v in enumerate(value, 1))
+    names = [f.name for f in feeds]
+    for i, name in enumerate(names, 1):
+        if names.index(name) != i - 1:
+            raise _Nested(f"[{i}].name", f"{name!r} names an earlier feed too")
+    return feeds
+
+
+def _program_list(value: Any) -> tuple[str, ...]:
+    """Program names or globs (``python3*``), or absolute paths (globs too)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(
+            f"expected a list of program names, globs or absolute paths, got {value!r}"
+        )
+    bad = [v for v in value if "/" in v and not v.startswith("/")]
+    if bad:
+        raise ValueError(f"{bad[0]!r}: a program name has no '/'; a path must be absolute")
+    return tuple(dict.fromkeys(value))
+
+
 # section -> key -> (dataclass field, parser)
 _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
     "rules": {
@@ -330,12 +549,13 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
     "scan": {
         "max_file_size": ("max_file_size", _size),
         "oversize": ("oversize", _choice(Oversize)),
+        "oversize_tail": ("oversize_tail", _size),
         "timeout": ("timeout", _int_range(1, 3600)),
         "workers": ("workers", _int_range(0, 256)),
         "cache_entries": ("cache_entries", _int_range(1024, 1 << 28)),
     },
     "policy": {
-        "on_error": ("on_error", _choice(Fallback)),
+        "on_error": ("on_error", _per_kind),
         "on_timeout": ("on_timeout", _choice(Fallback)),
         "on_oversize": ("on_oversize", _choice(Fallback)),
         "on_unpack_limit": ("on_unpack_limit", _choice(Fallback)),
@@ -359,14 +579,16 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "quarantine_on": ("quarantine_on", _choices(EventKind)),
         "queue_size": ("queue_size", _int_range(1, 1 << 20)),
         "deadline": ("deadline_ms", _duration_ms),
-        "on_queue_full": ("on_queue_full", _choice(Fallback)),
-        "on_deadline": ("on_deadline", _choice(Fallback)),
+        "on_queue_full": ("on_queue_full", _per_kind),
+        "on_deadline": ("on_deadline", _per_kind),
+        "large_file_size": ("large_file_size", _size),
         "ignore_marks": ("ignore_marks", _bool),
         "ignore_mark_filesystems": ("ignore_mark_filesystems", _filesystems),
         "verdict_cache_entries": ("verdict_cache_entries", _int_range(1024, 1 << 28)),
         "fresh_window": ("fresh_window_ms", _window_ms),
         "close_write_share": ("close_write_share", _int_range(1, 100)),
         "exec_anywhere": ("exec_anywhere", _bool),
+        "interpreters": ("interpreters", _program_list),
     },
     "daemon": {
         "mode": ("mode", _choice(Mode)),
@@ -376,6 +598,15 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "metrics_file": ("metrics_file", _optional_path),
         "stall_timeout": ("stall_timeout_ms", _duration_ms),
         "alert_spool_size": ("alert_spool_size", _size),
+    },
+    "update": {
+        "feed": ("feeds", _feeds),
+        "keep": ("keep", _int_range(2, 100)),
+        "timeout": ("timeout_ms", _duration_ms),
+        "max_download": ("max_download", _size),
+        "max_unpacked": ("max_unpacked", _size),
+        "protected": ("protected", _glob_list),
+        "block_protected": ("block_protected", _bool),
     },
 }
 
@@ -409,6 +640,8 @@ def _apply(config: Config, path: Path, data: Mapping[str, Any]) -> Config:
             name, parse = keys[key]
             try:
                 changes[name] = parse(raw)
+            except _Nested as e:
+                raise ConfigError(path, f"{section}.{key}{e.where}", str(e)) from e
             except ValueError as e:
                 raise ConfigError(path, f"{section}.{key}", str(e)) from e
         sections[section] = replace(getattr(config, section), **changes)

@@ -31,6 +31,10 @@ class ControlError(Exception):
     """The daemon could not be asked (not running, refused, no answer)."""
 
 
+class NotRunning(ControlError):
+    """No daemon listens at the control socket."""
+
+
 class AlreadyRunning(Exception):
     """Another daemon holds the runtime directory; the message names its pid."""
 
@@ -135,11 +139,11 @@ def request(runtime_dir: str, command: str, timeout: float = 30.0) -> dict[str, 
     try:
         sock.connect(path)
     except FileNotFoundError:
-        raise ControlError(f"vigild is not running (no socket at {path})") from None
+        raise NotRunning(f"vigild is not running (no socket at {path})") from None
     except PermissionError:
         raise ControlError(f"{REFUSED} ({path})") from None
     except ConnectionRefusedError:
-        raise ControlError(f"vigild is not running (stale socket at {path})") from None
+        raise NotRunning(f"vigild is not running (stale socket at {path})") from None
     try:
         sock.sendall(command.encode() + b"\n")
         data = b""

@@ -6,8 +6,12 @@ prefilter, into this thread's scan buffer, and YARA scans that buffer: the
 bytes scanned are the bytes hashed, so a file rewritten mid-scan cannot
 get its new content remembered as clean.
 
-A scan buffer is an anonymous mapping of max_file_size bytes per thread:
-address space only, until a file of that size is read into it.
+A scan buffer is an anonymous mapping of max_file_size (+ oversize_tail)
+bytes per thread: address space only, until a file of that size is read
+into it. A file over max_file_size costs no more than the limit: it is not
+hashed, nothing past the limit is read (holes are not read at all), and
+with oversize = "truncate" its head and its last oversize_tail bytes are
+scanned, each on its own (a match never spans the gap).
 
 Two rule sets may run (vigild.ruleset): the content rules, skipped when
 the clean-content cache already knows these bytes, and the rules that
@@ -96,11 +100,13 @@ class Detector:
         self.clean = clean
         self.archive = archive if archive is not None and archive.scan else None
         self._local = threading.local()
+        self._tail = min(scan.oversize_tail, scan.max_file_size)
 
     def _buffer(self) -> mmap.mmap:
         buf = getattr(self._local, "buf", None)
         if buf is None:
-            buf = self._local.buf = mmap.mmap(-1, self.scan.max_file_size)
+            size = self.scan.max_file_size + self._tail
+            buf = self._local.buf = mmap.mmap(-1, size)
         return buf
 
     def examine(self, fd: int, path: str, policy: Policy, size: int | None = None) -> Finding:
@@ -118,7 +124,9 @@ class Detector:
                 self.clean,
                 self.ruleset.generation,
                 fd,
-                buf,  # type: ignore[arg-type]
+                buf,
+                limit=self.scan.max_file_size,
+                tail=self._tail,
             )
         except OSError as e:
             failed = ScanResult(ScanStatus.ERROR, error=f"read error: {e.strerror}")
@@ -137,18 +145,17 @@ class Detector:
         verdict = decide(pre, scan, policy)
         if content_clean and self.clean is not None:
             native.clean_put(self.clean, pre.sha256, self.ruleset.generation)
-        if buf is not None and pre.size > _KEEP_RESIDENT:
-            buf.madvise(mmap.MADV_DONTNEED, 0, min(pre.size, len(buf)))
+        if buf is not None and pre.head_len + pre.tail_len > _KEEP_RESIDENT:
+            buf.madvise(mmap.MADV_DONTNEED, 0, len(buf))
         matches = scan.matches if scan else ()
         failures = scan.failed_rules if scan else ()
-        return Finding(
-            path, pre.size, pre.sha256.hex(), verdict, matches, scan is not None, failures
-        )
+        digest = pre.sha256.hex() if pre.hashed else ""
+        return Finding(path, pre.size, digest, verdict, matches, scan is not None, failures)
 
     def _allowed(self, pre: native.PrefilterResult, buf: mmap.mmap | None) -> bool:
         """Whether the file is on a ClamAV allow-list: then nothing reports it."""
         allow = self.ruleset.allow
-        if not len(allow):
+        if not len(allow) or not pre.hashed:
             return False
         md5 = pre.md5
         if md5 is None and buf is not None and allow.needs_md5(pre.size):
@@ -159,61 +166,65 @@ class Detector:
     def _scan(
         self, pre: native.PrefilterResult, buf: mmap.mmap | None, path: str, fd: int
     ) -> tuple[ScanResult, bool]:
-        """Run the rules over the bytes the prefilter left in ``buf``.
+        """Run the rules over the bytes the prefilter left in ``buf``: the whole
+        file, or an over-size file's head and tail, each scanned on its own.
 
         Also says whether the content rules found these bytes clean, whole
         (they may then be remembered by content whatever the path rules say).
         """
-        if buf is None:
-            limit = self.scan.max_file_size
+        limit = self.scan.max_file_size
+        if buf is None or (pre.oversize and self.scan.oversize is Oversize.SKIP):
             skipped = ScanResult(
                 ScanStatus.SKIPPED, error=f"{pre.size} bytes > max_file_size {limit}"
             )
             return skipped, False
         rs = self.ruleset
-        n = min(pre.size, len(buf))
         sets: list[tuple[CompiledRules, bool]] = []
         if rs.rules is not None and pre.verdict is native.PreVerdict.UNKNOWN:
             sets.append((rs.rules, False))
         if rs.path_rules is not None:
             sets.append((rs.path_rules, True))
-        view = memoryview(buf)[:n]
+        spans = [(0, pre.head_len)] + ([(limit, pre.tail_len)] if pre.tail_len else [])
         matches: list[RuleMatch] = []
         by_content = False
-        try:
-            values = {**rs.defaults, **externals(path, fd, view, rs.externals)}
-            for rules, by_path in sets:
-                found = rules.match(view, values)
-                matches += found
-                by_content = by_content or (bool(found) and not by_path)
-            if not matches and self._unpacks(pre, view):
-                inner = self._members(view, path, fd)
-                if inner is not None:
-                    return inner, False
-        except ScanTimeout:
-            return ScanResult(
-                ScanStatus.TIMEOUT, error=f"scan timed out after {self.scan.timeout} s"
-            ), False
-        except ScanFailed as e:
-            return self._isolated(buf, n, path, fd, e), False
-        finally:
-            view.release()
-        truncated = pre.size > n
-        status = ScanStatus.MATCH if matches else ScanStatus.CLEAN
-        result = ScanResult(status, tuple(matches), truncated, path_dependent=not by_content)
+        for start, length in spans:
+            view = memoryview(buf)[start : start + length]
+            try:
+                values = {**rs.defaults, **externals(path, fd, view, rs.externals)}
+                for rules, by_path in sets:
+                    found = rules.match(view, values)
+                    matches += found
+                    by_content = by_content or (bool(found) and not by_path)
+                if not matches and not pre.oversize and self._unpacks(pre, view):
+                    inner = self._members(view, path, fd)
+                    if inner is not None:
+                        return inner, False
+            except ScanTimeout:
+                return ScanResult(
+                    ScanStatus.TIMEOUT, error=f"scan timed out after {self.scan.timeout} s"
+                ), False
+            except ScanFailed as e:
+                return self._isolated(buf, start, length, path, fd, e), False
+            finally:
+                view.release()
+        unique = tuple({(m.namespace, m.rule): m for m in matches}.values())
+        status = ScanStatus.MATCH if unique else ScanStatus.CLEAN
+        result = ScanResult(status, unique, pre.oversize, path_dependent=not by_content)
         content_clean = (
-            not truncated and not by_content and rs.rules is not None
+            not pre.oversize and not by_content and rs.rules is not None
             and pre.verdict is native.PreVerdict.UNKNOWN
         )  # fmt: skip
         return result, content_clean
 
-    def _isolated(self, buf: mmap.mmap, n: int, path: str, fd: int, e: ScanFailed) -> ScanResult:
+    def _isolated(
+        self, buf: mmap.mmap, start: int, length: int, path: str, fd: int, e: ScanFailed
+    ) -> ScanResult:
         """A whole-set scan failed: scan again file by file, so that every rule
         that can still match does; the failing files are named in the result."""
         rs = self.ruleset
         if rs.per_file is None:
             return ScanResult(ScanStatus.ERROR, error=f"scan failed: {e}")
-        with memoryview(buf)[:n] as view:
+        with memoryview(buf)[start : start + length] as view:
             values = {**rs.defaults, **externals(path, fd, view, rs.externals)}
             matches, failures = rs.per_file.match(view, values)
         failed = tuple(f.describe() for f in failures)

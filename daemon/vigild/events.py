@@ -130,10 +130,11 @@ class FanotifySource:
         self.fan.configure(snap.reader_settings(self.watch.paths))
 
     def settings(self) -> dict[str, Any]:
-        """The C reader's live settings, for status (filters left out)."""
+        """The C reader's live settings, for status (filters left out, interpreters counted)."""
         s = asdict(self.fan.settings)
-        for key in ("watch", "exclude", "exes", "uids"):
+        for key in ("watch", "exclude", "exes", "uids", "interp_sha256"):
             s.pop(key, None)
+        s["interpreters"] = len(s.pop("interp_ids", ()))  # interpreter files resolved
         s["generation"] = f"{s['generation']:016x}"
         return s
 

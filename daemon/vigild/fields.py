@@ -45,6 +45,15 @@ class Field(StrEnum):
     SUPPRESSED_KIND = "VIGILD_SUPPRESSED_KIND"
     RAISED_AT = "VIGILD_RAISED_AT"
     DETECTIONS_LOST = "VIGILD_DETECTIONS_LOST"
+    FEED = "VIGILD_FEED"
+    FEED_URL = "VIGILD_FEED_URL"
+    FEED_KEY = "VIGILD_FEED_KEY"
+    FEED_INSECURE = "VIGILD_FEED_INSECURE"
+    OLD_CONTENT = "VIGILD_OLD_CONTENT"
+    NEW_CONTENT = "VIGILD_NEW_CONTENT"
+    FEED_GENERATION = "VIGILD_FEED_GENERATION"
+    HASH_ENTRIES = "VIGILD_HASH_ENTRIES"
+    CHANGES = "VIGILD_CHANGES"
 
 
 # What each field holds, as the man page and README say it.
@@ -79,6 +88,15 @@ MEANING: dict[Field, str] = {
     Field.SUPPRESSED_KIND: "the kind of those alerts",
     Field.RAISED_AT: "when an alert delivered late from the spool was raised (journald stamps the delivery)",
     Field.DETECTIONS_LOST: "how many of the alerts the full spool dropped were detections",
+    Field.FEED: "the [[update.feed]] name an update entry is about (repeated for a rollback)",
+    Field.FEED_URL: "that feed's URL",
+    Field.FEED_KEY: 'the fingerprint of the key that signed the feed, or "insecure"',
+    Field.FEED_INSECURE: '"yes" when the feed is configured insecure = true (no signature)',
+    Field.OLD_CONTENT: "SHA-256 of the feed's download that was live before (empty: none)",
+    Field.NEW_CONTENT: "SHA-256 of the feed's download that is live now",
+    Field.FEED_GENERATION: "the feed generation (update/generations/N) live after the entry",
+    Field.HASH_ENTRIES: "how many hash entries the feed's content holds",
+    Field.CHANGES: "what an update changed: rule files added, changed, removed; counts before and after",
 }
 
 # The fields of a detection, in the order the README and man page list them.

@@ -13,7 +13,9 @@ Accepted input, one entry a line; a line starting with ``#`` is a comment:
 * a compiled database (``.vhdb``, recognised by its magic), used as is.
 
 Lines are recognised by shape, not by file extension, so a ``.txt`` of
-ClamAV lines works too. A UTF-8 byte order mark is ignored. A bad line is
+ClamAV lines works too. ``compile_lists`` reads lines in C
+(native/hashlist.c, the same shapes); a line the C reader does not take is
+judged here, so every error names file and line as below. A UTF-8 byte order mark is ignored. A bad line is
 an error naming file and line. SHA-1 entries are skipped with a warning:
 the prefilter computes SHA-256 and, where listed, MD5.
 
@@ -140,22 +142,32 @@ def _parser(line: str) -> Callable[[str, str, int], tuple[bytes | None, int, str
     return _parse_colon if colon >= 0 else _parse_plain
 
 
+def _parse_line(raw: str, path: str, lineno: int) -> tuple[bytes | None, int, str] | None:
+    """One line's entry, None for a blank or comment line; raise on a bad line."""
+    line = raw.strip().replace("\t", " ")
+    if not line or line.startswith("#"):
+        return None
+    return _parser(line)(line, path, lineno)
+
+
+def _sha1_warning(path: str, skipped: int) -> str:
+    return f"{path}: {skipped} SHA-1 entries skipped (vigild matches SHA-256 and MD5)"
+
+
 def parse_lines(lines: Iterable[str], path: str, into: Entries) -> None:
     """Add every entry of one list to ``into``; raise on the first bad line."""
     skipped = 0
     for lineno, raw in enumerate(lines, 1):
-        line = raw.strip().replace("\t", " ")
-        if not line or line.startswith("#"):
+        entry = _parse_line(raw, path, lineno)
+        if entry is None:
             continue
-        digest, size, name = _parser(line)(line, path, lineno)
+        digest, size, name = entry
         if digest is None:
             skipped += 1
             continue
         into.add(digest, size, name)
     if skipped:
-        into.warnings.append(
-            f"{path}: {skipped} SHA-1 entries skipped (vigild matches SHA-256 and MD5)"
-        )
+        into.warnings.append(_sha1_warning(path, skipped))
 
 
 @dataclass(frozen=True)
@@ -224,11 +236,55 @@ def fingerprint(files: Iterable[Path]) -> str:
     return h.hexdigest()
 
 
-def compile_lists(files: list[Path], out: str) -> Entries:
+@dataclass(frozen=True)
+class Compiled:
+    """What compiling gave: entries written (repeats included), and warnings."""
+
+    count: int
+    warnings: list[str]
+
+
+def _read_list(builder: native.HashListBuilder, f: Path) -> list[str]:
+    """Read one list into ``builder`` (in C); its warnings. A line the C reader
+    leaves is judged here: an error names it, else the list is read in Python."""
+    try:
+        fd = os.open(f, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise HashListError(str(f), 0, e.strerror or str(e)) from e
+    try:
+        read = builder.parse(fd, f.stem)
+        raw = os.pread(fd, read.bad_length, read.bad_offset) if read.bad_line else b""
+    except native.NativeError as e:
+        raise HashListError(str(f), 0, os.strerror(e.errno or 0)) from e
+    finally:
+        os.close(fd)
+    if not read.bad_line:
+        return [_sha1_warning(str(f), read.sha1)] if read.sha1 else []
+    _parse_line(raw.decode("utf-8", "replace"), str(f), read.bad_line)  # raises if bad
+    entries = parse_files([f])  # only Python reads it so (a Unicode space, bad UTF-8)
+    for table, hlen in ((entries.sha, native.SHA256_LEN), (entries.md5, native.MD5_LEN)):
+        step = hlen + _PACK.size
+        for i in range(0, len(table), step):
+            size, off = _PACK.unpack_from(table, i + hlen)
+            name = bytes(entries.names[off : entries.names.index(0, off)])
+            builder.add(bytes(table[i : i + hlen]), size, name)
+    return entries.warnings
+
+
+def check_lists(files: Iterable[Path]) -> list[str]:
+    """Read ``files`` as ``compile_lists`` does, writing nothing; their warnings."""
+    builder = native.HashListBuilder()
+    return [w for f in files for w in _read_list(builder, f)]
+
+
+def compile_lists(files: list[Path], out: str) -> Compiled:
     """Parse ``files`` and write the database to ``out`` (atomically)."""
-    entries = parse_files(files)
-    native.write_hashdb(out, bytes(entries.sha), bytes(entries.md5), bytes(entries.names))
-    return entries
+    builder = native.HashListBuilder()
+    warnings: list[str] = []
+    for f in files:
+        warnings.extend(_read_list(builder, f))
+    builder.write(out)
+    return Compiled(sum(builder.counts()), warnings)
 
 
 @dataclass(frozen=True)

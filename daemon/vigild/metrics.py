@@ -55,6 +55,12 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("events", "excluded"),
     ),
     (
+        "vigild_interpreter_opens",
+        "counter",
+        "Opens by an interpreter or the dynamic loader, checked as executions.",
+        ("events", "interp_opens"),
+    ),
+    (
         "vigild_queue_full",
         "counter",
         "Opens answered by policy because the queue was full.",
@@ -208,6 +214,12 @@ def render(status: Status) -> str:
             suffix = "_total" if kind == "counter" else ""
             value = _get(status, path)
             yield f"{name}{suffix} {value:g}"
+        feeds = [f for f in status.feeds if f.age_seconds >= 0]
+        if feeds:
+            yield "# TYPE vigild_feed_age_seconds gauge"
+            yield "# HELP vigild_feed_age_seconds Seconds since the feed was last fetched and verified."
+            for f in feeds:
+                yield f'vigild_feed_age_seconds{{feed="{f.name}"}} {f.age_seconds:g}'
         yield "# EOF"
 
     return "\n".join(lines()) + "\n"

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vigild import journal, metrics
+from vigild import generations, journal, metrics
 from vigild.alert import Alert, Kind
 from vigild.fields import Field
 from vigild.spool import SpoolCounters
@@ -98,6 +98,7 @@ class Monitor:
             ),
             alerts=self._alerts(),
             settings=d.source.settings() if d.source else {},
+            feeds=generations.status(snap.config) if snap else (),
         )
 
     def _alerts(self) -> AlertStatus:

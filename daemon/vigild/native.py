@@ -8,6 +8,7 @@ touches ``ffi`` or ``lib``.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 from dataclasses import dataclass
 from enum import IntEnum
@@ -84,6 +85,58 @@ def write_hashdb(path: str, sha_records: bytes, md5_records: bytes, names: bytes
     _check(ret, "writing hash database", path)
 
 
+@dataclass(frozen=True)
+class ListRead:
+    """What one hash list gave: entries and SHA-1 lines, or the line it stopped at."""
+
+    lines: int
+    entries: int
+    sha1: int
+    bad_line: int  # 0, or the line (from 1) only Python can judge
+    bad_offset: int
+    bad_length: int
+
+
+class HashListBuilder:
+    """Hash lists read in C (native/hashlist.c), then written as one database."""
+
+    def __init__(self) -> None:
+        out = ffi.new("struct vg_hashlist **")
+        _check(lib.vg_hashlist_new(out), "starting a hash list")
+        self._list: Any = ffi.gc(out[0], lib.vg_hashlist_free)
+
+    def parse(self, fd: int, stem: str) -> ListRead:
+        """Read the list behind ``fd``; entries without a name take ``stem``.
+
+        When a line is not read here, ``bad_line`` names it and nothing of
+        this list is kept.
+        """
+        r = ffi.new("struct vg_hashlist_result *")
+        name = stem.encode("utf-8", "replace").replace(b"\0", b"?")
+        ret = lib.vg_hashlist_parse(self._list, fd, name, r)
+        if ret != -errno.EILSEQ:
+            _check(ret, "reading a hash list")
+        return ListRead(
+            int(r.lines), int(r.entries), int(r.sha1),
+            int(r.bad_line), int(r.bad_offset), int(r.bad_length),
+        )  # fmt: skip
+
+    def add(self, digest: bytes, size: int, name: bytes) -> None:
+        """Add one entry read in Python (a SHA-256 or an MD5)."""
+        ret = lib.vg_hashlist_add(self._list, digest, len(digest), size, name, len(name))
+        _check(ret, "adding a hash entry")
+
+    def counts(self) -> tuple[int, int]:
+        """(SHA-256, MD5) entries added so far, repeats included."""
+        sha, md5 = ffi.new("uint32_t *"), ffi.new("uint32_t *")
+        lib.vg_hashlist_counts(self._list, sha, md5)
+        return int(sha[0]), int(md5[0])
+
+    def write(self, path: str) -> None:
+        """Write the database of every entry added (atomically)."""
+        _check(lib.vg_hashlist_write(self._list, path.encode()), "writing hash database", path)
+
+
 class HashDb:
     """A known-bad hash database, memory-mapped; safe to share across threads."""
 
@@ -113,6 +166,10 @@ class HashDb:
             any_size=bool(c.any_size),
             crc=c.crc,
         )
+
+    def size_carried(self, size: int) -> bool:
+        """True when some entry carries exactly ``size`` (any-size entries aside)."""
+        return bool(lib.vg_hashdb_size_carried(self._db, size))
 
     def size_listed(self, size: int) -> bool:
         """True when some entry could match a file of ``size`` bytes."""
@@ -186,10 +243,18 @@ class PreVerdict(IntEnum):
 @dataclass(frozen=True)
 class PrefilterResult:
     verdict: PreVerdict
-    size: int
-    sha256: bytes
+    size: int  # bytes hashed; the file's size when over the limit
+    sha256: bytes  # meaningful only when ``hashed``
     md5: bytes | None
     name: str | None  # the hash database entry's name for KNOWN_BAD
+    oversize: bool = False  # over the limit: only head (and tail) were read
+    hashed: bool = True
+    head_len: int = 0  # bytes of the file at keep[0:]
+    tail_off: int = 0  # file offset of the bytes at keep[limit:]
+    tail_len: int = 0
+
+
+NO_LIMIT = 0xFFFFFFFFFFFFFFFF
 
 
 def prefilter_fd(
@@ -197,13 +262,23 @@ def prefilter_fd(
     clean: Cache | None,
     generation: int,
     fd: int,
-    keep: bytearray | None = None,
+    keep: bytearray | mmap.mmap | None = None,
+    limit: int | None = None,
+    tail: int = 0,
 ) -> PrefilterResult:
     """Hash ``fd`` once and answer from the database and the clean cache.
 
-    When ``keep`` is given, the first ``min(size, len(keep))`` bytes of the
-    file are left in it: the very bytes that were hashed, for the scanner.
+    A file over ``limit`` bytes (default: ``len(keep) - tail``, or no limit)
+    is not hashed (unless some entry carries its exact size) and nothing
+    past the limit is read but its last ``tail`` bytes. When ``keep`` is
+    given, the first ``head_len`` bytes of the file are left in it (the very
+    bytes that were hashed, for the scanner), and ``tail_len`` bytes from
+    ``tail_off`` at ``keep[limit:]``; ``keep`` must hold ``limit + tail``.
     """
+    if limit is None:
+        limit = len(keep) - tail if keep is not None else NO_LIMIT
+    if keep is not None and len(keep) < limit + tail:
+        raise ValueError("scan buffer smaller than limit + tail")
     out = ffi.new("struct vg_prefilter_result *")
     buf = ffi.from_buffer(keep) if keep is not None else ffi.NULL
     ret = lib.vg_prefilter_fd(
@@ -211,8 +286,9 @@ def prefilter_fd(
         clean.handle if clean else ffi.NULL,
         generation,
         fd,
+        limit,
         buf,
-        len(keep) if keep is not None else 0,
+        tail if keep is not None else 0,
         out,
     )
     _check(ret, "prefilter")
@@ -226,6 +302,11 @@ def prefilter_fd(
         sha256=bytes(out.sha256),
         md5=bytes(out.md5) if out.has_md5 else None,
         name=name,
+        oversize=bool(out.oversize),
+        hashed=bool(out.hashed),
+        head_len=int(out.head_len),
+        tail_off=int(out.tail_off),
+        tail_len=int(out.tail_len),
     )
 
 
@@ -245,6 +326,8 @@ MARK_FILESYSTEM = int(lib.VG_MARK_FILESYSTEM)
 MARK_MOUNT = int(lib.VG_MARK_MOUNT)
 CACHE_VERDICT = int(lib.VG_CACHE_VERDICT)
 CACHE_MARK = int(lib.VG_CACHE_MARK)
+JOB_CLASSIFY = int(lib.VG_JOB_CLASSIFY)  # learn what the opener runs first
+JOB_OUTSIDE = int(lib.VG_JOB_OUTSIDE)  # outside the watch: allowed unless an interpreter
 
 
 class Shutdown(Exception):
@@ -289,10 +372,16 @@ class FanSettings:
     fresh_ms: int = 20  # a file changed this recently is not cached clean
     close_write_share: int = 50  # percent of queue slots close-write jobs may hold
     exec_anywhere: bool = True  # execs scanned anywhere on a marked fs
+    large_bytes: int = 0  # a job for a file over this is large...
+    large_lanes: int = 0  # ...and at most this many are scanned at once (0: no limit)
     watch: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     exes: tuple[str, ...] = ()
     uids: tuple[int, ...] = ()
+    # interpreters and the loader, whose opens are checked like execs: their
+    # files' (dev, ino), and the SHA-256 of their contents (for copies)
+    interp_ids: tuple[tuple[int, int], ...] = ()
+    interp_sha256: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -311,6 +400,7 @@ class Job:
     queued_ns: int
     generation: int
     path: str
+    flags: int = 0  # JOB_* bits
 
 
 def _strings(items: tuple[str, ...], keep: list[Any]) -> Any:
@@ -330,6 +420,7 @@ def _c_settings(s: FanSettings, keep: list[Any]) -> Any:
     for name in (
         "generation", "deadline_ms", "on_queue_full_open", "on_queue_full_exec",
         "on_deadline_open", "on_deadline_exec", "fresh_ms", "close_write_share",
+        "large_bytes", "large_lanes",
     ):  # fmt: skip
         setattr(c, name, getattr(s, name))
     c.ignore_marks, c.exec_anywhere = int(s.ignore_marks), int(s.exec_anywhere)
@@ -341,6 +432,14 @@ def _c_settings(s: FanSettings, keep: list[Any]) -> Any:
     uids = ffi.new("uint32_t[]", list(s.uids))
     keep.append(uids)
     c.uids, c.n_uids = uids, len(s.uids)
+    ids = ffi.new("uint64_t[]", [n for pair in s.interp_ids for n in pair])
+    digests = b"".join(s.interp_sha256)
+    if any(len(d) != SHA256_LEN for d in s.interp_sha256):
+        raise NativeError(errno.EINVAL, "interp_sha256: digests of 32 bytes")
+    sha = ffi.new("uint8_t[]", digests)
+    keep += [ids, sha]
+    c.interp_ids, c.n_interp_ids = ids, len(s.interp_ids)
+    c.interp_sha256, c.n_interp_sha256 = sha, len(s.interp_sha256)
     return c
 
 
@@ -422,6 +521,7 @@ class Fanotify:
             queued_ns=job.queued_ns,
             generation=job.generation,
             path=os.fsdecode(ffi.string(job.path)),
+            flags=job.flags,
         )
 
     def answer(self, job: Job, allow: bool, cache: int, generation: int) -> bool:
@@ -432,6 +532,14 @@ class Fanotify:
         if ret == -errno.ESHUTDOWN:
             return False  # the kernel allowed it when the group closed
         return bool(_check(ret, "answering"))
+
+    def classify(self, job: Job, exe_fd: int, sha256: bytes) -> bool:
+        """Tell C what ``job``'s opener runs: the program open at ``exe_fd``, whose
+        content hash is ``sha256``. True for an interpreter: the job is an exec now
+        (its deadline answer too). Remembered for every later open by that program."""
+        if len(sha256) != SHA256_LEN:
+            raise ValueError("sha256 must be 32 bytes")
+        return bool(_check(lib.vg_fan_classify(self._fan, job.id, exe_fd, sha256), "classifying"))
 
     def done(self, job: Job) -> None:
         """Release ``job``: close its fd, free its slot."""

@@ -26,10 +26,10 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from vigild import native, safepath
+from vigild import native, protect, safepath
 from vigild.config import EventKind
 from vigild.detector import Finding
 from vigild.procinfo import process_fields
@@ -126,6 +126,7 @@ class Workers:
             self.counters.internal_errors += 1
             failed = ScanResult(ScanStatus.ERROR, error=f"internal error: {e!r}")
             return decide(None, failed, policy), None
+        finding = protect.guard(snap.protected, fd, finding)
         return finding.verdict, finding
 
     # ------------------------------------------------------------- fanotify
@@ -149,6 +150,11 @@ class Workers:
     def _handle_job(self, fan: native.Fanotify, job: native.Job) -> None:
         try:
             snap = self.current()
+            if job.flags & native.JOB_CLASSIFY:
+                job = self._classify(fan, snap, job)
+                if job.kind != native.EV_EXEC and job.flags & native.JOB_OUTSIDE:
+                    fan.answer(job, True, 0, snap.generation)  # outside, no interpreter
+                    return
             kind = KIND_OF[job.kind]
             verdict, finding = self._examine(snap, job.fd, job.path, snap.policies[kind])
             who = process_fields(job.pid) if verdict.malicious else {}
@@ -159,6 +165,26 @@ class Workers:
             self.reporter.hand_over(outcome, job.fd)
         finally:
             fan.done(job)
+
+    def _classify(self, fan: native.Fanotify, snap: Snapshot, job: native.Job) -> native.Job:
+        """Learn what ``job``'s opener runs and tell C (remembered for that program's
+        later opens); ``job`` as an exec when it is an interpreter. Our own open of
+        /proc/PID/exe is answered at once by the reader (our pid); the reader itself
+        must never open it. A program that cannot be read is taken for an
+        interpreter: the file is scanned, which costs a scan and lets nothing by."""
+        try:
+            fd = os.open(f"/proc/{job.pid}/exe", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        except OSError:
+            return replace(job, kind=native.EV_EXEC)
+        try:
+            if snap.interpreters.could_be(os.fstat(fd).st_size):
+                sha, _, _ = native.hash_fd(fd)
+            else:
+                sha = bytes(native.SHA256_LEN)  # no listed digest: not read at all
+            is_interpreter = fan.classify(job, fd, sha)
+        finally:
+            os.close(fd)
+        return replace(job, kind=native.EV_EXEC) if is_interpreter else job
 
     # --------------------------------------------------------- detect mode
 

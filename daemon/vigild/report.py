@@ -122,6 +122,18 @@ def inconclusive_alerts(o: Outcome) -> list[Alert]:
     return out
 
 
+def protected_alert(o: Outcome) -> Alert:
+    """The critical alert for feed content that matched a protected file (allowed)."""
+    fields = detection_fields(o)
+    fields[Field.ACTION] = "allow"
+    msg = (
+        f"{o.path}: feed content detects a protected file ({o.verdict.detail}); "
+        "ALLOWED: feed content may not deny the files the host needs (update.protected). "
+        "Check the file and the feed"
+    )
+    return Alert(Kind.PROTECTED_ALLOWED, msg, fields)
+
+
 # ----------------------------------------------------------------- hand-over
 
 
@@ -148,6 +160,9 @@ class Reporter:
             self.tally.late += 1
         if o.finding is not None and o.finding.failed_rules:
             self._rule_failures(o)
+        if o.verdict.reason is Reason.PROTECTED:
+            self._protected(o)
+            return
         if not o.verdict.malicious:
             for alert in inconclusive_alerts(o):
                 self.alerts.emit(alert)
@@ -171,6 +186,14 @@ class Reporter:
             self._failed_seen.add(key)
             msg = f"{what} (first on {o.path}); isolated: every other rule still scans"
             self.alerts.emit(Alert(Kind.SCAN_ERROR, msg, {Field.PATH: o.path, Field.ERROR: what}))
+
+    def _protected(self, o: Outcome) -> None:
+        """Feed content matched a file the host needs: allowed, said loudly, once a generation."""
+        key = (o.generation, o.path)
+        if key in self._failed_seen:
+            return
+        self._failed_seen.add(key)
+        self.alerts.emit(protected_alert(o))
 
     def _quarantine(self, o: Outcome, fd: int) -> str | None:
         rules = tuple(m.rule for m in o.finding.matches) if o.finding else ()

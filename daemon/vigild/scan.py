@@ -34,6 +34,7 @@ from vigild.scanout import Progress, Reporter, Totals
 from vigild.verdict import Reason
 
 if TYPE_CHECKING:
+    from vigild.config import ScanConfig
     from vigild.detector import Finding
     from vigild.snapshot import Snapshot
 
@@ -318,6 +319,14 @@ Outcome = tuple[str, Any]
 _CLEAN = (Reason.CLEAN, Reason.CACHED_CLEAN, Reason.CLEAN_TRUNCATED)
 
 
+def _scanned_bytes(size: int, cfg: ScanConfig) -> int:
+    """The bytes the rules ran over: all of a file up to max_file_size; of a
+    bigger one (oversize = truncate) its head and its last oversize_tail bytes."""
+    if size <= cfg.max_file_size:
+        return size
+    return min(size, cfg.max_file_size + min(cfg.oversize_tail, cfg.max_file_size))
+
+
 def examine_path(snap: Snapshot, path: str, follow: bool) -> Outcome:
     """Open one file and examine it; never raises for one bad file."""
     try:
@@ -333,8 +342,7 @@ def examine_path(snap: Snapshot, path: str, follow: bool) -> Outcome:
         return ("error", (path, f"internal error: {e!r}"))
     finally:
         os.close(fd)
-    # the rules never run past max_file_size (oversize = truncate: the head)
-    scanned = min(finding.size, snap.config.scan.max_file_size)
+    scanned = _scanned_bytes(finding.size, snap.config.scan)
     if finding.verdict.reason in _CLEAN:
         return ("clean", scanned)
     return ("finding", (finding, scanned))

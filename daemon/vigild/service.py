@@ -192,7 +192,7 @@ class Daemon:
         for path in self.watch.missing:
             log.warning("watched path %s does not exist: skipped", path)
         self.workers = Workers(self.current, self.reporter)
-        self._open_source(cfg.scan.workers or os.cpu_count() or 1)
+        self._open_source(snapshot.worker_count(cfg))
         self.control = ControlServer(cfg.daemon.runtime_dir, self._command)
         self.control.start()
         self._announce(restored)

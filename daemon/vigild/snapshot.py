@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
-from vigild import native, ruleset
+from vigild import generations, interpreters, native, protect, ruleset
 from vigild.config import Config, EventKind, Fallback, RulesConfig
 from vigild.detector import Detector
 from vigild.scanner import RuleError
@@ -42,8 +43,15 @@ def salt(cfg: Config) -> str:
     reload changing it retires every cached verdict (a cached deny would otherwise
     answer the next open of a file that ``quarantine_on`` now says to move)."""
     quarantine = ",".join(k.value for k in cfg.onaccess.quarantine_on)
-    limits = f"{cfg.scan.max_file_size}|{cfg.scan.oversize.value}|{cfg.archive}"
+    scan = cfg.scan
+    limits = f"{scan.max_file_size}|{scan.oversize.value}|{scan.oversize_tail}|{cfg.archive}"
     return f"|{limits}|{cfg.policy}|{quarantine}"
+
+
+def worker_count(cfg: Config) -> int:
+    """Worker threads: scan.workers (0: one per CPU), and never fewer than two, so
+    that one is always left for small files while big ones hold the others."""
+    return max(2, cfg.scan.workers or os.cpu_count() or 1)
 
 
 def own_dirs(cfg: Config) -> tuple[str, ...]:
@@ -77,6 +85,15 @@ class Snapshot:
     # clean verdicts may become kernel ignore marks: False while rules on the
     # file's name, path or owner are loaded (vigild.ruleset.RuleSet.path_rules)
     remember_verdicts: bool
+    # files feed content may not deny (vigild.protect), resolved at build
+    protected: protect.Protected = field(default_factory=protect.Protected)
+
+    @cached_property
+    def interpreters(self) -> interpreters.Interpreters:
+        """The ``[onaccess] interpreters`` files, resolved and hashed: once per snapshot,
+        when the daemon first pushes its settings (``vigild scan`` never needs them,
+        and hashing them costs ~80 ms, most of it node's 99 MB)."""
+        return interpreters.resolve(self.config.onaccess.interpreters)
 
     @property
     def generation(self) -> int:
@@ -85,7 +102,8 @@ class Snapshot:
     def cache_bits(self, verdict: Verdict) -> int:
         """How the C side may remember ``verdict`` (native.CACHE_* bits; 0: not at all).
 
-        A detection, a clean scan and an allowed over-size file repeat for
+        A detection, a clean scan (of the whole file, or of an over-size
+        file's head and tail) and an allowed over-size file repeat for
         the unchanged file under these rules and policy (the generation
         carries both). A detection by a rule on the name, path or owner is
         not remembered: a hard link or a renamed twin may be clean. With
@@ -96,7 +114,8 @@ class Snapshot:
         """
         if verdict.path_dependent:
             return 0
-        repeats = verdict.reason in (Reason.CLEAN, Reason.CACHED_CLEAN) or (
+        clean = (Reason.CLEAN, Reason.CACHED_CLEAN, Reason.CLEAN_TRUNCATED)
+        repeats = verdict.reason in clean or (
             verdict.reason in (Reason.TOO_LARGE, Reason.UNPACK_LIMIT)
             and verdict.action is Action.ALLOW
         )
@@ -118,10 +137,12 @@ class Snapshot:
         return native.FanSettings(
             generation=self.generation,
             deadline_ms=oa.deadline_ms,
-            on_queue_full_open=allow[oa.on_queue_full],
-            on_queue_full_exec=allow[oa.on_queue_full],
-            on_deadline_open=allow[oa.on_deadline],
-            on_deadline_exec=allow[oa.on_deadline],
+            on_queue_full_open=allow[oa.on_queue_full.open],
+            on_queue_full_exec=allow[oa.on_queue_full.exec],
+            on_deadline_open=allow[oa.on_deadline.open],
+            on_deadline_exec=allow[oa.on_deadline.exec],
+            large_bytes=oa.large_file_size,
+            large_lanes=worker_count(self.config) - 1,
             ignore_marks=oa.ignore_marks,
             mark_fs=tuple(dict.fromkeys(native.FS_MAGIC[n] for n in oa.ignore_mark_filesystems)),
             fresh_ms=oa.fresh_window_ms,
@@ -131,12 +152,15 @@ class Snapshot:
             exclude=self.exclude_paths,
             exes=self.exclude_executables,
             uids=oa.exclude_users,
+            interp_ids=self.interpreters.ids,
+            interp_sha256=self.interpreters.digests,
         )
 
 
 def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -> Snapshot:
     """The snapshot for ``cfg``; raises what loading the rules raises."""
-    rs = load(cfg.rules, cfg.scan.timeout, salt(cfg))
+    # the live feed generation's content, beside the configured rules (vigild.generations)
+    rs = load(generations.with_feeds(cfg), cfg.scan.timeout, salt(cfg))
     # the clean-content cache only ever answers for the content rules; the
     # detector runs the path-dependent ones on every scan
     remember = rs.path_rules is None
@@ -147,12 +171,17 @@ def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -
         config=cfg,
         rules=rs,
         detector=detector,
-        policies={k: replace(base, quarantine=k in oa.quarantine_on) for k in EventKind},
+        policies={k: Policy.from_config(cfg.policy, k in oa.quarantine_on, k) for k in EventKind},
         detect_policy=replace(base, quarantine=True),
         scan_policy=base,
         exclude_paths=tuple(os.path.realpath(p) for p in oa.exclude_paths) + own_dirs(cfg),
         exclude_executables=tuple(os.path.realpath(p) for p in oa.exclude_executables),
         remember_verdicts=remember,
+        protected=protect.resolve(
+            cfg.update.protected,
+            generations.feed_root(cfg),
+            enabled=bool(cfg.update.feeds) and not cfg.update.block_protected,
+        ),
     )
 
 

@@ -40,6 +40,9 @@ class EventCounters:
     invalidations: int = 0
     overflows: int = 0  # the kernel's queue overflowed
     errors: int = 0
+    interp_opens: int = 0  # opens by an interpreter or the loader: checked as execs
+    exe_unknown: int = 0  # opens queued to learn what the opener runs
+    exe_learned: int = 0  # programs hashed and remembered (interpreter or not)
     queue_depth: int = 0  # waiting now
     in_flight: int = 0  # waiting or being scanned now
     reads: int = 0  # reads from the kernel that returned (every group)
@@ -115,6 +118,18 @@ class CacheStatus:
 
 
 @dataclass(frozen=True)
+class FeedStatus:
+    """One [[update.feed]] as ``vigild status`` shows it (vigild.generations reads it)."""
+
+    name: str
+    url: str
+    insecure: bool
+    generation: int  # the live feed generation holding its content; -1: none
+    age_seconds: float  # since the last successful fetch (new or unchanged); -1: never
+    last_error: str
+
+
+@dataclass(frozen=True)
 class Status:
     pid: int
     mode: str  # block, detect or starting
@@ -130,6 +145,7 @@ class Status:
     workers: WorkerStatus
     alerts: AlertStatus
     settings: dict[str, Any] = field(default_factory=dict)  # the live on-access settings
+    feeds: tuple[FeedStatus, ...] = ()
 
     @property
     def blocked(self) -> int:
@@ -154,6 +170,7 @@ class Status:
                 "clean_cache": _strict(CacheStatus, d["clean_cache"]),
                 "workers": _strict(WorkerStatus, d["workers"]),
                 "alerts": _strict(AlertStatus, d["alerts"]),
+                "feeds": tuple(_strict(FeedStatus, f) for f in d["feeds"]),
             },
         )
 
@@ -192,6 +209,14 @@ def _settings_text(settings: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
+def _feed_line(f: FeedStatus) -> str:
+    gen = f"generation {f.generation}" if f.generation >= 0 else "no content live"
+    age = f"checked {f.age_seconds:.0f}s ago" if f.age_seconds >= 0 else "never fetched"
+    insecure = " INSECURE (unsigned)" if f.insecure else ""
+    error = f"; last error: {f.last_error}" if f.last_error else ""
+    return f"  feed:      {f.name}{insecure}: {gen}, {age}{error}"
+
+
 def render_text(s: Status) -> str:
     """What ``vigild status`` prints."""
     ev, r, w = s.events, s.rules, s.workers
@@ -226,4 +251,5 @@ def render_text(s: Status) -> str:
     ]
     if s.settings:
         lines.append(f"  settings:  {_settings_text(s.settings)}")
+    lines.extend(_feed_line(f) for f in s.feeds)
     return "\n".join(escape(line) for line in lines)  # paths come from the config

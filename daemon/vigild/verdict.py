@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from vigild.config import Fallback, PolicyConfig
+from vigild.config import EventKind, Fallback, PolicyConfig
 from vigild.native import PrefilterResult, PreVerdict
 from vigild.scanner import RuleMatch
 
@@ -24,13 +24,14 @@ class Action(StrEnum):
 class Reason(StrEnum):
     CLEAN = "clean"
     CACHED_CLEAN = "cached-clean"  # same bytes scanned clean by these rules
-    CLEAN_TRUNCATED = "clean-truncated"  # only the first max_file_size bytes were scanned
+    CLEAN_TRUNCATED = "clean-truncated"  # over max_file_size: its head and tail scanned clean
     KNOWN_BAD_HASH = "known-bad-hash"
     RULE_MATCH = "rule-match"
     SCAN_TIMEOUT = "scan-timeout"
     SCAN_ERROR = "scan-error"
     TOO_LARGE = "too-large"  # over max_file_size, not scanned
     UNPACK_LIMIT = "unpack-limit"  # an archive limit stopped unpacking (or a member is encrypted)
+    PROTECTED = "protected"  # feed content matched a protected file: allowed (vigild.protect)
 
 
 class ScanStatus(StrEnum):
@@ -65,9 +66,12 @@ class Policy:
     on_encrypted: Fallback = Fallback.ALLOW
 
     @classmethod
-    def from_config(cls, cfg: PolicyConfig, quarantine: bool = False) -> Policy:
+    def from_config(
+        cls, cfg: PolicyConfig, quarantine: bool = False, kind: EventKind = EventKind.OPEN
+    ) -> Policy:
+        """The policy of events of ``kind`` (``vigild scan`` and detect mode: open's)."""
         return cls(
-            cfg.on_error,
+            cfg.on_error.of(kind),
             cfg.on_timeout,
             cfg.on_oversize,
             quarantine,

@@ -113,6 +113,16 @@ class Namespace(PrivateMount):
         super().close()
 
 
+# open, read a little, report: a huge file must not be read whole by the opener either
+PEEK = """
+import errno, sys
+try:
+    with open(sys.argv[1], "rb") as f:
+        print("ok", len(f.read(16)))
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"""
+
 READ = """
 import errno, sys
 try:

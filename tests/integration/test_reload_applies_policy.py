@@ -47,11 +47,16 @@ def test_reload_applies_a_changed_policy_key_to_the_next_open(
     ns: Namespace, daemon: OnAccess, key: str
 ) -> None:
     path = _file_for(ns, key)
-    daemon.start([DEFAULT_RULES, SLOW_RULES, ERROR_RULES], extra=LIMITS + "[policy]\n")
+    limits = (
+        LIMITS.replace('"1M"\n', '"1M"\noversize = "skip"\n') if key == "on_oversize" else LIMITS
+    )
+    daemon.start(
+        [DEFAULT_RULES, SLOW_RULES, ERROR_RULES], extra=LIMITS + f'[policy]\n{key} = "allow"\n'
+    )
     assert daemon.read(path).startswith("ok"), daemon.log()
-    _reload(daemon, LIMITS + f'[policy]\n{key} = "deny"\n')
+    _reload(daemon, limits + f'[policy]\n{key} = "deny"\n')
     assert daemon.read(path) == "EPERM", daemon.log()
-    _reload(daemon, LIMITS + f'[policy]\n{key} = "allow"\n')
+    _reload(daemon, limits + f'[policy]\n{key} = "allow"\n')
     assert daemon.read(path).startswith("ok"), daemon.log()
 
 

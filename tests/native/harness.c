@@ -10,8 +10,9 @@
  * socketpair per group (two groups, as for an overlay and its layers):
  * workers answering, skipping the answer, answering around the deadline;
  * configure at runtime; stop with jobs in flight. Every permission event
- * must get exactly one response, on the socket of its own group. Prints
- * "ok".
+ * must get exactly one response, on the socket of its own group. Also
+ * reads mutated hash lists (vg_hashlist_parse), and a list with a line
+ * longer than the reader's window. Prints "ok".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -147,6 +148,82 @@ static int fuzz_db(const char *dir)
 		free(img);
 	}
 	return opened;
+}
+
+/* Lines of every shape, each with a few of the bytes the reader minds. */
+static size_t list_text(char *buf, size_t cap)
+{
+	static const char *shapes[] = {
+		"%064llx:%llu:Name.%llu\r\n", "%032llx;comment %llu\xc2\xa0%llu\n",
+		"%040llx  *file %llu # c%llu\r", "%064llx\t%llu\t%llu\n",
+		"# %llx %llu %llu\n", "%032llx:*:\xe3\x80\x80N%llu\xe2\x80\x8a%llu\n",
+	};
+	size_t len = 0;
+
+	for (int i = 0; i < 40 && len + 200 < cap; i++)
+		len += (size_t)snprintf(buf + len, cap - len,
+					shapes[next() % 6], next(), next() % 99,
+					next() % 7);
+	return len;
+}
+
+/* Write @len bytes of @buf to @path and read it as a hash list. */
+static int read_list(const char *dir, const char *buf, size_t len)
+{
+	char path[4096], db_path[4096];
+	struct vg_hashlist_result r;
+	struct vg_hashlist *l;
+	struct vg_hashdb *db;
+	FILE *f;
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "%s/list", dir);
+	snprintf(db_path, sizeof(db_path), "%s/list.vhdb", dir);
+	f = fopen(path, "wb");
+	fwrite(buf, 1, len, f);
+	fclose(f);
+	if (vg_hashlist_new(&l))
+		abort();
+	fd = open(path, O_RDONLY);
+	ret = vg_hashlist_parse(l, fd, "stem", &r);
+	close(fd);
+	if (ret && ret != -EILSEQ)
+		abort();
+	if (ret && (!r.bad_line || r.bad_offset + r.bad_length > len))
+		abort();
+	if (vg_hashlist_write(l, db_path) || vg_hashdb_open(db_path, &db))
+		abort();
+	vg_hashdb_close(db);
+	vg_hashlist_free(l);
+	return ret == 0;
+}
+
+/* Hash lists with mutated bytes, and one line longer than the window. */
+static int fuzz_lists(const char *dir)
+{
+	size_t cap = 3 << 20, len;
+	char *buf = malloc(cap);
+	int read = 0;
+
+	for (int round = 0; round < 300; round++) {
+		len = list_text(buf, 16384);
+		for (int k = 1 + (int)(next() % 3); k > 0 && len; k--)
+			buf[next() % len] = (char)(next() % 256);
+		if (round % 7 == 0 && len)
+			len = next() % len;
+		read += read_list(dir, buf, len);
+	}
+	memset(buf, 'N', cap);
+	memcpy(buf, "0123456789abcdef0123456789abcdef;", 33);
+	len = (2 << 20) + 1;
+	buf[len - 1] = '\r';
+	while (len + 100 < cap)
+		len += (size_t)snprintf(buf + len, cap - len, "%064llx:%llu:N\r\n",
+					next(), next() % 99);
+	if (!read_list(dir, buf, len))
+		abort();
+	free(buf);
+	return read;
 }
 
 static uint64_t a8(uint64_t x)
@@ -436,17 +513,18 @@ static int race_fan(const char *dir)
 
 int main(int argc, char **argv)
 {
-	int opened = 0, answered;
+	int opened = 0, lists = 0, answered;
 
 	if (argc < 2)
 		return 2;
 	if (argc < 3 || strcmp(argv[2], "threads")) {
 		wrapped_counts(argv[1]);
 		opened = fuzz_db(argv[1]);
+		lists = fuzz_lists(argv[1]);
 	}
 	hammer_cache();
 	answered = race_fan(argv[1]);
-	printf("ok: %d forged databases passed the structure checks and were probed; %d permission events answered once\n",
-	       opened, answered);
+	printf("ok: %d forged databases passed the structure checks and were probed; %d mutated hash lists read whole; %d permission events answered once\n",
+	       opened, lists, answered);
 	return 0;
 }

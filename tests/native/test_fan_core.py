@@ -7,33 +7,20 @@ kernel, counted per event.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from fanrig import FAN_CLOSE_WRITE, FAN_OPEN_EXEC_PERM, FAN_OPEN_PERM, Rig, room_for_fds
+from fanrig import FAN_CLOSE_WRITE, FAN_OPEN_EXEC_PERM, FAN_OPEN_PERM, Rig, answering_workers
 from vigild import native
 from vigild.native import ALLOW, DENY, FanSettings
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _room_for_fds() -> None:
-    room_for_fds()
-
-
-@pytest.fixture
-def rigs(tmp_path: Path) -> Iterator[list[Rig]]:
-    made: list[Rig] = []
-    yield made
-    for rig in made:
-        rig.close()
-
 
 Make = Callable[..., Rig]
 
@@ -60,24 +47,7 @@ def _exactly_once(rig: Rig, fds: list[int]) -> None:
 def test_every_permission_event_is_answered_exactly_once(make: Make) -> None:
     rig = make(queue_size=1024)  # never full: every answer is a worker's
     fds: list[int] = []
-    verdict: dict[int, int] = {}
-
-    def worker() -> None:
-        try:
-            while True:
-                job = rig.fan.next(200)
-                if job is None:
-                    continue
-                allow = job.fd % 3 != 0
-                verdict[job.fd] = ALLOW if allow else DENY
-                assert rig.fan.answer(job, allow, 0, 0) is False
-                rig.fan.done(job)
-        except native.Shutdown:
-            pass
-
-    workers = [threading.Thread(target=worker) for _ in range(4)]
-    for t in workers:
-        t.start()
+    workers, verdict = answering_workers(rig, lambda fd: fd % 3 != 0, 4)
     for i in range(400):
         fds.append(rig.send(FAN_OPEN_EXEC_PERM if i % 4 == 0 else FAN_OPEN_PERM))
         if i % 8 == 7:
@@ -300,3 +270,30 @@ def test_close_write_jobs_hold_at_most_their_share_of_slots(make: Make) -> None:
         rig.send(FAN_CLOSE_WRITE)
     rig.settle("notify_events", 10)
     assert rig.fan.stats()["notify_dropped"] == 2 + 2  # 25 % of 8
+
+
+def test_large_jobs_never_hold_more_than_their_lanes(make: Make, tmp_path: Path) -> None:
+    """Issue 9 (3): big files cannot occupy every worker; small files are still taken."""
+    rig = make(settings=FanSettings(deadline_ms=60_000, large_bytes=1024, large_lanes=1))
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 4096)
+    bigfd = os.open(big, os.O_RDONLY)
+    try:
+        rig.send(file=bigfd)
+        rig.send(file=bigfd)
+        rig.settle("queued", 2)
+        first = rig.job()
+        assert first.size == 4096
+        assert rig.fan.next(50) is None  # the second big one waits for the lane
+        rig.send()  # a small file: taken at once by another worker
+        small = rig.job(1000)
+        assert small.size == len(b"content\n")
+        rig.fan.answer(first, True, 0, 0)
+        rig.fan.done(first)
+        second = rig.job(1000)  # the lane is free again
+        assert second.size == 4096
+        for job in (small, second):
+            rig.fan.answer(job, True, 0, 0)
+            rig.fan.done(job)
+    finally:
+        os.close(bigfd)

@@ -11,32 +11,14 @@ wait unread.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from fanrig import FAN_CLOSE_WRITE, Rig, room_for_fds
-from vigild import native
-from vigild.native import ALLOW, DENY, FanSettings
+from fanrig import FAN_CLOSE_WRITE, Rig, answering_workers
+from vigild.native import ALLOW, FanSettings
 
 EVENT_BYTES = 24  # struct fanotify_event_metadata
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _room_for_fds() -> None:
-    room_for_fds()
-
-
-@pytest.fixture
-def rigs() -> Iterator[list[Rig]]:
-    made: list[Rig] = []
-    yield made
-    for rig in made:
-        rig.close()
 
 
 def _until(what: str, predicate: object, timeout: float = 5.0) -> None:
@@ -52,23 +34,7 @@ def test_each_answer_goes_back_to_the_group_its_event_came_from(
     rig = Rig(tmp_path / "f", queue_size=256, groups=3, settings=FanSettings(deadline_ms=60_000))
     rigs.append(rig)
     sent: dict[int, int] = {}  # fd -> group
-    verdict: dict[int, int] = {}
-
-    def worker() -> None:
-        try:
-            while True:
-                job = rig.fan.next(200)
-                if job is None:
-                    continue
-                verdict[job.fd] = ALLOW if job.fd % 2 else DENY
-                rig.fan.answer(job, job.fd % 2 == 1, 0, 0)
-                rig.fan.done(job)
-        except native.Shutdown:
-            pass
-
-    workers = [threading.Thread(target=worker) for _ in range(3)]
-    for t in workers:
-        t.start()
+    workers, verdict = answering_workers(rig, lambda fd: fd % 2 == 1, 3)
     for i in range(150):
         group = i % 3
         sent[rig.send(group=group)] = group

@@ -46,7 +46,7 @@ def test_reads_with_pread_and_leaves_the_offset(tmp_path: Path) -> None:
     assert sha == hashlib.sha256(b"0123456789" * 1000).digest()
 
 
-def test_keep_buffer_holds_exactly_the_hashed_prefix(tmp_path: Path) -> None:
+def test_keep_buffer_holds_exactly_the_hashed_bytes(tmp_path: Path) -> None:
     data = os.urandom(200_000)
     fd = _file(tmp_path, data)
     small, big = bytearray(70_000), bytearray(300_000)
@@ -55,10 +55,18 @@ def test_keep_buffer_holds_exactly_the_hashed_prefix(tmp_path: Path) -> None:
         r_big = native.prefilter_fd(None, None, 0, fd, big)
     finally:
         os.close(fd)
-    assert bytes(small) == data[:70_000]
     assert bytes(big[:200_000]) == data
-    assert r_small.sha256 == r_big.sha256 == hashlib.sha256(data).digest()
-    assert r_small.size == r_big.size == 200_000
+    assert r_big.sha256 == hashlib.sha256(data).digest()
+    assert (r_big.size, r_big.hashed, r_big.oversize, r_big.head_len) == (
+        200_000,
+        True,
+        False,
+        200_000,
+    )
+    # over the buffer's limit: the head is kept, nothing is hashed
+    assert bytes(small) == data[:70_000]
+    assert (r_small.size, r_small.hashed, r_small.oversize) == (200_000, False, True)
+    assert r_small.head_len == 70_000
 
 
 @pytest.mark.slow

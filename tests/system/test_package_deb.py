@@ -265,6 +265,15 @@ def test_upgrade_keeps_config_and_quarantine_and_restarts(machine: Machine, deb:
     assert machine.run("systemctl", "show", "-P", "MainPID", "vigild").stdout.strip() != pid
 
 
+def test_the_update_timer_is_enabled_and_its_service_waits_for_a_feed(machine: Machine) -> None:
+    enabled = machine.run("systemctl", "is-enabled", "vigild-update.timer").stdout.strip()
+    assert enabled == "enabled"
+    machine.run("systemctl", "start", "vigild-update.service", timeout=120)
+    result = machine.run("systemctl", "show", "-P", "Result", "vigild-update.service")
+    assert result.stdout.strip() in ("success", "exec-condition"), result.stdout
+    assert not machine.exists("/var/lib/vigild/update/generations")
+
+
 def test_purge_stops_the_service_and_removes_files_and_state(machine: Machine) -> None:
     assert machine.exists("/var/lib/vigild/quarantine")
     machine.run("dpkg", "--purge", "vigild", timeout=120)
@@ -275,6 +284,7 @@ def test_purge_stops_the_service_and_removes_files_and_state(machine: Machine) -
     for path in (
         "/usr/bin/vigild",
         "/lib/systemd/system/vigild.service",
+        "/lib/systemd/system/vigild-update.timer",
         "/etc/systemd/system/multi-user.target.wants/vigild.service",
         "/usr/lib/python3/dist-packages/vigild",
         "/usr/share/vigild",

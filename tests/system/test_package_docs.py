@@ -143,9 +143,7 @@ def test_completion_offers_each_commands_options_without_bash_completion(
 
 
 def test_completion_of_commands_values_and_files(tmp_path: Path) -> None:
-    assert _complete("vigild", "") == sorted(
-        ["scan", "rules", "run", "alerts", "status", "quarantine", "version"]
-    )
+    assert _complete("vigild", "") == sorted({c[0] for c in COMMANDS})
     assert _complete("vigild", "quarantine", "") == ["delete", "list", "restore"]
     assert _complete("vigild", "scan", "--exc") == ["--exclude", "--exclude-dir"]
     assert _complete("vigild", "alerts", "--since", "-") == ["-1h", "-24h", "-7d"]

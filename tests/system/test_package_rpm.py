@@ -48,6 +48,8 @@ def test_files_are_where_the_deb_puts_them(unpacked: Path) -> None:
         "usr/bin/vigild",
         "usr/share/vigild/rules/10-eicar.yar",
         "usr/lib/systemd/system/vigild.service",
+        "usr/lib/systemd/system/vigild-update.service",
+        "usr/lib/systemd/system/vigild-update.timer",
         "usr/lib/tmpfiles.d/vigild.conf",
         "usr/lib/systemd/catalog/vigild.catalog",
         "usr/share/bash-completion/completions/vigild",

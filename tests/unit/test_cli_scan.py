@@ -216,26 +216,28 @@ def _oversize_cfg(tmp_path: Path, mode: str) -> Path:
     return p
 
 
-def test_oversize_skip_reports_and_truncate_scans_the_head(tmp_path: Path) -> None:
+def test_oversize_skip_reports_and_truncate_scans_the_head_and_tail(tmp_path: Path) -> None:
     root = tmp_path / "t"
     root.mkdir()
-    (root / "late").write_bytes(bytes(2000) + MARKER)  # marker past 1 KiB
+    (root / "late").write_bytes(bytes(2000) + MARKER)  # in the last 1 KiB
+    (root / "middle").write_bytes(bytes(2000) + MARKER + bytes(3000))  # neither
     (root / "early").write_bytes(bytes(100) + MARKER + bytes(3000))
     code, out, _ = _scan(_oversize_cfg(tmp_path, "skip"), str(root))
     assert code == 0
     assert f"{root / 'early'}: SKIPPED {100 + len(MARKER) + 3000} bytes > max_file_size 1024" in out
-    assert "Not scanned (too large or timed out): 2" in out
+    assert "Not scanned (too large or timed out): 3" in out
     # a skipped file is not a scanned one, and its bytes were not scanned
     assert "Files scanned: 0" in out.splitlines()
     assert "Data scanned: 0 B" in out.splitlines()
     code, out, _ = _scan(_oversize_cfg(tmp_path, "truncate"), str(root))
     assert code == 1
-    assert "Files scanned: 2" in out.splitlines()
-    # the rules ran over the first 1 KiB of each
-    assert "Data scanned: 2.0 KB" in out.splitlines()
-    assert [line.split(":")[0] for line in out.splitlines() if "FOUND" in line] == [
-        str(root / "early")
-    ]
+    found = sorted(line.split(":")[0] for line in out.splitlines() if "FOUND" in line)
+    assert found == [str(root / "early"), str(root / "late")]
+    assert "Files scanned: 3" in out.splitlines()
+    # the rules ran over each file's first 1 KiB and last 1 KiB, not the middle
+    assert "Data scanned: 6.1 KB" in out.splitlines()
+    _, out, _ = _scan(_oversize_cfg(tmp_path, "truncate"), "--json", str(root))
+    assert json.loads(out.splitlines()[-1])["bytes"] == (2000 + len(MARKER)) + 2048 + 2048
 
 
 def test_scan_timeout_is_reported(tmp_path: Path) -> None:

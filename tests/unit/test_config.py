@@ -9,7 +9,7 @@ import pytest
 
 from support import REPO
 from vigild import config
-from vigild.config import Config, ConfigError, Engine, Fallback, Oversize
+from vigild.config import Config, ConfigError, Engine, Fallback, Oversize, PerKind
 
 
 def _write(path: Path, text: str) -> Path:
@@ -60,7 +60,8 @@ on_oversize = "deny"
     assert cfg.scan.max_file_size == 10 << 20
     assert cfg.scan.oversize is Oversize.TRUNCATE
     assert (cfg.scan.timeout, cfg.scan.workers, cfg.scan.cache_entries) == (5, 3, 4096)
-    assert cfg.policy.on_error is cfg.policy.on_timeout is cfg.policy.on_oversize is Fallback.DENY
+    assert cfg.policy.on_timeout is cfg.policy.on_oversize is Fallback.DENY
+    assert cfg.policy.on_error == PerKind(Fallback.DENY, Fallback.DENY)  # one string: both kinds
     assert cfg.files == (str(main),)
 
 
@@ -136,3 +137,44 @@ def test_shipped_config_documents_every_key_with_its_default() -> None:
         for key, raw in values.items():
             _name, parse = config._TABLE[section][key]
             assert parse(raw) == defaults[section][key], f"{section}.{key}"
+
+
+FEED_OK = """
+[[update.feed]]
+name = "a"
+url = "https://rules.example.org/a.tar.gz"
+kind = "yara"
+keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG signer"]
+"""
+
+
+def test_feeds_are_an_array_of_tables(tmp_path: Path) -> None:
+    f = tmp_path / "v.toml"
+    second = '[[update.feed]]\nname = "b"\nurl = "file:///srv/b.txt"\nkind = "hashes"\n'
+    f.write_text(FEED_OK + second + "insecure = true\n")
+    a, b = config.load(f).update.feeds
+    assert a.name == "a" and a.kind is config.FeedKind.YARA and a.sig_url.endswith(".tar.gz.sig")
+    assert b.insecure and not b.keys
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "message"),
+    [
+        ('[[update.feed]]\nname = "b"\nurl = "ftp://x"\nkind = "yara"\n', "update.feed[2].url", "URL"),
+        ('[[update.feed]]\nname = "b"\nurl = "https://x"\nkind = "yara"\n', "update.feed[2].keys", "insecure"),
+        ('[[update.feed]]\nname = "a"\nurl = "https://x"\nkind = "yara"\ninsecure = true\n', "update.feed[2].name", "earlier"),
+        ('[[update.feed]]\nname = "b"\nkind = "yara"\n', "update.feed[2].url", "required"),
+        ('[[update.feed]]\nname = "b"\nurl = "https://x"\nkind = "yara"\nkeys = ["not a key"]\n', "update.feed[2].keys", "OpenSSH"),
+        ('[[update.feed]]\nname = "b"\nurl = "http://x"\nkind = "yara"\nkeys = []\ncolour = 1\n', "update.feed[2].colour", "unknown key"),
+        ('[[update.feed]]\nname = "b"\nurl = "http://x"\nkind = "yara"\nkeys = ["ssh-ed25519 AAAA"]\n', "update.feed[2].url", "insecure"),
+    ],
+)  # fmt: skip
+def test_a_bad_feed_names_file_feed_and_key(
+    tmp_path: Path, extra: str, key: str, message: str
+) -> None:
+    f = tmp_path / "v.toml"
+    f.write_text(FEED_OK + extra)
+    with pytest.raises(config.ConfigError) as e:
+        config.load(f)
+    assert e.value.key == key and message in e.value.message, str(e.value)
+    assert str(e.value).startswith(f"{f}: {key}: ")

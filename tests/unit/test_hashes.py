@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ MD5 = hashlib.md5(b"bad three").hexdigest()
 SHA1 = hashlib.sha1(b"old").hexdigest()
 
 
-def _compile(tmp_path: Path, name: str, text: str) -> tuple[native.HashDb, hashes.Entries]:
+def _compile(tmp_path: Path, name: str, text: str) -> tuple[native.HashDb, hashes.Compiled]:
     src = tmp_path / name
     src.write_text(text)
     out = tmp_path / "out.vhdb"
@@ -217,3 +218,84 @@ def test_a_file_in_a_hash_directory_that_is_no_list_is_named(tmp_path: Path) -> 
     (lists / "README.md").write_text("about these lists\n")
     _code, _out, err = _scan(tmp_path, lists)
     assert err.splitlines()[0].startswith(f"vigild: {lists / 'README.md'}: not a hash list (")
+
+
+# ------------------------------------------------- lists read in C (issue 10, point 5)
+
+
+def _python_db(src: Path, out: Path) -> bytes:
+    """The database the Python reader alone builds from ``src``."""
+    e = hashes.parse_files([src])
+    native.write_hashdb(str(out), bytes(e.sha), bytes(e.md5), bytes(e.names))
+    return out.read_bytes()
+
+
+MD5B = hashlib.md5(b"four").hexdigest()
+ODD_LINES = [
+    f"{SHA}\tTab.Name\there",  # tabs read as spaces, in the name too
+    f"  {SHA2}:*: Spaced.Name :73 ",
+    f"{MD5}:9:Md5.Listed",
+    f"{MD5B};LOKI comment: with colons",
+    f"{SHA1};an old SHA-1",
+    f"{SHA.upper()}  *./dir/file name.bin  # sha256sum output",
+    "# a comment",
+    "",
+    f"{SHA}:*:Repeated.Hash",  # a repeat keeps the first name
+    f"{SHA2} Ünïcödé.Name",
+    f"{MD5B}:12:Unix.Trojan\u3000",  # an ideographic space is stripped
+    f"\u00a0{SHA};nbsp around\u2003",
+]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_the_c_reader_builds_what_the_python_reader_builds(tmp_path: Path, newline: str) -> None:
+    src = tmp_path / "odd.txt"
+    src.write_bytes(b"\xef\xbb\xbf" + newline.join(ODD_LINES).encode())
+    out = tmp_path / "c.vhdb"
+    compiled = hashes.compile_lists([src], str(out))
+    assert out.read_bytes() == _python_db(src, tmp_path / "py.vhdb")
+    assert compiled.count == 9
+    fd = os.open(src, os.O_RDONLY)
+    read = native.HashListBuilder().parse(fd, "odd")
+    os.close(fd)
+    assert (read.bad_line, read.lines, read.entries) == (0, len(ODD_LINES), 9)  # all in C
+    assert compiled.warnings == [hashes._sha1_warning(str(src), 1)]
+    db = native.HashDb(str(out))
+    assert db.find_sha256(bytes.fromhex(SHA)) == "Tab.Name here"
+    assert db.find_md5(bytes.fromhex(MD5B), 12) == "Unix.Trojan"
+
+
+def test_a_name_python_reads_differently_is_read_by_python(tmp_path: Path) -> None:
+    src = tmp_path / "latin1.hsb"
+    src.write_bytes(f"{SHA}:*:Caf".encode() + b"\xe9\n" + f"{SHA2}:*:Next\n".encode())
+    other = tmp_path / "other.hsb"
+    other.write_text(f"{MD5}:9:Next\n")  # names shared across lists stay one copy
+    out = tmp_path / "c.vhdb"
+    compiled = hashes.compile_lists([other, src], str(out))
+    db = native.HashDb(str(out))
+    assert db.find_sha256(bytes.fromhex(SHA)) == "Caf\ufffd"
+    assert db.find_sha256(bytes.fromhex(SHA2)) == "Next"
+    assert compiled.count == 3 and db.info().names_bytes == len(b"Next\0Caf\xef\xbf\xbd\0")
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_bad_line_is_named_whatever_the_line_ends(tmp_path: Path, newline: str) -> None:
+    src = tmp_path / "list.hsb"
+    src.write_bytes(newline.join([f"{SHA}:1:A", "", f"{SHA2}:x:B", ""]).encode())
+    with pytest.raises(hashes.HashListError, match=rf"^{src}:3: size must be a number"):
+        hashes.compile_lists([src], str(tmp_path / "out"))
+
+
+def test_a_missing_list_and_a_directory_are_errors_naming_them(tmp_path: Path) -> None:
+    for bad in (tmp_path / "absent.hsb", tmp_path):
+        with pytest.raises(hashes.HashListError, match=rf"^{bad}:0: "):
+            hashes.compile_lists([bad], str(tmp_path / "out"))
+
+
+def test_checking_lists_reads_them_as_compiling_does(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.hsb", tmp_path / "bad.hsb"
+    good.write_text(f"{SHA}:*:A\n{SHA1}:*:Old\n")
+    bad.write_text(f"{SHA}:*:A\n{MD5} name\n")
+    assert hashes.check_lists([good]) == [hashes._sha1_warning(str(good), 1)]
+    with pytest.raises(hashes.HashListError, match=rf"^{bad}:2: an MD5 needs its size"):
+        hashes.check_lists([good, bad])

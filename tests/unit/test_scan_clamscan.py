@@ -209,7 +209,7 @@ def test_one_file_system_stays_on_the_named_paths_filesystem(tmp_path: Path, cfg
 
 def test_summary_counts_scanned_skipped_and_errors_apart(tmp_path: Path) -> None:
     cfgp = tmp_path / "c.toml"
-    cfgp.write_text('[rules]\nlocal_dirs = []\n[scan]\nmax_file_size = "1K"\n')
+    cfgp.write_text('[rules]\nlocal_dirs = []\n[scan]\nmax_file_size = "1K"\noversize = "skip"\n')
     root = _tree(tmp_path / "t")
     (root / "huge").write_bytes(bytes(50_000))
     r = _scan(cfgp, str(root))
@@ -375,7 +375,7 @@ def test_file_list_from_a_file_and_from_stdin(tmp_path: Path, cfg: Path) -> None
 
 def test_infected_quiet_and_no_summary(tmp_path: Path) -> None:
     cfgp = tmp_path / "c.toml"
-    cfgp.write_text('[rules]\nlocal_dirs = []\n[scan]\nmax_file_size = "1K"\n')
+    cfgp.write_text('[rules]\nlocal_dirs = []\n[scan]\nmax_file_size = "1K"\noversize = "skip"\n')
     root = _tree(tmp_path / "t")
     (root / "huge").write_bytes(bytes(5000))
     r = _scan(cfgp, str(root))

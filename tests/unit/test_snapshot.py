@@ -9,7 +9,7 @@ import pytest
 
 from support import REPO
 from vigild import native, snapshot
-from vigild.config import Config, EventKind, Fallback, RulesConfig
+from vigild.config import Config, EventKind, Fallback, PerKind, RulesConfig
 from vigild.ruleset import RuleSet
 from vigild.verdict import Action, Reason, Verdict
 
@@ -38,7 +38,7 @@ def test_policies_follow_the_config_per_event_kind(cfg: Config) -> None:
 def test_every_key_that_decides_an_answer_changes_the_generation(cfg: Config) -> None:
     base = snapshot.build(cfg, None).generation
     changed = [
-        replace(cfg, policy=replace(cfg.policy, on_error=Fallback.DENY)),
+        replace(cfg, policy=replace(cfg.policy, on_error=PerKind(Fallback.ALLOW, Fallback.DENY))),
         replace(cfg, policy=replace(cfg.policy, on_oversize=Fallback.DENY)),
         replace(cfg, scan=replace(cfg.scan, max_file_size=1 << 20)),
         _with(cfg, quarantine_on=(EventKind.OPEN,)),
@@ -52,7 +52,7 @@ def test_the_reader_settings_come_from_the_snapshot(cfg: Config, tmp_path: Path)
     cfg = _with(
         cfg,
         deadline_ms=700,
-        on_deadline=Fallback.DENY,
+        on_deadline=PerKind(Fallback.DENY, Fallback.DENY),
         exclude_paths=(str(tmp_path / "skip"),),
         ignore_mark_filesystems=("xfs",),
         fresh_window_ms=0,
@@ -88,7 +88,7 @@ def _verdict(reason: Reason, action: Action = Action.ALLOW) -> Verdict:
         (_verdict(Reason.KNOWN_BAD_HASH, Action.QUARANTINE), True),
         (_verdict(Reason.TOO_LARGE), True),  # allowed by policy: the same next time
         (_verdict(Reason.TOO_LARGE, Action.DENY), False),
-        (_verdict(Reason.CLEAN_TRUNCATED), False),
+        (_verdict(Reason.CLEAN_TRUNCATED), True),  # head and tail repeat for the same inode
         (_verdict(Reason.SCAN_ERROR), False),
         (_verdict(Reason.SCAN_TIMEOUT, Action.DENY), False),
     ],

@@ -9,15 +9,13 @@ is what a reader blocked inside read() leaves behind, without root.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-import pytest
 from test_status import sample
 
-from fanrig import Rig, room_for_fds
+from fanrig import Rig
 from vigild.monitor import Monitor
 from vigild.service import Daemon
 from vigild.status import EventCounters, Status
@@ -54,19 +52,6 @@ def _status(stats: dict[str, Any]) -> Status:
 
 def _monitor() -> Monitor:
     return Monitor(cast(Daemon, _Daemon(_Source())), clock=time.monotonic)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _room_for_fds() -> None:
-    room_for_fds()
-
-
-@pytest.fixture
-def rigs() -> Iterator[list[Rig]]:
-    made: list[Rig] = []
-    yield made
-    for rig in made:
-        rig.close()
 
 
 def test_events_pending_in_a_group_nobody_reads_stop_the_pings(

@@ -9,27 +9,25 @@ is what an opener and an admin would see: the response, and the alert.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from fanrig import Rig, room_for_fds
+from fanrig import Rig
 from support import REPO, eicar
 from vigild import native, snapshot
 from vigild.alert import Alert, Alerts, Kind
-from vigild.config import Config, EventKind, Fallback, RulesConfig
+from vigild.config import Config, EventKind, Fallback, Oversize, PerKind, RulesConfig
 from vigild.fields import Field
 from vigild.onaccess import Workers
 from vigild.quarantine import Store
 from vigild.report import Reporter
 from vigild.snapshot import Snapshot
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _room_for_fds() -> None:
-    room_for_fds()
+pytestmark = pytest.mark.usefixtures("fd_room")
 
 
 class Setup:
@@ -69,10 +67,13 @@ class Setup:
         return self.got
 
     def close(self) -> None:
-        """Stop the handle (workers see Shutdown), join them, flush the alerts."""
+        """Stop the handle (workers see Shutdown), join them, then free it (a
+        worker still in next() would use a freed handle), flush the alerts."""
         if self.rig.fan._fan is not None:
+            self.rig.fan.stop()
+            self.workers.stop(5)
+            assert self.workers.alive() == 0, "a worker did not see the stop"
             self.rig.close()
-        self.workers.stop(5)
         self.alerts.stop()
 
 
@@ -134,7 +135,7 @@ def test_an_exception_after_the_answer_costs_neither_the_alert_nor_the_worker(
 def test_an_exception_while_examining_is_answered_by_on_error_and_the_worker_lives(
     tmp_path: Path, cfg: Config, made: list[Setup], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = replace(cfg, policy=replace(cfg.policy, on_error=Fallback.DENY))
+    cfg = replace(cfg, policy=replace(cfg.policy, on_error=PerKind(Fallback.DENY, Fallback.DENY)))
     made.append(s := Setup(tmp_path, cfg))
     real = s.snap.detector.examine
 
@@ -160,15 +161,19 @@ def test_a_hand_over_that_raises_still_releases_the_job(
     monkeypatch.setattr(setup.reporter, "hand_over", broken)
     assert setup.answer(setup.open_event("a.txt", b"a")) == native.ALLOW
     assert setup.answer(setup.open_event("b.txt", b"b")) == native.ALLOW
-    assert setup.workers.alive() == 2
+    # the answer comes before the hand-over that raises: wait for the count
+    end = time.monotonic() + 5
+    while setup.workers.counters.internal_errors < 2 and time.monotonic() < end:
+        time.sleep(0.01)
     assert setup.workers.counters.internal_errors == 2
+    assert setup.workers.alive() == 2
 
 
 def test_a_swapped_snapshot_decides_the_next_job(setup: Setup, cfg: Config) -> None:
     assert setup.answer(setup.open_event("big.bin", bytes(4096))) == native.ALLOW
     strict = replace(
         cfg,
-        scan=replace(cfg.scan, max_file_size=1024),
+        scan=replace(cfg.scan, max_file_size=1024, oversize=Oversize.SKIP),
         policy=replace(cfg.policy, on_oversize=Fallback.DENY),
     )
     new: Snapshot = snapshot.build(strict, None)
