@@ -70,7 +70,8 @@ bench: venv
 	PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest benchmarks -q -s -p no:cacheprovider --benchmark-disable-gc
 
 # The daemon in the foreground, on the shipped default configuration
-# (every key at its default: watches /home /srv /var/www /tmp). Needs root:
+# (every key at its default: watches /home /srv /var/www /tmp /var/tmp /dev/shm,
+# the onaccess.watch default in daemon/vigild/config.py). Needs root:
 # fanotify permission events need CAP_SYS_ADMIN. Ctrl-C stops it; the
 # kernel then lets every held open through.
 run: venv

@@ -55,7 +55,8 @@ def _tree(root: Path) -> int:
 
 def _scan(cfg: Path, root: Path) -> frozenset[str]:
     r = subprocess.run(
-        [VIGILD, "scan", "--config", str(cfg), "--rules", str(REPO / "rules"), "--no-progress", str(root)],
+        [VIGILD, "scan", "--config", str(cfg), "--compiled-dir", str(cfg.parent / "compiled"),
+         "--rules", str(REPO / "rules"), "--no-progress", str(root)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode in (0, 1), r.stderr

@@ -12,7 +12,8 @@ Contenders, each a fresh process timed end to end with ``time.perf_counter``
   alone, so the reader can tell fixed cost from per-byte cost.
 
 vigild keeps its compiled rules in a scratch ``compiled_dir`` (set by a
-config file) and fills it with ``vigild rules compile`` before timing; each
+config file, and given to ``vigild scan --compiled-dir``, which otherwise
+keeps its own) and fills it with ``vigild rules compile`` before timing; each
 rule file gets its own namespace on both sides, as vigild does. The
 corpus is in the page cache. Throughput is corpus bytes over the best of
 three rounds; the rounds interleave all contenders.
@@ -210,7 +211,8 @@ def _prepare(rules: Rules, tmp: Path) -> tuple[Commands, str, str | None]:
         yarax_error = None
     except RuntimeError as e:
         yarax_error = (str(e).splitlines() or ["failed"])[0]
-    base = [vigild, "scan", "--config", str(config), "--no-progress"]
+    base = [vigild, "scan", "--config", str(config), "--compiled-dir", str(tmp / "compiled")]
+    base += ["--no-progress"]
     base += ["--workers", str(WORKERS), "--rules", str(rules.path)]
     yara = ["yara", "-C", "-r", "-N", *(f"--define={n}=" for n in EXTERNALS)]
     return Commands(base, yara, str(compiled)), report, yarax_error

@@ -9,9 +9,11 @@ and the line or key where there is one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from vigild import (
     hashes,
     isolation,
     native,
+    quarantine,
     ruleset,
     scan,
     scanout,
@@ -75,16 +78,94 @@ def _size_arg(text: str) -> int:
 # ------------------------------------------------------------------ commands
 
 
-def cmd_scan(args: argparse.Namespace) -> int:
+def _scan_config(args: argparse.Namespace) -> tuple[Config, tuple[str, ...]]:
+    """The config for a scan, with its own compiled directory (never the
+    daemon's: a scan must not replace the daemon's compiled sets), and the
+    resolved prefixes a scan never enters: onaccess.exclude_paths and
+    vigild's own directories, the daemon's compiled directory included."""
     cfg = _load_config(args)
-    snap = snapshot.build(cfg, native.Cache(cfg.scan.cache_entries))
-    rs = snap.rules
-    workers = cfg.scan.workers or os.cpu_count() or 1
-    progress = not args.no_progress and not args.json and sys.stderr.isatty()
-    totals = scan.run(args.paths, snap, workers, args.json, args.follow_symlinks, progress)
-    scanout.Reporter(sys.stdout, args.json, totals).summary(
-        {"engine": rs.engine, "rules": rs.count, "hash_entries": rs.hash_entries}
+    own = (os.path.realpath(cfg.rules.compiled_dir),)
+    compiled = os.path.abspath(args.compiled_dir) if args.compiled_dir else scan.compiled_dir()
+    cfg = replace(cfg, rules=replace(cfg.rules, compiled_dir=compiled))
+    return cfg, own
+
+
+def _patterns(texts: list[str] | None, option: str) -> tuple[re.Pattern[str], ...]:
+    try:
+        return tuple(re.compile(t) for t in texts or ())
+    except re.error as e:
+        raise UsageError(f"{option}: {e.pattern!r}: {e}") from e
+
+
+def _scan_paths(args: argparse.Namespace) -> list[str]:
+    """The paths named on the command line, then those in --file-list (one a line)."""
+    paths = list(args.paths)
+    if args.file_list:
+        if args.file_list == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            with open(args.file_list, encoding="utf-8", errors="surrogateescape") as f:
+                lines = f.read().splitlines()
+        paths += [line for line in lines if line.strip()]
+    if not paths:
+        raise UsageError("scan: nothing to scan (give a PATH or --file-list)")
+    return paths
+
+
+def _actor(args: argparse.Namespace, cfg: Config, reporter: scanout.Reporter) -> scan.Act | None:
+    from vigild.scanact import ActionKind, Actor
+
+    if args.remove:
+        return Actor(ActionKind.REMOVE, reporter)
+    if args.move:
+        target = os.path.abspath(args.move)
+        if not os.path.isdir(target):
+            raise UsageError(f"--move: {target}: not a directory")
+        return Actor(ActionKind.MOVE, reporter, move_to=target)
+    if args.quarantine:
+        if os.geteuid() != 0:
+            raise UsageError("--quarantine: permission denied: the quarantine is root's")
+        store = Store(cfg.daemon.quarantine_dir)
+        quarantine.make_private_dirs(store.dir)
+        return Actor(ActionKind.QUARANTINE, reporter, store=store)
+    return None
+
+
+def _show(args: argparse.Namespace) -> scanout.Show:
+    if args.quiet:
+        return scanout.Show.QUIET
+    return scanout.Show.INFECTED if args.infected else scanout.Show.ALL
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    cfg, own = _scan_config(args)
+    opts = scan.WalkOptions(
+        follow=args.follow_symlinks,
+        one_fs=args.one_file_system,
+        exclude=_patterns(args.exclude, "--exclude"),
+        exclude_dir=_patterns(args.exclude_dir, "--exclude-dir"),
+        mounts=scan.read_mounts(),
     )
+    paths = _scan_paths(args)
+    with contextlib.ExitStack() as stack:
+        log_file = None
+        if args.log:
+            log_file = stack.enter_context(
+                open(args.log, "a", encoding="utf-8", errors="surrogateescape")
+            )
+        reporter = scanout.Reporter(sys.stdout, args.json, scanout.Totals(), _show(args), log_file)
+        act = _actor(args, cfg, reporter)
+        snap = snapshot.build(cfg, native.Cache(cfg.scan.cache_entries))
+        prefixes = snap.exclude_paths + own
+        opts = replace(opts, excluded=lambda p: scan.under_any(p, prefixes))
+        workers = cfg.scan.workers or os.cpu_count() or 1
+        progress = not (args.no_progress or args.json or args.quiet) and sys.stderr.isatty()
+        totals = scan.run(paths, snap, opts, workers, reporter, progress, act)
+        if not (args.no_summary or args.quiet):
+            rs = snap.rules
+            reporter.summary(
+                {"engine": rs.engine, "rules": rs.count, "hash_entries": rs.hash_entries}
+            )
     return totals.exit_code
 
 
@@ -272,11 +353,20 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         )
     except review.WhenError as e:
         raise UsageError(str(e)) from e
-    found = review.entries(q, follow=args.follow)
-    if args.json:
-        review.print_json(found)
+    problem = review.journal_problem()
+    if problem:
+        raise UsageError(problem)
+    found = review.entries(q, follow=args.follow and not args.summary)
+    if args.summary:
+        summary = review.summarize(found, _daemon_config(args).onaccess.watch)
+        if args.json:
+            review.print_summary_json(summary, sys.stdout)
+        else:
+            review.print_summary(summary, sys.stdout)
+    elif args.json:
+        review.print_json(found, sys.stdout)
     else:
-        review.print_table(found)
+        review.print_table(found, sys.stdout)
     return EXIT_OK
 
 
@@ -308,6 +398,61 @@ def _rule_sources(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=[e.value for e in Engine], help="YARA engine")
 
 
+def _verbose(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: absent after the subcommand, the value given before it stands
+    p.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
+
+def _scan_options(p: argparse.ArgumentParser) -> None:
+    """``vigild scan``'s options; clamscan's names where the meaning is the same."""
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per line: findings, then a summary"
+    )
+    p.add_argument(
+        "--follow-symlinks", action="store_true", help="follow symlinks inside directories"
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="scan processes (default: one per CPU)")
+    p.add_argument(
+        "--max-file-size", type=_size_arg, metavar="SIZE", help="e.g. 64M; see scan.oversize"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress line on a terminal")
+    p.add_argument(
+        "--exclude", metavar="REGEX", action="append", help="skip files whose path matches"
+    )
+    p.add_argument(
+        "--exclude-dir",
+        metavar="REGEX",
+        action="append",
+        help="skip directories whose path matches",
+    )
+    p.add_argument(
+        "--file-list", metavar="FILE", help="also scan the paths in FILE, one a line (- = stdin)"
+    )
+    p.add_argument("--one-file-system", action="store_true", help="stay on each PATH's filesystem")
+    act = p.add_mutually_exclusive_group()
+    act.add_argument("--move", metavar="DIR", help="move what is found into DIR")
+    act.add_argument("--remove", action="store_true", help="delete what is found")
+    act.add_argument(
+        "--quarantine", action="store_true", help="move what is found into vigild's quarantine"
+    )
+    p.add_argument("--log", metavar="FILE", help="append what is printed to FILE")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "-i", "--infected", action="store_true", help="print only what is found, and errors"
+    )
+    out.add_argument("--quiet", action="store_true", help="print only errors; no summary")
+    p.add_argument("--no-summary", action="store_true", help="no summary at the end")
+    p.add_argument(
+        "--compiled-dir",
+        metavar="DIR",
+        help="keep compiled rules here (default /var/cache/vigild/scan, ~/.cache/vigild)",
+    )
+    _verbose(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vigild",
@@ -321,18 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scan", help="scan files and directories now")
     _common(p)
     _rule_sources(p)
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument(
-        "--json", action="store_true", help="one JSON object per line: findings, then a summary"
-    )
-    p.add_argument(
-        "--follow-symlinks", action="store_true", help="follow symlinks inside directories"
-    )
-    p.add_argument("--workers", type=int, metavar="N", help="scan threads (default: one per CPU)")
-    p.add_argument(
-        "--max-file-size", type=_size_arg, metavar="SIZE", help="e.g. 64M; see scan.oversize"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress line on a terminal")
+    _scan_options(p)
     p.set_defaults(func=cmd_scan)
 
     rules = sub.add_parser("rules", help="check or compile rules and hash lists")
@@ -369,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("alerts", help="review alerts from the journal")
+    _common(p)
+    _verbose(p)
     p.add_argument(
         "--since", metavar="WHEN", help="e.g. today, -1h, '10 min ago', 2026-11-22T10:00"
     )
@@ -378,6 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new alerts")
     p.add_argument("--json", action="store_true", help="one JSON object per alert")
     p.add_argument("--all", action="store_true", help="every kind of alert, not only detections")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="counts per rule, per directory under each watched path, per unit or container",
+    )
     p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("status", help="ask the running daemon how it is doing")
@@ -440,8 +581,31 @@ def _one_line(e: BaseException) -> str:
     return str(e)
 
 
+def _glue_when(argv: list[str]) -> list[str]:
+    """``--since -1h`` as ``--since=-1h``: argparse takes a value that starts
+    with '-' (and is not a number) for an option, but journalctl's relative
+    times do; the README writes them that way."""
+    out: list[str] = []
+    glue = False
+    for arg in argv:
+        if glue and arg.startswith("-"):
+            out[-1] += "=" + arg
+        else:
+            out.append(arg)
+        glue = arg in ("--since", "--until") and not glue
+    return out
+
+
+def _pipe_closed() -> int:
+    """The reader went away (``| head``): end quietly, as a killed-by-SIGPIPE tool would."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail too
+    os.close(devnull)
+    return 128 + 13  # SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_glue_when(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="vigild: %(message)s",
@@ -450,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except BrokenPipeError:
+        return _pipe_closed()
     except (
         ConfigError,
         RuleError,

@@ -15,8 +15,10 @@ scan does not disturb access times that backup or cleanup tools rely on.
 from __future__ import annotations
 
 import errno
+import logging
 import multiprocessing
 import os
+import re
 import signal
 import stat
 import sys
@@ -24,22 +26,127 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import IO, TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from vigild import textform
 from vigild.scanout import Progress, Reporter, Totals
 from vigild.verdict import Reason
 
 if TYPE_CHECKING:
+    from vigild.config import ScanConfig
+    from vigild.detector import Finding
     from vigild.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 # ------------------------------------------------------------------ walking
 
+# Filesystems of the kernel's own making: their files are views of memory,
+# processes and devices (/proc/*/pagemap says size 0 and reads without end).
+# A walk does not enter them unless the path was named on the command line.
+PSEUDO_FS = frozenset(
+    {
+        "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
+        "securityfs", "pstore", "bpf", "configfs", "fusectl", "mqueue", "efivarfs",
+        "binfmt_misc", "autofs", "nsfs", "rpc_pipefs", "selinuxfs", "hugetlbfs",
+    }
+)  # fmt: skip
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+@dataclass(frozen=True)
+class Mounts:
+    """Filesystem types from /proc/self/mountinfo: by mount point and by device."""
+
+    by_point: dict[str, str] = field(default_factory=dict)  # the mount on top at each point
+    by_dev: dict[int, str] = field(default_factory=dict)
+
+    def fstype(self, real: str, dev: int) -> str:
+        """The type of the filesystem mounted at ``real`` (resolved), else of device ``dev``."""
+        return self.by_point.get(real) or self.by_dev.get(dev, "")
+
+    def entered_below(self, real: str) -> list[str]:
+        """Mount points of real filesystems under ``real`` (a pseudo mount not entered)
+        that a walk must still reach: /dev/shm under /dev. Outermost ones only."""
+        picked: list[str] = []
+        for point in sorted(p for p in self.by_point if p.startswith(real.rstrip("/") + "/")):
+            if self.by_point[point] in PSEUDO_FS:
+                continue
+            if not any(point.startswith(q + "/") for q in picked):
+                picked.append(point)
+        return picked
+
+
+def read_mounts(path: str = "/proc/self/mountinfo") -> Mounts:
+    """This mount namespace's mounts; empty when mountinfo cannot be read."""
+    mounts = Mounts()
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return mounts
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right:
+            continue
+        major, _, minor = fields[2].partition(":")
+        fstype = right.split()[0]
+        point = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+        mounts.by_point[point] = fstype
+        if major.isdigit() and minor.isdigit():
+            mounts.by_dev[os.makedev(int(major), int(minor))] = fstype
+    return mounts
+
+
+def _never(_path: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class WalkOptions:
+    """What a walk enters and lists. Paths named on the command line are
+    always scanned: exclusions and filesystem skips apply below them."""
+
+    follow: bool = False  # follow symlinks below the named paths
+    one_fs: bool = False  # --one-file-system: stay on each named path's filesystem
+    exclude: tuple[re.Pattern[str], ...] = ()  # --exclude: searched in a file's path
+    exclude_dir: tuple[re.Pattern[str], ...] = ()  # --exclude-dir: in a directory's path
+    excluded: Callable[[str], bool] = _never  # config prefixes, given the resolved path
+    mounts: Mounts = field(default_factory=Mounts)
+
+
+def under_any(path: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether ``path`` is one of ``prefixes`` or lies under one (all resolved)."""
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def compiled_dir() -> str:
+    """Where ``vigild scan`` keeps its compiled rules: never the daemon's directory.
+
+    Root's scans share /var/cache/vigild/scan; anyone else's go to
+    $XDG_CACHE_HOME/vigild (~/.cache/vigild).
+    """
+    if os.geteuid() == 0:
+        return "/var/cache/vigild/scan"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "vigild")
+
 
 def _special(mode: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+def _join(real: str, name: str) -> str:
+    return real + name if real.endswith("/") else f"{real}/{name}"
+
+
+# a directory to list: (path as shown, resolved path, its stat)
+_Dir = tuple[str, str, os.stat_result]
 
 
 class Walker:
@@ -47,13 +154,14 @@ class Walker:
 
     def __init__(
         self,
-        follow: bool,
+        opts: WalkOptions,
         error: Callable[[str, str], None],
         totals: Totals,
         lock: threading.Lock,
         sizes: bool = True,
     ) -> None:
-        self.follow = follow
+        self.opts = opts
+        self.follow = opts.follow
         self.sizes = sizes  # sizes are for the progress line only
         self.error = error
         self.totals = totals
@@ -77,16 +185,17 @@ class Walker:
                 self.error(p, e.strerror or str(e))
                 continue
             if stat.S_ISDIR(st.st_mode):
-                yield from self._tree(p, st)
+                yield from self._tree((p, os.path.realpath(p), st))
             elif stat.S_ISREG(st.st_mode):
                 yield p, st.st_size, True
             else:
                 self._count("special")
 
-    def _tree(self, top: str, st: os.stat_result) -> Iterator[tuple[str, int, bool]]:
-        stack = [(top, st)]
+    def _tree(self, top: _Dir) -> Iterator[tuple[str, int, bool]]:
+        stack = [top]
+        top_dev = top[2].st_dev
         while stack:
-            d, dst = stack.pop()
+            d, real, dst = stack.pop()
             if (dst.st_dev, dst.st_ino) in self._seen_dirs:
                 continue  # a loop through followed symlinks, or a path given twice
             self._seen_dirs.add((dst.st_dev, dst.st_ino))
@@ -98,15 +207,53 @@ class Walker:
             subdirs = []
             for entry in entries:
                 kind, size = self._classify(entry)
-                if kind == "file":
+                if kind == "skip":
+                    continue
+                child_real = (
+                    os.path.realpath(entry.path)
+                    if self.follow and entry.is_symlink()
+                    else _join(real, entry.name)
+                )
+                if self._excluded(kind, entry.path, child_real):
+                    self._count("excluded")
+                elif kind == "file":
                     yield entry.path, size, self.follow
-                elif kind == "dir":
-                    subdirs.append(entry)
-            for entry in reversed(subdirs):
+                else:
+                    subdirs.append((entry, child_real))
+            for entry, child_real in reversed(subdirs):
                 try:
-                    stack.append((entry.path, entry.stat(follow_symlinks=self.follow)))
+                    st = entry.stat(follow_symlinks=self.follow)
                 except OSError as e:
                     self.error(entry.path, e.strerror or str(e))
+                    continue
+                if st.st_dev == dst.st_dev and child_real not in self.opts.mounts.by_point:
+                    stack.append((entry.path, child_real, st))
+                else:
+                    stack.extend(reversed(self._mount(entry.path, child_real, st, top_dev)))
+
+    def _excluded(self, kind: str, path: str, real: str) -> bool:
+        patterns = self.opts.exclude if kind == "file" else self.opts.exclude_dir
+        return any(p.search(path) for p in patterns) or self.opts.excluded(real)
+
+    def _mount(self, path: str, real: str, st: os.stat_result, top_dev: int) -> list[_Dir]:
+        """Where to go from a directory on another filesystem: into it, or past it
+        (a pseudo filesystem is not entered, but real ones mounted below it are)."""
+        if self.opts.one_fs and st.st_dev != top_dev:
+            self._count("filesystems")
+            return []
+        fstype = self.opts.mounts.fstype(real, st.st_dev)
+        if fstype not in PSEUDO_FS:
+            return [(path, real, st)]
+        log.debug("%s: %s filesystem not entered", textform.escape(path), fstype)
+        self._count("filesystems")
+        below = []
+        for point in self.opts.mounts.entered_below(real):
+            shown = path + point[len(real.rstrip("/")) :]
+            try:
+                below.append((shown, point, os.stat(shown)))
+            except OSError:
+                continue  # hidden by another mount, or gone
+        return below
 
     def _classify(self, entry: os.DirEntry[str]) -> tuple[str, int]:
         """("file", size), ("dir", 0) or ("skip", 0), counting what is skipped.
@@ -166,10 +313,18 @@ _BATCH_BYTES = 8 << 20
 # The snapshot a worker process inherits at fork (rules already loaded).
 _SNAPSHOT: Snapshot | None = None
 
-# ("clean", size) | ("finding", Finding) | ("error", (path, why)) | ("special", path);
-# a clean file travels back from a worker as its size alone
+# ("clean", bytes scanned) | ("finding", (Finding, bytes scanned)) | ("error", (path, why))
+# | ("special", path); a clean file travels back from a worker as its scanned bytes alone
 Outcome = tuple[str, Any]
 _CLEAN = (Reason.CLEAN, Reason.CACHED_CLEAN, Reason.CLEAN_TRUNCATED)
+
+
+def _scanned_bytes(size: int, cfg: ScanConfig) -> int:
+    """The bytes the rules ran over: all of a file up to max_file_size; of a
+    bigger one (oversize = truncate) its head and its last oversize_tail bytes."""
+    if size <= cfg.max_file_size:
+        return size
+    return min(size, cfg.max_file_size + min(cfg.oversize_tail, cfg.max_file_size))
 
 
 def examine_path(snap: Snapshot, path: str, follow: bool) -> Outcome:
@@ -187,9 +342,10 @@ def examine_path(snap: Snapshot, path: str, follow: bool) -> Outcome:
         return ("error", (path, f"internal error: {e!r}"))
     finally:
         os.close(fd)
+    scanned = _scanned_bytes(finding.size, snap.config.scan)
     if finding.verdict.reason in _CLEAN:
-        return ("clean", finding.size)
-    return ("finding", finding)
+        return ("clean", scanned)
+    return ("finding", (finding, scanned))
 
 
 def _scan_batch(batch: list[tuple[str, bool]]) -> list[Outcome]:
@@ -199,16 +355,25 @@ def _scan_batch(batch: list[tuple[str, bool]]) -> list[Outcome]:
 
 
 def _quiet_child() -> None:
-    # Ctrl-C is the parent's to handle: it ends the pool.
+    # Ctrl-C is the parent's to handle: it kills the workers. SIGINT was
+    # blocked across the fork, so none arrives before this line.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def _record(reporter: Reporter, outcome: Outcome) -> None:
+# What the scan does with a malicious finding (--move, --remove, --quarantine).
+Act = Callable[["Finding"], None]
+
+
+def _record(reporter: Reporter, outcome: Outcome, act: Act | None) -> None:
     kind, payload = outcome
     if kind == "clean":
         reporter.clean(payload)
     elif kind == "finding":
-        reporter.finding(payload)
+        finding, scanned = payload
+        reporter.finding(finding, scanned)
+        if act is not None and finding.verdict.malicious:
+            act(finding)
     elif kind == "error":
         reporter.error(*payload)
     else:
@@ -216,8 +381,35 @@ def _record(reporter: Reporter, outcome: Outcome) -> None:
             reporter.totals.special += 1
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, timeout(1)), handled as Ctrl-C is: workers killed, summary printed."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 class WorkerDied(Exception):
     """A scan worker process ended (killed, out of memory); the scan cannot finish."""
+
+
+def _submit(pool: ProcessPoolExecutor, batch: list[tuple[str, bool]]) -> Future[list[Outcome]]:
+    """Submit, with SIGINT blocked: a worker forked now must not die of Ctrl-C
+    before it ignores it (a traceback per worker on the admin's terminal)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return pool.submit(_scan_batch, batch)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """End the workers now: one may be minutes into a big file (Ctrl-C, a closed pipe)."""
+    for proc in list(pool._processes.values()):
+        proc.kill()
+    # and wait for the pool's manager thread, now quick: left running, it
+    # races the interpreter's exit hook for its wake-up pipe (EBADF at exit)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _in_processes(
@@ -225,28 +417,36 @@ def _in_processes(
     workers: int,
     reporter: Reporter,
     start_progress: Callable[[], None],
+    act: Act | None,
 ) -> None:
     """Scan the batches in worker processes, at most two a worker in flight.
 
     ProcessPoolExecutor, not multiprocessing.Pool: a Pool replaces a dead
     worker and waits forever for the batch it held; the executor says so.
+    On any exception here (KeyboardInterrupt, BrokenPipeError) the workers
+    are killed, not waited for.
     """
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_child) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_child)
+    try:
         pending: set[Future[list[Outcome]]] = set()
         started = False
         for batch in batches:
-            pending.add(pool.submit(_scan_batch, batch))
+            pending.add(_submit(pool, batch))
             if not started:  # the workers are forked at the first submit
                 start_progress()
                 started = True
             if len(pending) >= 2 * workers:
-                pending = _collect(pending, reporter, FIRST_COMPLETED)
-        _collect(pending, reporter, ALL_COMPLETED)
+                pending = _collect(pending, reporter, FIRST_COMPLETED, act)
+        _collect(pending, reporter, ALL_COMPLETED, act)
+    except BaseException:
+        _kill(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _collect(
-    pending: set[Future[list[Outcome]]], reporter: Reporter, when: str
+    pending: set[Future[list[Outcome]]], reporter: Reporter, when: str, act: Act | None
 ) -> set[Future[list[Outcome]]]:
     done, rest = wait(pending, return_when=when)
     for future in done:
@@ -255,29 +455,31 @@ def _collect(
         except BrokenProcessPool as e:
             raise WorkerDied("a scan worker process died (killed, or out of memory)") from e
         for outcome in outcomes:
-            _record(reporter, outcome)
+            _record(reporter, outcome, act)
     return rest
 
 
 def run(
     paths: list[str],
     snap: Snapshot,
+    opts: WalkOptions,
     workers: int,
-    as_json: bool,
-    follow: bool,
+    reporter: Reporter,
     progress: bool,
-    out: IO[str] = sys.stdout,
+    act: Act | None = None,
 ) -> Totals:
     """Scan ``paths`` and print as we go; returns the totals.
 
-    Several workers are processes forked once the rules are loaded, not
+    The workers are processes forked once the rules are loaded, not
     threads: YARA-X holds the GIL while it scans, and even yara-python
-    loses time to the GIL around each call. The walker feeds them batches.
+    loses time to the GIL around each call. Even one worker is a process:
+    Ctrl-C can then end the scan at once, whatever file it is in. The
+    walker feeds them batches. Ctrl-C (or SIGTERM) returns the totals so
+    far, ``interrupted`` set to the signal.
     """
     global _SNAPSHOT
-    totals, walked = Totals(), Totals()
-    reporter = Reporter(out, as_json, totals)
-    walker = Walker(follow, reporter.error, totals, reporter.lock, sizes=progress)
+    totals, walked = reporter.totals, Totals()
+    walker = Walker(opts, reporter.error, totals, reporter.lock, sizes=progress)
 
     def batches() -> Iterator[list[tuple[str, bool]]]:
         batch: list[tuple[str, bool]] = []
@@ -298,18 +500,17 @@ def run(
             reporter.progress = Progress(sys.stderr, totals, walked, reporter.lock)
             reporter.progress.start()
 
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        if workers <= 1:
-            start_progress()
-            for batch in batches():
-                for path, follow_this in batch:
-                    _record(reporter, examine_path(snap, path, follow_this))
-        else:
-            _SNAPSHOT = snap
-            _in_processes(batches(), workers, reporter, start_progress)
+        _SNAPSHOT = snap
+        _in_processes(batches(), max(workers, 1), reporter, start_progress, act)
+    except KeyboardInterrupt as e:
+        totals.interrupted = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         _SNAPSHOT = None
         if reporter.progress:
             reporter.progress.walk_done = True
             reporter.progress.stop()
+            reporter.progress = None
     return totals

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import IO, Any
 
 from vigild import textform
@@ -19,13 +20,21 @@ from vigild.verdict import Reason
 
 @dataclass
 class Totals:
-    files: int = 0
-    bytes: int = 0
+    """What a scan did. A file is in exactly one of files (scanned), skipped,
+    errors, excluded, special or symlinks; ``bytes`` counts scanned bytes only."""
+
+    files: int = 0  # scanned: a verdict came from the rules and hashes
+    bytes: int = 0  # bytes the rules ran over (a truncated file: its head)
     found: int = 0
-    errors: int = 0
+    errors: int = 0  # files that could not be opened, read or scanned; failed actions
     skipped: int = 0  # not scanned: too large, or timed out with policy allow
+    limited: int = 0  # scanned, but an archive inside was not fully unpacked
+    excluded: int = 0  # --exclude, --exclude-dir, the config's exclude_paths, vigild's own
+    filesystems: int = 0  # mounts not entered: pseudo filesystems, --one-file-system
     special: int = 0  # FIFOs, sockets, devices
     symlinks: int = 0  # symbolic links not followed
+    acted: int = 0  # findings moved, removed or quarantined
+    interrupted: int = 0  # the signal that stopped the scan (2: Ctrl-C, 15: SIGTERM), else 0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -34,7 +43,9 @@ class Totals:
 
     @property
     def exit_code(self) -> int:
-        """0 clean, 1 something found, 2 errors (as clamscan)."""
+        """0 clean, 1 something found, 2 errors (as clamscan); 128 + signal when stopped."""
+        if self.interrupted:
+            return 128 + self.interrupted
         if self.found:
             return 1
         return 2 if self.errors else 0
@@ -57,18 +68,36 @@ _INCONCLUSIVE = {
 }
 
 
+class Show(StrEnum):
+    """Which lines a scan prints: clamscan's default, --infected, --quiet."""
+
+    ALL = "all"  # findings, skipped and limited files, errors, actions
+    INFECTED = "infected"  # findings, their actions and errors
+    QUIET = "quiet"  # errors only
+
+
 class Reporter:
     """Prints findings as plain lines or JSON objects; thread-safe.
 
     File names are the uploader's choice: a plain line shows them escaped
     (no newline or terminal sequence gets through), a JSON object in the
     lossless form (``path`` plus ``path_b64`` when not UTF-8); see textform.
+    Every line also goes to ``log`` (--log) when there is one.
     """
 
-    def __init__(self, out: IO[str], as_json: bool, totals: Totals) -> None:
+    def __init__(
+        self,
+        out: IO[str],
+        as_json: bool,
+        totals: Totals,
+        show: Show = Show.ALL,
+        log: IO[str] | None = None,
+    ) -> None:
         self.out = out
         self.as_json = as_json
         self.totals = totals
+        self.show = show
+        self.log = log
         self.lock = threading.Lock()
         self.progress: Progress | None = None
 
@@ -76,40 +105,50 @@ class Reporter:
         """Write whole lines: JSON as built, plain text escaped."""
         if not self.as_json:
             lines = tuple(textform.escape(line) for line in lines)
+        text = "".join(line + "\n" for line in lines)
         with self.lock:
+            if self.log:
+                self.log.write(text)
+                self.log.flush()
             if self.progress:
                 self.progress.clear()
-            self.out.write("".join(line + "\n" for line in lines))
+            self.out.write(text)
             self.out.flush()
 
-    def error(self, path: str, message: str) -> None:
+    def _count(self, what: str, n: int = 1) -> None:
         with self.lock:
-            self.totals.errors += 1
+            setattr(self.totals, what, getattr(self.totals, what) + n)
+
+    def error(self, path: str, message: str) -> None:
+        self._count("errors")
         self._emit(
             self._json("error", path=path, error=message)
             if self.as_json
             else f"{path}: ERROR {message}"
         )
 
-    def clean(self, size: int) -> None:
+    def clean(self, scanned_bytes: int) -> None:
         with self.lock:
             self.totals.files += 1
-            self.totals.bytes += size
+            self.totals.bytes += scanned_bytes
 
-    def finding(self, f: Finding) -> None:
+    def finding(self, f: Finding, scanned_bytes: int) -> None:
         v = f.verdict
-        with self.lock:
-            self.totals.files += 1
-            self.totals.bytes += f.size
-            if v.malicious:
-                self.totals.found += 1
-            elif v.reason in (Reason.TOO_LARGE, Reason.SCAN_TIMEOUT, Reason.UNPACK_LIMIT):
-                self.totals.skipped += 1
-            elif v.reason is Reason.SCAN_ERROR:
-                self.totals.errors += 1
+        if v.reason is Reason.SCAN_ERROR:
+            self.error(f.path, v.detail)
+            return
+        if v.reason in (Reason.TOO_LARGE, Reason.SCAN_TIMEOUT) and not v.malicious:
+            self._count("skipped")
+        else:
+            with self.lock:
+                self.totals.files += 1
+                self.totals.bytes += scanned_bytes
+                self.totals.found += v.malicious
+                self.totals.limited += v.reason is Reason.UNPACK_LIMIT
         if v.malicious:
-            self._emit(self._found(f))
-        elif v.reason in _INCONCLUSIVE:
+            if self.show is not Show.QUIET:
+                self._emit(self._found(f))
+        elif v.reason in _INCONCLUSIVE and self.show is Show.ALL:
             word = _INCONCLUSIVE[v.reason]
             if self.as_json:
                 self._emit(
@@ -117,6 +156,16 @@ class Reporter:
                 )
             else:
                 self._emit(f"{f.path}: {word} {v.detail}")
+
+    def acted(self, path: str, action: str, what: str) -> None:
+        """A finding moved, removed or quarantined: ``what`` says where to."""
+        self._count("acted")
+        if self.show is Show.QUIET:
+            return
+        if self.as_json:
+            self._emit(self._json("action", path=path, action=action, detail=what))
+        else:
+            self._emit(f"{path}: {what}")
 
     def _found(self, f: Finding) -> str:
         if not self.as_json:
@@ -165,9 +214,18 @@ class Reporter:
             f"Found: {t.found}",
             f"Errors: {t.errors}",
             f"Not scanned (too large or timed out): {t.skipped}",
-            f"Skipped: {t.special} special files, {t.symlinks} symlinks not followed",
-            f"Time: {t.seconds:.2f} s ({rates['files_per_s']} files/s, {rates['mb_per_s']} MB/s)",
+            f"Skipped: {t.special} special files, {t.symlinks} symlinks not followed, "
+            f"{t.excluded} excluded, {t.filesystems} filesystems not entered",
         ]
+        if t.limited:
+            lines.append(f"Archives not fully unpacked: {t.limited}")
+        if t.acted:
+            lines.append(f"Moved, removed or quarantined: {t.acted}")
+        lines.append(
+            f"Time: {t.seconds:.2f} s ({rates['files_per_s']} files/s, {rates['mb_per_s']} MB/s)"
+        )
+        if t.interrupted:
+            lines.append("Interrupted: the scan did not finish")
         self._emit(*lines)
 
 

@@ -43,7 +43,7 @@ def _scan(tmp_path: Path, *args: str) -> tuple[int, str]:
     cfg = tmp_path / "vigild.toml"
     cfg.write_text(f'[rules]\ncompiled_dir = "{tmp_path / "compiled"}"\nlocal_dirs = []\n')
     r = vigild("scan", "--config", str(cfg), "--rules", str(DATA / "rules"), "--no-progress",
-               "--workers", "1", *args)  # fmt: skip
+               "--compiled-dir", str(tmp_path / "scan-compiled"), "--workers", "1", *args)  # fmt: skip
     return r.returncode, r.stdout
 
 

@@ -45,6 +45,7 @@ def scan(tmp_path: Path, target: Path, *extra: str) -> subprocess.CompletedProce
     config.write_text(f'[rules]\ncompiled_dir = "{tmp_path / "compiled"}"\n')
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     cmd = [*vigild(), "scan", "--config", str(config), "--rules", str(RULES_DIR)]
+    cmd += ["--compiled-dir", str(tmp_path / "scan-compiled")]  # not root's shared cache
     return subprocess.run(
         [*cmd, "--no-progress", *extra, str(target)],
         capture_output=True,

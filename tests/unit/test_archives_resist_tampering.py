@@ -31,7 +31,15 @@ def _scan(tmp_path: Path, name: str, data: bytes, *conf: str) -> tuple[int, str]
     f.parent.mkdir(exist_ok=True)
     f.write_bytes(data)
     r = vigild(
-        "scan", "--config", str(cfg), "--rules", str(REPO / "rules"), "--no-progress", str(f)
+        "scan",
+        "--config",
+        str(cfg),
+        "--compiled-dir",
+        str(tmp_path / "scan-compiled"),
+        "--rules",
+        str(REPO / "rules"),
+        "--no-progress",
+        str(f),
     )
     return r.returncode, r.stdout
 

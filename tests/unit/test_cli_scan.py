@@ -25,7 +25,11 @@ def cfg(tmp_path: Path) -> Path:
 
 
 def _scan(cfg: Path, *args: str, rules: str = MARKER_RULES) -> tuple[int, str, str]:
-    r = vigild("scan", "--config", str(cfg), "--rules", rules, "--no-progress", *args)
+    compiled = str(cfg.parent / "scan-compiled")
+    r = vigild(
+        "scan", "--config", str(cfg), "--compiled-dir", compiled, "--rules", rules,
+        "--no-progress", *args,
+    )  # fmt: skip
     return r.returncode, r.stdout, r.stderr
 
 
@@ -222,10 +226,18 @@ def test_oversize_skip_reports_and_truncate_scans_the_head_and_tail(tmp_path: Pa
     assert code == 0
     assert f"{root / 'early'}: SKIPPED {100 + len(MARKER) + 3000} bytes > max_file_size 1024" in out
     assert "Not scanned (too large or timed out): 3" in out
+    # a skipped file is not a scanned one, and its bytes were not scanned
+    assert "Files scanned: 0" in out.splitlines()
+    assert "Data scanned: 0 B" in out.splitlines()
     code, out, _ = _scan(_oversize_cfg(tmp_path, "truncate"), str(root))
     assert code == 1
     found = sorted(line.split(":")[0] for line in out.splitlines() if "FOUND" in line)
     assert found == [str(root / "early"), str(root / "late")]
+    assert "Files scanned: 3" in out.splitlines()
+    # the rules ran over each file's first 1 KiB and last 1 KiB, not the middle
+    assert "Data scanned: 6.1 KB" in out.splitlines()
+    _, out, _ = _scan(_oversize_cfg(tmp_path, "truncate"), "--json", str(root))
+    assert json.loads(out.splitlines()[-1])["bytes"] == (2000 + len(MARKER)) + 2048 + 2048
 
 
 def test_scan_timeout_is_reported(tmp_path: Path) -> None:
@@ -320,7 +332,8 @@ def test_a_killed_worker_ends_the_scan_with_an_error_not_a_hang(tmp_path: Path, 
     from support import VIGILD
 
     p = subprocess.Popen(
-        [VIGILD, "scan", "--config", str(cfg), "--rules", str(DATA / "slow"), "--no-progress",
+        [VIGILD, "scan", "--config", str(cfg), "--compiled-dir", str(tmp_path / "c"),
+         "--rules", str(DATA / "slow"), "--no-progress",
          "--workers", "2", str(tmp_path / "t")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -11,6 +11,12 @@ import pytest
 
 from vigild import hashes, native, ruleset
 
+
+def _scan_args(tmp_path: Path) -> list[str]:
+    """``scan`` with a compiled-rules directory of the test's own (root's default is shared)."""
+    return ["scan", "--compiled-dir", str(tmp_path / "scan-compiled")]
+
+
 SHA = hashlib.sha256(b"bad one").hexdigest()
 SHA2 = hashlib.sha256(b"bad two").hexdigest()
 MD5 = hashlib.md5(b"bad three").hexdigest()
@@ -179,7 +185,7 @@ def _scan(tmp_path: Path, *hash_sources: Path, pua: bool = False) -> tuple[int, 
         f"pua = {'true' if pua else 'false'}\n"
         f"hashes = {json.dumps([str(h) for h in hash_sources])}\n"
     )
-    r = vigild("scan", "--config", str(cfg), "--no-progress", str(tmp_path / "t"))
+    r = vigild(*_scan_args(tmp_path), "--config", str(cfg), "--no-progress", str(tmp_path / "t"))
     return r.returncode, r.stdout, r.stderr
 
 

@@ -24,9 +24,11 @@ def rules(tmp_path: Path) -> Path:
 def _scan(tmp_path: Path, rules: Path, target: Path, *extra: str) -> tuple[int, str, str]:
     cfg = tmp_path / "vigild.toml"
     cfg.write_text(f'[rules]\ncompiled_dir = "{tmp_path / "compiled"}"\nlocal_dirs = []\n')
+    compiled = str(tmp_path / "scan-compiled")  # root's default is shared
     r = vigild(
-        "scan", "--config", str(cfg), "--rules", str(rules), "--no-progress", *extra, str(target)
-    )
+        "scan", "--config", str(cfg), "--compiled-dir", compiled, "--rules", str(rules),
+        "--no-progress", *extra, str(target),
+    )  # fmt: skip
     return r.returncode, r.stdout, r.stderr
 
 

@@ -21,6 +21,12 @@ from vigild.config import Config, Engine, RulesConfig
 from vigild.scanner import RuleError, available
 from vigild.verdict import Policy, Reason
 
+
+def _scan_args(tmp_path: Path) -> list[str]:
+    """``scan`` with a compiled-rules directory of the test's own (root's default is shared)."""
+    return ["scan", "--compiled-dir", str(tmp_path / "scan-compiled")]
+
+
 ENGINES = [
     pytest.param(e, marks=pytest.mark.skipif(not available(e), reason=f"{e.value} not installed"))
     for e in (Engine.YARA, Engine.YARA_X)
@@ -114,7 +120,13 @@ def test_externals_declared_in_the_config_reach_the_rules(tmp_path: Path, engine
     )
     _write(tmp_path / "t" / "any.txt", "x")
     r = vigild(
-        "scan", "--config", str(cfg), "--rules", str(rule), "--no-progress", str(tmp_path / "t")
+        *_scan_args(tmp_path),
+        "--config",
+        str(cfg),
+        "--rules",
+        str(rule),
+        "--no-progress",
+        str(tmp_path / "t"),
     )
     assert r.returncode == 1, r.stderr
     assert f"{tmp_path / 't' / 'any.txt'}: FOUND In_Prod (rule-match)" in r.stdout.splitlines()

@@ -12,6 +12,12 @@ import pytest
 from archives import compressed, tar_of, zip_of
 from support import REPO, eicar, vigild
 
+
+def _scan_args(tmp_path: Path) -> list[str]:
+    """``scan`` with a compiled-rules directory of the test's own (root's default is shared)."""
+    return ["scan", "--compiled-dir", str(tmp_path / "scan-compiled")]
+
+
 DEFAULT_RULES = str(REPO / "rules")
 
 
@@ -49,7 +55,15 @@ def test_all_seven_eicar_forms_are_found(tmp_path: Path, cfg: Path) -> None:
     root.mkdir()
     for name, data in _variants().items():
         (root / name).write_bytes(data)
-    r = vigild("scan", "--config", str(cfg), "--rules", DEFAULT_RULES, "--no-progress", str(root))
+    r = vigild(
+        *_scan_args(tmp_path),
+        "--config",
+        str(cfg),
+        "--rules",
+        DEFAULT_RULES,
+        "--no-progress",
+        str(root),
+    )
     assert r.returncode == 1, r.stderr
     found = {line.split(": FOUND")[0] for line in r.stdout.splitlines() if ": FOUND" in line}
     assert found == {str(root / n) for n in _variants()}
@@ -62,7 +76,15 @@ def test_all_seven_eicar_forms_are_found(tmp_path: Path, cfg: Path) -> None:
 def test_a_compressed_file_is_scanned_inside(tmp_path: Path, cfg: Path, fmt: str) -> None:
     f = tmp_path / f"drop.sh.{fmt}"
     f.write_bytes(compressed(b"A" * 4096 + eicar(), fmt))  # compressible: no raw copy inside
-    r = vigild("scan", "--config", str(cfg), "--rules", DEFAULT_RULES, "--no-progress", str(f))
+    r = vigild(
+        *_scan_args(tmp_path),
+        "--config",
+        str(cfg),
+        "--rules",
+        DEFAULT_RULES,
+        "--no-progress",
+        str(f),
+    )
     assert f"{f}: FOUND EICAR_Test_String_Embedded in drop.sh (rule-match)" in r.stdout, r.stdout
     assert r.returncode == 1
 
@@ -87,7 +109,7 @@ def test_a_known_bad_hash_of_a_member_is_found(
     f = tmp_path / "upload.zip"
     f.write_bytes(zip_of({"bin/wipe.sh": payload}))
     r = vigild(
-        "scan", "--config", str(cfg), "--rules", DEFAULT_RULES, "--hashes", str(hashes),
+        *_scan_args(tmp_path), "--config", str(cfg), "--rules", DEFAULT_RULES, "--hashes", str(hashes),
         "--no-progress", str(f),
     )  # fmt: skip
     assert r.returncode == 1, r.stderr
@@ -103,12 +125,35 @@ def test_a_malformed_archive_is_scanned_as_bytes_and_a_bomb_is_policy(
     bad.write_bytes(b"PK\x03\x04" + os.urandom(300))
     bomb = root / "bomb.zip"
     bomb.write_bytes(zip_of({"zeros": bytes(200 << 20)}))
-    r = vigild("scan", "--config", str(cfg), "--rules", DEFAULT_RULES, "--no-progress", str(root))
+    r = vigild(
+        *_scan_args(tmp_path),
+        "--config",
+        str(cfg),
+        "--rules",
+        DEFAULT_RULES,
+        "--no-progress",
+        str(root),
+    )
     assert r.returncode == 0, r.stdout + r.stderr  # on_unpack_limit = allow by default
     cfg.write_text(cfg.read_text() + '[policy]\non_unpack_limit = "deny"\n')
     r = vigild(
-        "scan", "--config", str(cfg), "--rules", DEFAULT_RULES, "--no-progress", "--json", str(bomb)
+        *_scan_args(tmp_path),
+        "--config",
+        str(cfg),
+        "--rules",
+        DEFAULT_RULES,
+        "--no-progress",
+        "--json",
+        str(bomb),
     )
     assert '"type": "limit"' in r.stdout and '"reason": "unpack-limit"' in r.stdout, r.stdout
-    r = vigild("scan", "--config", str(cfg), "--rules", DEFAULT_RULES, "--no-progress", str(bomb))
+    r = vigild(
+        *_scan_args(tmp_path),
+        "--config",
+        str(cfg),
+        "--rules",
+        DEFAULT_RULES,
+        "--no-progress",
+        str(bomb),
+    )
     assert f"{bomb}: LIMIT zeros unpacks to over 250x its size" in r.stdout, r.stdout

@@ -44,6 +44,22 @@ NOW = dt.datetime(2026, 11, 22, 15, 30, tzinfo=dt.UTC)
         ("2 days ago", NOW - dt.timedelta(days=2)),
         ("2026-11-20T08:00:00+00:00", dt.datetime(2026, 11, 20, 8, tzinfo=dt.UTC)),
         ("@1795000000", dt.datetime.fromtimestamp(1795000000, dt.UTC)),
+        ("tomorrow", dt.datetime(2026, 11, 23, tzinfo=dt.UTC)),
+        ("TODAY", NOW.replace(hour=0, minute=0)),
+        ("+1h", NOW + dt.timedelta(hours=1)),
+        ("-30min", NOW - dt.timedelta(minutes=30)),
+        ("-1h 30min", NOW - dt.timedelta(hours=1, minutes=30)),
+        ("-2w", NOW - dt.timedelta(weeks=2)),
+        ("-1M", NOW - dt.timedelta(seconds=2_629_800)),  # a month, not a minute
+        ("-90s", NOW - dt.timedelta(seconds=90)),
+        ("1 hour ago", NOW - dt.timedelta(hours=1)),
+        ("3 weeks ago", NOW - dt.timedelta(weeks=3)),
+        ("2026-11-22 10:00", dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC)),
+        ("2026-11-22 10:00:30", dt.datetime(2026, 11, 22, 10, 0, 30, tzinfo=dt.UTC)),
+        ("2026-11-22", dt.datetime(2026, 11, 22, tzinfo=dt.UTC)),
+        ("2026-11-22T10:00:00Z", dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC)),
+        ("10:15", dt.datetime(2026, 11, 22, 10, 15, tzinfo=dt.UTC)),
+        ("@1795000000.5", dt.datetime.fromtimestamp(1795000000.5, dt.UTC)),
     ],
 )
 def test_parse_when(text: str, expected: dt.datetime) -> None:
@@ -53,3 +69,6 @@ def test_parse_when(text: str, expected: dt.datetime) -> None:
 def test_parse_when_refuses_garbage() -> None:
     with pytest.raises(review.WhenError, match=r"expected e\.g\."):
         review.parse_when("last tuesday-ish", NOW)
+    for bad in ("-1 fortnight", "25:00", "-", "ago", "10 min"):
+        with pytest.raises(review.WhenError):
+            review.parse_when(bad, NOW)
