@@ -4,6 +4,10 @@ Exit codes follow clamscan: 0 clean / done, 1 something found, 2 error
 (bad config, broken rule, unreadable or corrupted hash database, or files
 that could not be scanned). Every error is one line that names the file,
 and the line or key where there is one.
+
+Why one module of this size: the whole command line (every subcommand's
+parser and its thin command function) is in one place so that the man page
+and completion tests read one parser; the work is in the modules called.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Turns the C functions' ``-errno`` returns into exceptions and their handles
 into Python objects that free themselves. Nothing else in the package
 touches ``ffi`` or ``lib``.
+
+Why one module of this size: it is the only importer of the C module by
+design (one place turns -errno into exceptions), so every C call's wrapper
+lives here.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ path, so the clean-content cache stays on for the rest.
 The *generation* names the rule set for the caches: it is derived from
 the rules' fingerprint and the hash database's checksum, so it is stable
 across restarts and changes whenever a rule or a listed hash changes.
+
+Why one module of this size: compiling, caching and loading a rule set
+share the fingerprint and the skipped-file bookkeeping; the engines are in
+scanner.py, the hash lists in hashes.py.
 """
 
 from __future__ import annotations

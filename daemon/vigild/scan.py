@@ -10,6 +10,10 @@ FIFOs, sockets and devices are skipped and counted; they are never opened
 (and a file swapped for one after the walk is opened non-blocking, seen by
 fstat, and skipped). Files are opened with O_NOATIME where allowed, so a
 scan does not disturb access times that backup or cleanup tools rely on.
+
+Why one module of this size: the walk, the worker processes and the
+actions on findings share the totals and the interrupt handling; the
+output is in scanout.py.
 """
 
 from __future__ import annotations
