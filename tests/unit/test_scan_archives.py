@@ -21,6 +21,14 @@ def _scan_args(tmp_path: Path) -> list[str]:
 DEFAULT_RULES = str(REPO / "rules")
 
 
+def _scan(tmp_path: Path, cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``vigild scan`` of the shipped rules on the test's config, no progress line."""
+    return vigild(
+        *_scan_args(tmp_path), "--config", str(cfg), "--rules", DEFAULT_RULES, "--no-progress",
+        *args,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def cfg(tmp_path: Path) -> Path:
     p = tmp_path / "vigild.toml"
@@ -55,15 +63,7 @@ def test_all_seven_eicar_forms_are_found(tmp_path: Path, cfg: Path) -> None:
     root.mkdir()
     for name, data in _variants().items():
         (root / name).write_bytes(data)
-    r = vigild(
-        *_scan_args(tmp_path),
-        "--config",
-        str(cfg),
-        "--rules",
-        DEFAULT_RULES,
-        "--no-progress",
-        str(root),
-    )
+    r = _scan(tmp_path, cfg, str(root))
     assert r.returncode == 1, r.stderr
     found = {line.split(": FOUND")[0] for line in r.stdout.splitlines() if ": FOUND" in line}
     assert found == {str(root / n) for n in _variants()}
@@ -76,15 +76,7 @@ def test_all_seven_eicar_forms_are_found(tmp_path: Path, cfg: Path) -> None:
 def test_a_compressed_file_is_scanned_inside(tmp_path: Path, cfg: Path, fmt: str) -> None:
     f = tmp_path / f"drop.sh.{fmt}"
     f.write_bytes(compressed(b"A" * 4096 + eicar(), fmt))  # compressible: no raw copy inside
-    r = vigild(
-        *_scan_args(tmp_path),
-        "--config",
-        str(cfg),
-        "--rules",
-        DEFAULT_RULES,
-        "--no-progress",
-        str(f),
-    )
+    r = _scan(tmp_path, cfg, str(f))
     assert f"{f}: FOUND EICAR_Test_String_Embedded in drop.sh (rule-match)" in r.stdout, r.stdout
     assert r.returncode == 1
 
@@ -108,10 +100,7 @@ def test_a_known_bad_hash_of_a_member_is_found(
     hashes.write_text(line + "\n")
     f = tmp_path / "upload.zip"
     f.write_bytes(zip_of({"bin/wipe.sh": payload}))
-    r = vigild(
-        *_scan_args(tmp_path), "--config", str(cfg), "--rules", DEFAULT_RULES, "--hashes", str(hashes),
-        "--no-progress", str(f),
-    )  # fmt: skip
+    r = _scan(tmp_path, cfg, "--hashes", str(hashes), str(f))
     assert r.returncode == 1, r.stderr
     assert f"{f}: FOUND Test.Wiper in bin/wipe.sh (known-bad-hash)" in r.stdout
 
@@ -125,35 +114,10 @@ def test_a_malformed_archive_is_scanned_as_bytes_and_a_bomb_is_policy(
     bad.write_bytes(b"PK\x03\x04" + os.urandom(300))
     bomb = root / "bomb.zip"
     bomb.write_bytes(zip_of({"zeros": bytes(200 << 20)}))
-    r = vigild(
-        *_scan_args(tmp_path),
-        "--config",
-        str(cfg),
-        "--rules",
-        DEFAULT_RULES,
-        "--no-progress",
-        str(root),
-    )
+    r = _scan(tmp_path, cfg, str(root))
     assert r.returncode == 0, r.stdout + r.stderr  # on_unpack_limit = allow by default
     cfg.write_text(cfg.read_text() + '[policy]\non_unpack_limit = "deny"\n')
-    r = vigild(
-        *_scan_args(tmp_path),
-        "--config",
-        str(cfg),
-        "--rules",
-        DEFAULT_RULES,
-        "--no-progress",
-        "--json",
-        str(bomb),
-    )
+    r = _scan(tmp_path, cfg, "--json", str(bomb))
     assert '"type": "limit"' in r.stdout and '"reason": "unpack-limit"' in r.stdout, r.stdout
-    r = vigild(
-        *_scan_args(tmp_path),
-        "--config",
-        str(cfg),
-        "--rules",
-        DEFAULT_RULES,
-        "--no-progress",
-        str(bomb),
-    )
+    r = _scan(tmp_path, cfg, str(bomb))
     assert f"{bomb}: LIMIT zeros unpacks to over 250x its size" in r.stdout, r.stdout
