@@ -190,10 +190,12 @@ class Detector:
         spans = [(0, pre.head_len)] + ([(limit, pre.tail_len)] if pre.tail_len else [])
         matches: list[RuleMatch] = []
         by_content = False
+        # the file's externals, once (its type and md5 from the bytes read first)
+        with memoryview(buf)[: pre.head_len] as head:
+            values = {**rs.defaults, **externals(path, fd, head, rs.externals)}
         for start, length in spans:
             view = memoryview(buf)[start : start + length]
             try:
-                values = {**rs.defaults, **externals(path, fd, view, rs.externals)}
                 for rules, by_path in sets:
                     found = rules.match(view, values)
                     matches += found
@@ -212,7 +214,7 @@ class Detector:
                     ScanStatus.TIMEOUT, error=f"scan timed out after {self.scan.timeout} s"
                 ), False
             except ScanFailed as e:
-                return self._isolated(buf, start, length, path, fd, e), False
+                return self._isolated(buf, start, length, values, e), False
             finally:
                 view.release()
         unique = tuple({(m.namespace, m.rule): m for m in matches}.values())
@@ -225,7 +227,12 @@ class Detector:
         return result, content_clean
 
     def _isolated(
-        self, buf: mmap.mmap, start: int, length: int, path: str, fd: int, e: ScanFailed
+        self,
+        buf: mmap.mmap,
+        start: int,
+        length: int,
+        values: dict[str, ExternalValue],
+        e: ScanFailed,
     ) -> ScanResult:
         """A whole-set scan failed: scan again file by file, so that every rule
         that can still match does; the failing files are named in the result."""
@@ -233,7 +240,6 @@ class Detector:
         if rs.per_file is None:
             return ScanResult(ScanStatus.ERROR, error=f"scan failed: {e}")
         with memoryview(buf)[start : start + length] as view:
-            values = {**rs.defaults, **externals(path, fd, view, rs.externals)}
             matches, failures = rs.per_file.match(view, values)
         failed = tuple(f.describe() for f in failures)
         if matches:
