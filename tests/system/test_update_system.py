@@ -15,13 +15,12 @@ read-only at /mnt/vigild-pkg/feed.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import tarfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Any
 
 import pytest
 from sysharness import Machine, timed
+
+from support import REPO
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -60,7 +61,8 @@ class Publisher:
     serial: int = 0
 
     def publish(self, members: dict[str, bytes]) -> None:
-        """The README's publisher steps: the archive, its manifest, the signature."""
+        """The archive, then the README's publisher commands run as written (the
+        serial set by the test: two runs within a second would share a date)."""
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tf:
             for name, data in members.items():
@@ -69,20 +71,20 @@ class Publisher:
                 tf.addfile(info, io.BytesIO(data))
         (self.mirror / "rules.tar.gz").write_bytes(buf.getvalue())
         self.serial += 1
-        now = time.time()
-        stamp = "%Y-%m-%dT%H:%M:%SZ"
-        (self.mirror / "rules.tar.gz.manifest").write_text(
-            "vigild-feed-manifest 1\n"
-            f"serial {self.serial}\n"
-            f"signed {time.strftime(stamp, time.gmtime(now))}\n"
-            f"expires {time.strftime(stamp, time.gmtime(now + 7 * 86400))}\n"
-            f"sha256 {hashlib.sha256(buf.getvalue()).hexdigest()}\n"
+        script = readme_publish_commands().replace("feed-signer", str(self.key))
+        script = re.sub(r"^serial=.*$", f"serial={self.serial}", script, count=1, flags=re.M)
+        subprocess.run(
+            ["bash", "-euc", script], cwd=self.mirror, check=True, capture_output=True, timeout=60
         )
-        (self.mirror / "rules.tar.gz.manifest.sig").unlink(missing_ok=True)
-        _host(
-            "ssh-keygen", "-Y", "sign", "-n", "vigild-feed", "-f", str(self.key),
-            str(self.mirror / "rules.tar.gz.manifest"),
-        )  # fmt: skip
+
+
+def readme_publish_commands() -> str:
+    """The shell block under "Publishing a feed" in the README."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Publishing a feed") :]
+    m = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert m, "README: no sh block under Publishing a feed"
+    return m.group(1)
 
 
 def _host(*cmd: str) -> str:
