@@ -19,13 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from vigild import protect, snapshot
+from vigild import metrics, protect, snapshot
 from vigild.alert import Kind
 from vigild.detector import Finding
 from vigild.fields import Field
+from vigild.status import render_text
 from vigild.verdict import Action, Policy, Reason
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 from test_feed_update import (
     CA,
     DAY,
@@ -41,6 +43,7 @@ from test_feed_update import (
     server,
     tar_gz,
 )  # fmt: skip
+from test_status import sample
 
 __all__ = ["ca", "keys", "server"]  # fixtures, found by pytest in this module's namespace
 
@@ -104,6 +107,12 @@ def test_a_frozen_feed_is_stale_in_the_journal_status_and_age(
     assert "stale: the newest manifest (serial" in _failed(host)
     [st] = host.status()
     assert st.stale and st.age_seconds >= 4 * DAY and "stale" in st.last_error
+    s = sample()
+    shown = render_text(type(s)(**{**s.__dict__, "feeds": (st,)}))
+    assert "serial" in shown and "STALE (its signed manifest expired)" in shown
+    assert f'vigild_feed_age_seconds{{feed="acme"}} {st.age_seconds:g}' in metrics.render(
+        type(s)(**{**s.__dict__, "feeds": (st,)})
+    )
     assert host.live() == 1  # stale content stays live: it is not wrong, only old
 
 
