@@ -217,7 +217,10 @@ def render(status: Status) -> str:
         feeds = [f for f in status.feeds if f.age_seconds >= 0]
         if feeds:
             yield "# TYPE vigild_feed_age_seconds gauge"
-            yield "# HELP vigild_feed_age_seconds Seconds since the feed was last fetched and verified."
+            yield (
+                "# HELP vigild_feed_age_seconds Seconds since the feed's live content was signed "
+                "(its manifest's signed time; an insecure feed: since last fetched)."
+            )
             for f in feeds:
                 yield f'vigild_feed_age_seconds{{feed="{f.name}"}} {f.age_seconds:g}'
         yield "# EOF"

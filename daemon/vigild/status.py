@@ -125,8 +125,10 @@ class FeedStatus:
     url: str
     insecure: bool
     generation: int  # the live feed generation holding its content; -1: none
-    age_seconds: float  # since the last successful fetch (new or unchanged); -1: never
+    age_seconds: float  # since its content was signed (insecure: last fetched); -1: never
     last_error: str
+    serial: int = 0  # the highest signed manifest serial accepted; 0: none
+    stale: bool = False  # that manifest has expired: no current content from the feed
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,11 @@ def _settings_text(settings: dict[str, Any]) -> str:
 
 def _feed_line(f: FeedStatus) -> str:
     gen = f"generation {f.generation}" if f.generation >= 0 else "no content live"
-    age = f"checked {f.age_seconds:.0f}s ago" if f.age_seconds >= 0 else "never fetched"
+    if f.insecure:
+        age = f"checked {f.age_seconds:.0f}s ago" if f.age_seconds >= 0 else "never fetched"
+    else:
+        age = f"serial {f.serial}, signed {f.age_seconds:.0f}s ago" if f.serial else "never"
+    age += " STALE (its signed manifest expired)" if f.stale else ""
     insecure = " INSECURE (unsigned)" if f.insecure else ""
     error = f"; last error: {f.last_error}" if f.last_error else ""
     return f"  feed:      {f.name}{insecure}: {gen}, {age}{error}"
