@@ -121,6 +121,7 @@ struct settings {
 	uint64_t fresh_ns;
 	uint32_t close_write_share;	/* percent */
 	int exec_anywhere;
+	int empty_clean;
 	uint64_t large_bytes;
 	uint32_t large_lanes;
 	struct filters *filters;

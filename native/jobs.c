@@ -30,9 +30,17 @@
  * setting does not change), so the watcher only ever looks at the head.
  *
  * vg_fan_answer caches the verdict (remember.c: unless the file or the
- * rules changed meanwhile) just before it writes the answer, so whatever the opener
- * does next (bash opens a script whose exec was denied) already hits the
- * cache. After the answer a worker may still quarantine through the fd;
+ * rules changed meanwhile). A deny is cached before it is written, so
+ * whatever the opener does next (bash opens a script whose exec was
+ * denied, a hard link of the file elsewhere) already meets the cache and
+ * the detected set. An allow is written first and cached after (its
+ * fstat, lease, fstatfs and mark cost the opener nothing), but only while
+ * the freshness window is on: remember.c then caches a clean verdict
+ * only for a file whose ctime is older than the window at enqueue, so a
+ * write the answered opener makes before the cache entry lands changes
+ * the ctime the entry is keyed on, even on a kernel with coarse
+ * timestamps. With the window off, an allow is cached first too.
+ * After the answer a worker may still quarantine through the fd;
  * vg_fan_done then closes the fd and frees the slot.
  */
 #include <errno.h>
@@ -286,18 +294,43 @@ static struct slot *taken(struct vg_fan *fan, uint64_t id)
 	return s;
 }
 
+/* 1 when @response may be written before it is cached: an allow while
+ * the freshness window is on. */
+static int answer_first(struct vg_fan *fan, int response)
+{
+	struct settings *set;
+	int yes;
+
+	if (response != VG_ALLOW)
+		return 0;
+	set = settings_get(fan);
+	yes = set->fresh_ns > 0;
+	settings_put(set);
+	return yes;
+}
+
+/* Write @response for the permission job @s (its event fd @fd). */
+static void answer_job(struct vg_fan *fan, const struct slot *s, int fd,
+		       int response)
+{
+	respond(fan, s->group, fd, response);
+	respond_latency(fan, s->job.queued_ns);
+}
+
 /*
- * Answer job @id with @response, first caching it as @cache (VG_CACHE_*
- * bits) if the rules are still @generation. Returns 0 when this call answered (or, for
- * a close-write job, recorded the verdict), 1 when the deadline watcher
- * had already answered by policy (the result is late), -ESHUTDOWN when
- * stopping (the kernel answered), -ESTALE for a bad id.
+ * Answer job @id with @response and cache it as @cache (VG_CACHE_* bits)
+ * if the rules are still @generation: before the answer, or after it for
+ * an allow while the freshness window is on (see the top of this file).
+ * Returns 0 when this call answered (or, for a close-write job, recorded
+ * the verdict), 1 when the deadline watcher had already answered by
+ * policy (the result is late), -ESHUTDOWN when stopping (the kernel
+ * answered), -ESTALE for a bad id.
  */
 int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 		  uint64_t generation)
 {
 	struct slot *s;
-	int fd, late;
+	int fd, late, write_now;
 
 	pthread_mutex_lock(&fan->q_lock);
 	s = taken(fan, id);
@@ -312,6 +345,9 @@ int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 	fd = s->job.fd;
 	pthread_mutex_unlock(&fan->q_lock);
 	/* the slot stays taken (ours) until vg_fan_done */
+	write_now = is_perm(s) && !late && answer_first(fan, response);
+	if (write_now)
+		answer_job(fan, s, fd, response);
 	if ((cache & VG_CACHE_VERDICT) &&
 	    !__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED))
 		remember_verdict(fan, s, cache, generation);
@@ -319,10 +355,8 @@ int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 		fan_count(&fan->stats.late_results);
 		return 1;
 	}
-	if (is_perm(s)) {
-		respond(fan, s->group, fd, response);
-		respond_latency(fan, s->job.queued_ns);
-	}
+	if (is_perm(s) && !write_now)
+		answer_job(fan, s, fd, response);
 	return 0;
 }
 

@@ -55,6 +55,12 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("events", "excluded"),
     ),
     (
+        "vigild_empty_files",
+        "counter",
+        "Opens of empty files answered at once (created or truncated): nothing to scan.",
+        ("events", "empty"),
+    ),
+    (
         "vigild_interpreter_opens",
         "counter",
         "Opens by an interpreter or the dynamic loader, checked as executions.",

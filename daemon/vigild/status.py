@@ -43,6 +43,7 @@ class EventCounters:
     interp_opens: int = 0  # opens by an interpreter or the loader: checked as execs
     exe_unknown: int = 0  # opens queued to learn what the opener runs
     exe_learned: int = 0  # programs hashed and remembered (interpreter or not)
+    empty: int = 0  # empty files answered at once (just created or truncated)
     queue_depth: int = 0  # waiting now
     in_flight: int = 0  # waiting or being scanned now
     reads: int = 0  # reads from the kernel that returned (every group)
@@ -233,6 +234,7 @@ def render_text(s: Status) -> str:
         *(f"  skipped:   {e}" for e in r.skipped),
         f"  events:    {ev.perm_events} opens/execs, {ev.notify_events} close-writes; "
         f"{ev.queued} scanned, {ev.self_allowed + ev.filtered} passed at once, "
+        f"{ev.empty} empty, "
         f"{ev.excluded} excluded",
         f"  caches:    verdict hit ratio {ev.cache_hit_ratio * 100:.1f}%, "
         f"{ev.ignore_marks} ignore marks, clean-content {s.clean_cache.entries} entries",
