@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from vigild import filetype, native, unpack
 from vigild.config import ArchiveConfig, Oversize, ScanConfig
 from vigild.ruleset import RuleSet
-from vigild.scanner import CompiledRules, ExternalValue, RuleMatch, ScanFailed, ScanTimeout
+from vigild.scanner import (
+    CONTENT_EXTERNALS,
+    CompiledRules,
+    ExternalValue,
+    RuleMatch,
+    ScanFailed,
+    ScanTimeout,
+)
 from vigild.verdict import Action, Policy, Reason, ScanResult, ScanStatus, Verdict, decide
 
 # Pages above this are handed back to the kernel after a scan.
@@ -187,6 +194,23 @@ class Detector:
                 db.find_sha1(hashlib.sha1(view, usedforsecurity=False).digest(), pre.size),
             )
         return next((n for n in names if n and not n.startswith(feed_prefix)), None)
+
+    def empty_is_clean(self) -> bool:
+        """Whether every empty file is clean under these rules, whatever its name:
+        no rule reads the name, path or owner, the content rules match nothing
+        in zero bytes, and no hash list names the empty content."""
+        rs = self.ruleset
+        if rs.path_rules is not None or rs.rules is None:
+            return False
+        empty = memoryview(b"")
+        wanted = tuple(k for k in rs.externals if k in CONTENT_EXTERNALS)
+        if len(wanted) != len(rs.externals):
+            return False  # a content rule reads something the bytes do not give
+        try:
+            found = rs.rules.match(empty, {**rs.defaults, **externals("", -1, empty, wanted)})
+        except (ScanTimeout, ScanFailed):
+            return False
+        return not found and self._listed(b"") is None
 
     def _allowed(self, pre: native.PrefilterResult, buf: mmap.mmap | None) -> bool:
         """Whether the file is on a ClamAV allow-list: then nothing reports it."""
