@@ -42,6 +42,7 @@ class Engine(StrEnum):
     AUTO = "auto"
     YARA = "yara"
     YARA_X = "yara-x"
+    BOREAL = "boreal"
 
 
 class Oversize(StrEnum):
