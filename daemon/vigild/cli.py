@@ -164,7 +164,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         opts = replace(opts, excluded=lambda p: scan.under_any(p, prefixes))
         workers = cfg.scan.workers or os.cpu_count() or 1
         progress = not (args.no_progress or args.json or args.quiet) and sys.stderr.isatty()
-        totals = scan.run(paths, snap, opts, workers, reporter, progress, act)
+        cache = None if args.no_cache else scan.open_cache(snap, opts.mounts)
+        totals = scan.run(paths, snap, opts, workers, reporter, progress, act, cache)
         if not (args.no_summary or args.quiet):
             rs = snap.rules
             reporter.summary(
@@ -463,6 +464,11 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
     )
     out.add_argument("--quiet", action="store_true", help="print only errors; no summary")
     p.add_argument("--no-summary", action="store_true", help="no summary at the end")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="scan every file: neither use nor update the scan's clean cache",
+    )
     p.add_argument(
         "--compiled-dir",
         metavar="DIR",
