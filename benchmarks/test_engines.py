@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+import test_onaccess
 from bench_corpus import Corpus
 from bench_report import Figure, Row, Summary, check_targets, verdict
 from bench_timing import ROUNDS, Contest, Timed
@@ -32,6 +33,9 @@ from test_onaccess import NO_SCANNER, QUOTED, Bench, Daemon, Pass
 from vigild import ruleset
 from vigild.config import Engine
 from vigild.scanner import CompiledRules, available, backend
+
+# test_onaccess's fixtures, reused under their names
+bench, tools = test_onaccess.bench, test_onaccess.tools
 
 ENGINES = (Engine.YARA, Engine.YARA_X, Engine.BOREAL)
 ONACCESS_RL_MAX = 0.15  # x clamonacc's time, pass 1 (clamonacc quoted)
