@@ -42,6 +42,7 @@ class Engine(StrEnum):
     AUTO = "auto"
     YARA = "yara"
     YARA_X = "yara-x"
+    BOREAL = "boreal"
 
 
 class Oversize(StrEnum):
@@ -109,6 +110,9 @@ class RulesConfig:
     pua: bool = False  # load ClamAV .hdu/.hsu lists (potentially unwanted applications)
     # external variables besides the built-in ones, with the value every scan sees
     externals: tuple[tuple[str, str | int | bool | float], ...] = ()
+    # files engine = "auto" scans to prove an engine agrees with yara-python
+    # (besides the rule files themselves): rule samples, a corpus
+    engine_evidence: tuple[str, ...] = ()
 
     def rule_dirs(self) -> tuple[str, ...]:
         """The directories to load: ``dirs`` (or the shipped rules) plus existing local ones."""
@@ -554,6 +558,7 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "strict": ("strict", _bool),
         "pua": ("pua", _bool),
         "externals": ("externals", _externals),
+        "engine_evidence": ("engine_evidence", _path_list),
     },
     "scan": {
         "max_file_size": ("max_file_size", _size),

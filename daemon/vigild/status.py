@@ -85,6 +85,7 @@ class RulesStatus:
     reloads: int
     reload_failures: int
     skipped: tuple[str, ...] = ()  # "file:line: message" of each rule file that did not compile
+    engine_why: str = ""  # engine = "auto": "engine auto: <picked>; <each engine tried: why>"
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,7 @@ def render_text(s: Status) -> str:
         + f" ({r.engine}), {r.hash_entries} known-bad hashes, generation {r.generation}, "
         f"{r.reloads} reloads ({r.reload_failures} failed)",
         *(f"  skipped:   {e}" for e in r.skipped),
+        *([f"  engine:    {r.engine_why}"] if r.engine_why else []),
         f"  events:    {ev.perm_events} opens/execs, {ev.notify_events} close-writes; "
         f"{ev.queued} scanned, {ev.self_allowed + ev.filtered} passed at once, "
         f"{ev.empty} empty, "

@@ -89,7 +89,11 @@ def test_dropins_apply_in_name_order_and_replace_lists(tmp_path: Path) -> None:
         ('[scan]\noversize = "ignore"\n', "scan.oversize", "expected one of skip, truncate"),
         ('[rules]\ndirs = "/one"\n', "rules.dirs", "expected a list"),
         ('[rules]\ndirs = ["relative/path"]\n', "rules.dirs", "absolute path"),
-        ('[rules]\nengine = "clamav"\n', "rules.engine", "expected one of auto, yara, yara-x"),
+        (
+            '[rules]\nengine = "clamav"\n',
+            "rules.engine",
+            "expected one of auto, yara, yara-x, boreal",
+        ),
         ('[policy]\non_error = "maybe"\n', "policy.on_error", "expected one of allow, deny"),
         ("scan = 3\n", "scan", "expected a [section] table"),
     ],
