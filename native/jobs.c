@@ -127,8 +127,7 @@ int jobs_init(struct vg_fan *fan)
 	return 0;
 }
 
-/* Close the fds still held by queued jobs and settling verdicts; free the
- * slots. */
+/* Close the fds still held by queued jobs and free the slots. */
 void jobs_free(struct vg_fan *fan)
 {
 	if (!fan->slots)
@@ -136,7 +135,6 @@ void jobs_free(struct vg_fan *fan)
 	for (uint32_t i = 0; i < fan->cfg.queue_size; i++)
 		if (fan->slots[i].state != SLOT_FREE)
 			close(fan->slots[i].job.fd);
-	settle_free(fan);
 	free(fan->slots);
 	fan->slots = NULL;
 }
@@ -296,25 +294,6 @@ static struct slot *taken(struct vg_fan *fan, uint64_t id)
 	return s;
 }
 
-/*
- * Keep the clean verdict of @s, on a file changed within the freshness
- * window, for the watcher to remember once the window has passed
- * (settle.c). The watcher is woken only when nothing was waiting: it then
- * sleeps until the earliest entry is due.
- */
-static void defer(struct vg_fan *fan, const struct slot *s, uint64_t generation)
-{
-	struct settings *set = settings_get(fan);
-	uint64_t fresh_ns = set->fresh_ns;
-
-	settings_put(set);
-	pthread_mutex_lock(&fan->q_lock);
-	if (!fan->stopping && !settle_defer(fan, s, fresh_ns, generation) &&
-	    fan->n_settling == 1)
-		pthread_cond_signal(&fan->dl_cond);
-	pthread_mutex_unlock(&fan->q_lock);
-}
-
 /* 1 when @response may be written before it is cached: an allow while
  * the freshness window is on. */
 static int answer_first(struct vg_fan *fan, int response)
@@ -370,9 +349,8 @@ int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 	if (write_now)
 		answer_job(fan, s, fd, response);
 	if ((cache & VG_CACHE_VERDICT) &&
-	    !__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED) &&
-	    remember_verdict(fan, s, cache, generation) == -EAGAIN)
-		defer(fan, s, generation);
+	    !__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED))
+		remember_verdict(fan, s, cache, generation);
 	if (late) {
 		fan_count(&fan->stats.late_results);
 		return 1;
@@ -472,34 +450,12 @@ static void expire_head(struct vg_fan *fan)
 }
 
 /*
- * How long the watcher may sleep from @now: until the oldest unanswered
- * job or the next settling verdict is due. With no job pending, at most
- * one whole deadline period: a job queued meanwhile is due no earlier
- * than a full period after the watcher went to sleep, so it is never
- * late, and enqueueing never costs a wake-up (it would be one more
- * thread hop on every open). Caller holds q_lock.
- */
-static uint64_t sleep_ns(struct vg_fan *fan, uint64_t now)
-{
-	uint64_t at, due = settle_due(fan);
-
-	if (fan->dl_head) {
-		at = fan->dl_head->deadline_ns;
-	} else {
-		struct settings *set = settings_get(fan);
-
-		at = now + set->deadline_ns;
-		settings_put(set);
-	}
-	if (due && due < at)
-		at = due;
-	return at > now ? at - now : 0;
-}
-
-/*
- * The deadline watcher: answers by policy each job whose deadline passed,
- * and has settle.c remember the fresh clean verdicts that are due. A new
- * deadline setting wakes it (jobs_wake_watcher), and it re-reads the
+ * The deadline watcher: sleeps until the oldest unanswered job is due.
+ * With nothing pending it sleeps one whole deadline period without being
+ * woken: a job queued meanwhile is due no earlier than a full period after
+ * the watcher went to sleep, so it is never late, and enqueueing never
+ * costs a wake-up (it would be one more thread hop on every open). A
+ * new deadline setting wakes it (jobs_wake_watcher), and it re-reads the
  * period under q_lock, the lock jobs_enqueue reads the deadline under.
  */
 void *watcher_main(void *arg)
@@ -509,15 +465,21 @@ void *watcher_main(void *arg)
 	pthread_setname_np(pthread_self(), "vigild-deadline");
 	pthread_mutex_lock(&fan->q_lock);
 	while (!fan->stopping) {
-		uint64_t now = fan_now_ns(), due = settle_due(fan);
-		struct timespec until;
+		struct slot *head = fan->dl_head;
+		uint64_t now = fan_now_ns();
 
-		if (fan->dl_head && fan->dl_head->deadline_ns <= now) {
+		if (!head) {
+			struct settings *set = settings_get(fan);
+			struct timespec until = after_ns(set->deadline_ns);
+
+			settings_put(set);
+
+			pthread_cond_timedwait(&fan->dl_cond, &fan->q_lock, &until);
+		} else if (head->deadline_ns <= now) {
 			expire_head(fan);
-		} else if (due && due <= now) {
-			settle_run(fan, now);
 		} else {
-			until = after_ns(sleep_ns(fan, now));
+			struct timespec until = after_ns(head->deadline_ns - now);
+
 			pthread_cond_timedwait(&fan->dl_cond, &fan->q_lock, &until);
 		}
 	}

@@ -16,7 +16,6 @@
  * every close-write therefore drops the mark (remember_invalidate), and a
  * rules change flushes all of them.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/vfs.h>
@@ -170,28 +169,22 @@ int remember_switch(struct vg_fan *fan, struct settings *s,
 
 /*
  * 1 when the file behind @s's fd still has the state it was queued with;
- * its current stat in @st.
+ * its current stat in @st. With @fresh_ns, also require that it had
+ * last changed more than that before it was queued, that is before its
+ * bytes were read: on kernels before multigrain timestamps (6.13) a
+ * rewrite within the same clock tick can keep its ctime. (A deny is
+ * cached anyway: stale, it only over-blocks.)
  */
-static int unchanged(const struct slot *s, struct stat *st)
+static int unchanged(const struct slot *s, uint64_t fresh_ns, struct stat *st)
 {
-	return !fstat(s->job.fd, st) && (uint64_t)st->st_size == s->job.size &&
-	       st->st_ctim.tv_sec == s->job.ctime_sec &&
-	       st->st_ctim.tv_nsec == s->job.ctime_nsec;
-}
+	uint64_t ctime_ns;
 
-/*
- * 1 when the file of @st had last changed more than @fresh_ns before @s
- * was queued (or, for settle.c, checked), that is before its bytes were
- * read: on kernels before multigrain timestamps (6.13) a rewrite within
- * the same clock tick can keep its ctime. (A deny is cached anyway:
- * stale, it only over-blocks.)
- */
-static int settled(const struct slot *s, uint64_t fresh_ns,
-		   const struct stat *st)
-{
-	uint64_t ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull +
-			    (uint64_t)st->st_ctim.tv_nsec;
-
+	if (fstat(s->job.fd, st) || (uint64_t)st->st_size != s->job.size ||
+	    st->st_ctim.tv_sec != s->job.ctime_sec ||
+	    st->st_ctim.tv_nsec != s->job.ctime_nsec)
+		return 0;
+	ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull +
+		   (uint64_t)st->st_ctim.tv_nsec;
 	return !fresh_ns || s->queued_rt_ns >= ctime_ns + fresh_ns;
 }
 
@@ -248,7 +241,7 @@ static void mark_clean(struct vg_fan *fan, const struct slot *s)
 	struct stat now;
 
 	respond_ignore(fan, s->group, s->job.fd, 1);
-	if (!unchanged(s, &now))
+	if (!unchanged(s, 0, &now))
 		respond_ignore(fan, s->group, s->job.fd, 0);
 }
 
@@ -257,29 +250,25 @@ static void mark_clean(struct vg_fan *fan, const struct slot *s)
  * file its ignore mark if @cache allows and markable(); nothing if the
  * rules or the file changed since the job was queued (the write epoch
  * catches a close-write already handled by the reader), nor, for a clean
- * verdict, while anyone holds the file open for writing. 1 when cached,
- * 0 when not, -EAGAIN for a clean verdict on a file that changed within
- * the freshness window (settle.c may keep it for later).
+ * verdict, while anyone holds the file open for writing.
  */
-int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
-		     uint64_t generation)
+void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
+		      uint64_t generation)
 {
-	int allow = s->response == VG_ALLOW, cached = 0;
+	int allow = s->response == VG_ALLOW;
 	uint8_t key[VG_KEY_LEN];
 	struct settings *set;
 	struct stat st;
 
-	if (!unchanged(s, &st) || (allow && !no_writers(s->job.fd)))
-		return 0;
-	if (allow && !settled(s, fresh_window(fan), &st))
-		return -EAGAIN;
+	if (!unchanged(s, allow ? fresh_window(fan) : 0, &st) ||
+	    (allow && !no_writers(s->job.fd)))
+		return;
 	pthread_mutex_lock(&fan->cache_lock);
 	set = fan->settings;
 	if (generation == set->generation &&
 	    remember_epoch(fan, &st) == s->epoch) {
 		file_key(key, &st, generation);
 		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
-		cached = 1;
 		inode_key(key, &st);
 		if (allow)
 			vg_cache_del(fan->detected, key);
@@ -290,5 +279,4 @@ int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 			mark_clean(fan, s);
 	}
 	pthread_mutex_unlock(&fan->cache_lock);
-	return cached;
 }

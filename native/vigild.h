@@ -282,7 +282,6 @@ struct vg_fan_stats {
 	uint64_t exe_unknown;	/* queued to learn what the opener runs */
 	uint64_t exe_learned;	/* programs hashed and remembered */
 	uint64_t empty;		/* empty files answered at once (created, truncated) */
-	uint64_t settled;	/* fresh clean verdicts cached once their window passed */
 	uint64_t queue_depth;	/* waiting now */
 	uint64_t in_flight;	/* waiting or being scanned now */
 	uint64_t reads;		/* read() calls that returned, all groups */
