@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -628,7 +629,17 @@ def _pipe_closed() -> int:
     return 128 + 13  # SIGPIPE
 
 
+def _survive_lease_breaks() -> None:
+    """Ignore SIGIO. vigild takes a read lease for a moment to learn that nobody
+    writes a file (native/remember.c, vigild.scancache); a writer's open in that
+    moment breaks the lease, and the kernel tells the holder with SIGIO, whose
+    default action ends the process. Ignored, the break still completes: the
+    lease is dropped right after anyway."""
+    signal.signal(signal.SIGIO, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _survive_lease_breaks()
     args = build_parser().parse_args(_glue_when(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

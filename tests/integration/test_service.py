@@ -72,6 +72,26 @@ def test_status_follows_the_events(
     assert "6 opens checked, 1 blocked" in last, last
 
 
+def test_a_broken_lease_cannot_kill_the_daemon(ns: Namespace, daemon: OnAccess) -> None:
+    """vigild holds a read lease for a moment on every clean file it remembers; a
+    writer's open then makes the kernel send SIGIO, which by default ends the
+    holder. The daemon must ignore it (the window is microseconds wide, so the
+    disposition is what can be checked every time)."""
+    _put(ns, ns.mnt / "clean.txt", b"clean\n")
+    daemon.start([DEFAULT_RULES])
+    assert daemon.proc is not None
+    fields = dict(
+        line.split(":", 1)
+        for line in Path(f"/proc/{daemon.proc.pid}/status").read_text().splitlines()
+    )
+    ignored = int(fields["SigIgn"].strip(), 16)
+    assert ignored & (1 << (signal.SIGIO - 1)), fields["SigIgn"]
+    os.kill(daemon.proc.pid, signal.SIGIO)
+    time.sleep(0.2)
+    assert daemon.proc.poll() is None  # still running
+    assert daemon.read(ns.mnt / "clean.txt") == "ok 6"  # and still answering
+
+
 def test_watchdog_stops_while_workers_are_wedged_and_resumes(
     ns: Namespace, daemon: OnAccess, notify_socket: NotifySocket
 ) -> None:
