@@ -298,7 +298,7 @@ CLAMSCAN_LOAD_S = 6.0  # issue 10: clamscan loads the same list as .hsb in 6 s .
 CLAMSCAN_RSS = 1.5e9  # ... in 1.5 GB
 MAX_TIME_RATIO = 1.0  # compile time / clamscan's load time of the same list
 MAX_RSS_RATIO = 0.3  # compile peak RSS / clamscan's
-MAX_BIG_LOAD_S = 0.2  # the compiled database, opened and checked
+MAX_LOAD_READ_RATIO = 1.5  # opening the compiled database / read() of the same file
 
 # Peak RSS is VmHWM, the high-water mark of this process's own memory: its
 # ru_maxrss would start at the RSS of the pytest process it was forked from
@@ -413,6 +413,19 @@ def _compile_fresh(path: Path, out: Path) -> dict[str, Any]:
     return dict(json.loads(probe.stdout))
 
 
+def _load_and_read(db: Path) -> tuple[float, float]:
+    """Best of 3 of opening ``db`` (map, check) and of read() of it, by turns."""
+    loads, reads = [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        native.HashDb(str(db)).info()  # unmapped when dropped
+        loads.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        db.read_bytes()
+        reads.append(time.perf_counter() - start)
+    return min(loads), min(reads)
+
+
 def _uptime() -> str:
     """The load averages, as ``uptime`` shows them."""
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -430,9 +443,8 @@ def test_hashlist_compile_at_five_million_lines(
     clam = _clamscan(clam_list)
     after = _uptime()
     assert ours["count"] == BIG_ENTRIES
-    start = time.perf_counter()
+    load_s, read_s = _load_and_read(out)
     info = native.HashDb(str(out)).info()
-    load_s = time.perf_counter() - start
     assert info.sha256_entries + info.md5_entries + info.sha1_entries == BIG_ENTRIES
     if clam is None:
         ref_s, ref_rss, label = CLAMSCAN_LOAD_S, CLAMSCAN_RSS, f"clamscan{DAGGER}"
@@ -471,11 +483,12 @@ def test_hashlist_compile_at_five_million_lines(
                 BIG_SECTION,
                 f"{shape.key}: load the compiled database",
                 Figure(load_s * 1e3, "ms"),
-                None,
-                None,
-                f"<= {MAX_BIG_LOAD_S * 1e3:.0f} ms",
-                verdict(load_s <= MAX_BIG_LOAD_S),
-                note=f"{info.file_bytes / 1e6:,.0f} MB database (map, CRC-32C of it all); one run",
+                Figure(read_s * 1e3, "ms", "read() of it"),
+                read_s / load_s,
+                f"<= {MAX_LOAD_READ_RATIO:.1f}x read()",
+                verdict(load_s <= MAX_LOAD_READ_RATIO * read_s),
+                note=f"{info.file_bytes / 1e6:,.0f} MB database: map, CRC-32C of it all; "
+                "best of 3 each, by turns",
             )
         ),
     ]

@@ -15,8 +15,10 @@ Accepted input, one entry a line; a line starting with ``#`` is a comment:
 
 Lines are recognised by shape, not by file extension, so a ``.txt`` of
 ClamAV lines works too. ``compile_lists`` reads lines in C
-(native/hashlist.c, the same shapes); a line the C reader does not take is
-judged here, so every error names file and line as below. A UTF-8 byte
+(native/hashlist.c, the same shapes) in bounded memory, whatever the
+lists' length: entries are sorted in runs and merged, names past a budget
+wait on disk (unnamed files beside the output). A line the C reader does
+not take is judged here, so every error names file and line as below. A UTF-8 byte
 order mark is ignored. A bad line is an error naming file and line. The
 prefilter computes SHA-256 of every file, and an MD5 or a SHA-1 beside it
 only for a size some entry of that kind names (or for every file when such
