@@ -6,7 +6,7 @@
  * temporary file, and the input ranges a caller took back. A builder
  * without a directory never spills: its one run grows as needed. Must
  * not know the database layout: it hands records back in (table, hash,
- * size, input order) order and hashwrite.c decides what is kept.
+ * input order) order and hashwrite.c decides what is kept.
  *
  * Memory: the run (run_bytes) while records come in; while merging, the
  * last run plus one MERGE_BUF window per spilled run. Spilled runs live
@@ -168,7 +168,11 @@ static uint64_t head_of(const unsigned char *hash)
 	return be64toh(v);
 }
 
-/* Order by table, hash, size, then input order (so the first name wins). */
+/*
+ * Order by table, hash, then input order: within one hash the entry
+ * listed first comes first, whatever its size, so the first name wins
+ * (the admin's own lists are read before feed content).
+ */
 static int cmp_rec(const void *a, const void *b)
 {
 	const struct vg_hashrec *x = a, *y = b;
@@ -182,15 +186,13 @@ static int cmp_rec(const void *a, const void *b)
 	c = memcmp(x->hash + 8, y->hash + 8, sizeof(x->hash) - 8);
 	if (c)
 		return c;
-	if (x->size != y->size)
-		return x->size < y->size ? -1 : 1;
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
 /*
  * Byte @level of a record's sort key, as cmp_rec orders: level 0 is its
- * table and its hash's first byte (768 values), then the hash's bytes,
- * the size's and the input position's, most significant first.
+ * table and its hash's first byte (768 values), then the hash's bytes
+ * and the input position's, most significant first.
  */
 static unsigned key_at(const struct vg_hashrec *r, unsigned level)
 {
@@ -198,9 +200,7 @@ static unsigned key_at(const struct vg_hashrec *r, unsigned level)
 		return (r->order >> 30) << 8 | r->hash[0];
 	if (level < 32)
 		return r->hash[level];
-	if (level < 40)
-		return (unsigned)(r->size >> (8 * (39 - level))) & 255;
-	return ((r->order & (VG_SEQ_MAX - 1)) >> (8 * (43 - level))) & 255;
+	return ((r->order & (VG_SEQ_MAX - 1)) >> (8 * (35 - level))) & 255;
 }
 
 /* Insertion sort, for the few records a radix bucket ends with. */
@@ -220,7 +220,7 @@ static void insertion_sort(struct vg_hashrec *r, uint64_t n)
  * Sort in place, no buffer (American flag sort): move each record to
  * the bucket of its key byte at @level, then sort each bucket by the
  * next byte; a bucket of a few records is insertion sorted. The input
- * position ends every key, so level 44 is never reached.
+ * position ends every key, so level 36 is never reached.
  */
 static void sort_recs_at(struct vg_hashrec *r, uint64_t n, unsigned level)
 {
@@ -228,7 +228,7 @@ static void sort_recs_at(struct vg_hashrec *r, uint64_t n, unsigned level)
 	uint32_t end[768] = { 0 }, next[768], at = 0;
 	struct vg_hashrec t;
 
-	if (n <= 24 || level >= 44) {
+	if (n <= 24 || level >= 36) {
 		insertion_sort(r, n);
 		return;
 	}

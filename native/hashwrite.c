@@ -8,9 +8,10 @@
  * Must not hold the entries: memory is the bucket counts, one u64 per
  * distinct size, and the buffers; the layout is hashdb_format.h's.
  *
- * Duplicate keys keep their first name: the runs hand equal keys back
- * in input order. A SHA-256 key is its hash; an MD5 or SHA-1 key is its
- * hash and size.
+ * Duplicate keys keep their first name: the runs hand the entries of
+ * one hash back in input order, whatever their sizes, and a later entry
+ * whose key an entry kept before has is dropped. A SHA-256 key is its
+ * hash; an MD5 or SHA-1 key is its hash and size.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -86,15 +87,43 @@ static void pad_to(struct dbout *o, uint64_t off)
 	put(o, NULL, (size_t)(off - o->at));
 }
 
-/* 1 when @r repeats the key of @prev, the last record kept of its table. */
-static int repeats(const struct vg_hashrec *prev, int have_prev,
-		   const struct vg_hashrec *r)
+/* The entries kept so far of the hash being merged: its key, and their sizes. */
+struct kept {
+	struct vg_hashrec last;	/* the last kept; n == 0: none yet */
+	uint64_t *sizes;	/* sizes kept of last's hash (MD5, SHA-1) */
+	uint64_t n, cap;
+	int err;		/* -ENOMEM, sticky */
+};
+
+/* 1 when @r's key is one a kept entry already has: @r is dropped. */
+static int repeats(struct kept *k, const struct vg_hashrec *r)
 {
 	int t = VG_REC_TABLE(r);
 
-	return have_prev && VG_REC_TABLE(prev) == t &&
-	       !memcmp(prev->hash, r->hash, HASH_LEN[t]) &&
-	       (t == T_SHA256 || prev->size == r->size);
+	if (!k->n || VG_REC_TABLE(&k->last) != t ||
+	    memcmp(k->last.hash, r->hash, HASH_LEN[t])) {
+		k->n = 0;	/* a new hash */
+	} else if (t == T_SHA256) {
+		return 1;
+	} else {
+		for (uint64_t i = 0; i < k->n; i++)
+			if (k->sizes[i] == r->size)
+				return 1;
+	}
+	if (k->n == k->cap) {
+		uint64_t cap = k->cap ? k->cap * 2 : 16;
+		uint64_t *p = realloc(k->sizes, (size_t)cap * 8);
+
+		if (!p) {
+			k->err = -ENOMEM;
+			return 1;
+		}
+		k->sizes = p;
+		k->cap = cap;
+	}
+	k->sizes[k->n++] = r->size;
+	k->last = *r;
+	return 0;
 }
 
 /* Note a kept record's size (or its table's any-size flag). 0 or -ENOMEM. */
@@ -122,27 +151,27 @@ static int tally_size(struct plan *p, int t, uint64_t size)
 /* First pass: count the kept entries of each table and bucket, note sizes. */
 static int count_pass(struct vg_runs *runs, struct plan *p)
 {
-	struct vg_hashrec prev, r;
+	struct kept k = { .n = 0 };
+	struct vg_hashrec r;
 	uint32_t kept[N_TABLES] = { 0 };
-	int have = 0, ret;
+	int ret;
 
 	ret = vg_runs_rewind(runs);
 	while (!ret && (ret = vg_runs_next(runs, &r)) == 1) {
 		int t = VG_REC_TABLE(&r);
 
 		ret = 0;
-		if (repeats(&prev, have, &r))
+		if (repeats(&k, &r))
 			continue;
-		prev = r;
-		have = 1;
 		kept[t]++;
 		p->t[t].counts[bucket_of(r.hash, p->t[t].raw_bits)]++;
 		ret = tally_size(p, t, r.size);
 	}
+	free(k.sizes);
 	p->h.n_sha256 = kept[T_SHA256];
 	p->h.n_md5 = kept[T_MD5];
 	p->h.n_sha1 = kept[T_SHA1];
-	return ret;
+	return ret ? ret : k.err;
 }
 
 /* Sort @n values in place by their bytes from @shift down (MSD radix). */
@@ -301,18 +330,17 @@ static void next_table(struct dbout *o, const struct plan *p, int t)
 static int entry_pass(struct dbout *o, struct vg_runs *runs,
 		      const struct plan *p)
 {
-	struct vg_hashrec prev, r;
-	int have = 0, t = -1, ret;
+	struct kept k = { .n = 0 };
+	struct vg_hashrec r;
+	int t = -1, ret;
 
 	ret = vg_runs_rewind(runs);
 	while (!ret && (ret = vg_runs_next(runs, &r)) == 1) {
 		int rt = VG_REC_TABLE(&r);
 
 		ret = 0;
-		if (repeats(&prev, have, &r))
+		if (repeats(&k, &r))
 			continue;
-		prev = r;
-		have = 1;
 		for (; t < rt; t++)
 			next_table(o, p, t);
 		put(o, r.hash, HASH_LEN[rt]);
@@ -322,7 +350,8 @@ static int entry_pass(struct dbout *o, struct vg_runs *runs,
 	}
 	for (; t < N_TABLES; t++)
 		next_table(o, p, t);
-	return ret;
+	free(k.sizes);
+	return ret ? ret : k.err;
 }
 
 /* Copy the names after the entries. 0 or -errno. */

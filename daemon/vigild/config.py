@@ -218,13 +218,15 @@ class FeedConfig:
     url: str
     kind: FeedKind
     keys: tuple[str, ...] = ()  # OpenSSH public keys ("ssh-ed25519 AAAA... comment")
-    signature_url: str = ""  # empty: url + ".sig"
+    manifest: str = (
+        ""  # the signed manifest's URL (its signature: + ".sig"); empty: url + ".manifest"
+    )
     insecure: bool = False  # no signature needed (shown in status and every journal entry)
     ca_file: str = ""  # empty: the system's CA store
 
     @property
-    def sig_url(self) -> str:
-        return self.signature_url or self.url + ".sig"
+    def manifest_url(self) -> str:
+        return self.manifest or self.url + ".manifest"
 
 
 # Files a feed's content cannot deny (vigild.protect): what the host needs
@@ -487,7 +489,7 @@ _FEED_TABLE: dict[str, tuple[str, Parser]] = {
     "url": ("url", _url),
     "kind": ("kind", _choice(FeedKind)),
     "keys": ("keys", _public_keys),
-    "signature_url": ("signature_url", _optional_url),
+    "manifest": ("manifest", _optional_url),
     "insecure": ("insecure", _bool),
     "ca_file": ("ca_file", _optional_path),
 }

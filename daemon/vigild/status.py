@@ -43,6 +43,8 @@ class EventCounters:
     interp_opens: int = 0  # opens by an interpreter or the loader: checked as execs
     exe_unknown: int = 0  # opens queued to learn what the opener runs
     exe_learned: int = 0  # programs hashed and remembered (interpreter or not)
+    empty: int = 0  # empty files answered at once (just created or truncated)
+    settled: int = 0  # clean verdicts on just-written files, cached once their window passed
     queue_depth: int = 0  # waiting now
     in_flight: int = 0  # waiting or being scanned now
     reads: int = 0  # reads from the kernel that returned (every group)
@@ -125,8 +127,10 @@ class FeedStatus:
     url: str
     insecure: bool
     generation: int  # the live feed generation holding its content; -1: none
-    age_seconds: float  # since the last successful fetch (new or unchanged); -1: never
+    age_seconds: float  # since its content was signed (insecure: last fetched); -1: never
     last_error: str
+    serial: int = 0  # the highest signed manifest serial accepted; 0: none
+    stale: bool = False  # that manifest has expired: no current content from the feed
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,11 @@ def _settings_text(settings: dict[str, Any]) -> str:
 
 def _feed_line(f: FeedStatus) -> str:
     gen = f"generation {f.generation}" if f.generation >= 0 else "no content live"
-    age = f"checked {f.age_seconds:.0f}s ago" if f.age_seconds >= 0 else "never fetched"
+    if f.insecure:
+        age = f"checked {f.age_seconds:.0f}s ago" if f.age_seconds >= 0 else "never fetched"
+    else:
+        age = f"serial {f.serial}, signed {f.age_seconds:.0f}s ago" if f.serial else "never"
+    age += " STALE (its signed manifest expired)" if f.stale else ""
     insecure = " INSECURE (unsigned)" if f.insecure else ""
     error = f"; last error: {f.last_error}" if f.last_error else ""
     return f"  feed:      {f.name}{insecure}: {gen}, {age}{error}"
@@ -233,9 +241,11 @@ def render_text(s: Status) -> str:
         *(f"  skipped:   {e}" for e in r.skipped),
         f"  events:    {ev.perm_events} opens/execs, {ev.notify_events} close-writes; "
         f"{ev.queued} scanned, {ev.self_allowed + ev.filtered} passed at once, "
+        f"{ev.empty} empty, "
         f"{ev.excluded} excluded",
         f"  caches:    verdict hit ratio {ev.cache_hit_ratio * 100:.1f}%, "
-        f"{ev.ignore_marks} ignore marks, clean-content {s.clean_cache.entries} entries",
+        f"{ev.ignore_marks} ignore marks, {ev.settled} settled after writes, "
+        f"clean-content {s.clean_cache.entries} entries",
         f"  queue:     {ev.queue_depth} waiting, {ev.in_flight} in flight, "
         f"{ev.queue_full} answered full, {ev.deadline_passed} past deadline, {ev.dropped} dropped",
         f"  readers:   {ev.groups} groups, {ev.reads} reads, "

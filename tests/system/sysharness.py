@@ -53,6 +53,7 @@ PACKAGES = (
     "python3-systemd",
     "python3-yara",
     "libssl3",
+    "openssh-client",  # ssh-keygen -Y verify: vigild update checks feed signatures
 )
 RECIPE = "minbase-1"  # bump when the mmdebstrap command line changes
 MAX_AGE = 30 * 86400  # rebuild a cached rootfs after a month (security updates)

@@ -153,7 +153,11 @@ def test_feeds_are_an_array_of_tables(tmp_path: Path) -> None:
     second = '[[update.feed]]\nname = "b"\nurl = "file:///srv/b.txt"\nkind = "hashes"\n'
     f.write_text(FEED_OK + second + "insecure = true\n")
     a, b = config.load(f).update.feeds
-    assert a.name == "a" and a.kind is config.FeedKind.YARA and a.sig_url.endswith(".tar.gz.sig")
+    assert (
+        a.name == "a"
+        and a.kind is config.FeedKind.YARA
+        and a.manifest_url.endswith(".tar.gz.manifest")
+    )
     assert b.insecure and not b.keys
 
 
