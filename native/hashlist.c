@@ -1,10 +1,12 @@
 /*
  * hashlist.c - known-bad hash lists read in C, line by line.
  *
- * Owns one builder per compile: the entries read so far (as hashdb.c
- * sorts them), and the names, each distinct string stored once and found
- * again through a hash table. Reads a list through the caller's fd in
- * 1 MiB chunks (never mapped, so a 500 MB list costs no 500 MB of RSS);
+ * Owns one builder per compile: what each table has taken, and the
+ * entries and names handed on as they are read, entries to hashsort.c
+ * (sorted runs, spilled beside the output when the builder has a
+ * directory) and names to hashnames.c (each stored once); hashwrite.c
+ * writes the file. Reads a list through the caller's fd in 1 MiB chunks
+ * (never mapped, so a 500 MB list costs no 500 MB of RSS);
  * must not decide what a line the parser does not accept means: it stops
  * there and names the line, and hashes.py says what is wrong with it (or,
  * for a line only Python reads the same way, reads that file itself).
@@ -30,20 +32,12 @@
 #define T_MD5 1
 #define T_SHA1 2
 #define BAD 1			/* a line for Python to judge */
-
-struct table {
-	struct vg_hashrec *r;
-	uint32_t n, cap;
-};
+#define BATCH 32		/* entries parsed before their names are added */
 
 struct vg_hashlist {
-	struct table t[3];	/* T_SHA256, T_MD5, T_SHA1 */
-	char *names;
-	uint64_t names_len, names_cap;
-	uint32_t *slots;	/* name offset + 1; 0 is empty */
-	uint8_t *tags;		/* a byte of each slot's name hash: most
-				 * probes then never touch the names */
-	uint32_t n_slots, n_names;
+	struct vg_runs *runs;
+	struct vg_names *names;
+	uint32_t n[3];		/* entries per table, repeats included */
 	unsigned char *scratch;	/* a name with its tabs made spaces */
 	uint64_t scratch_cap;
 };
@@ -62,14 +56,52 @@ struct entry {
 	struct span name;	/* n == 0: the list's own name */
 };
 
-/* Start an empty builder. */
+/* Start an empty builder that keeps everything in memory. */
 int vg_hashlist_new(struct vg_hashlist **out)
 {
 	struct vg_hashlist *l = calloc(1, sizeof(*l));
+	int ret;
 
 	if (!l)
 		return -ENOMEM;
+	ret = vg_runs_new(&l->runs, NULL, 0);
+	if (!ret)
+		ret = vg_names_new(&l->names, NULL, 0);
+	if (ret) {
+		vg_hashlist_free(l);
+		return ret;
+	}
 	*out = l;
+	return 0;
+}
+
+/*
+ * Keep the builder's memory bounded: entries sorted in runs of
+ * @run_bytes (0: 32 MiB) and names past @names_bytes (0: 16 MiB) go to
+ * unnamed files in @dir. Only before anything is added (-EBUSY after).
+ * 0 or -errno.
+ */
+int vg_hashlist_spill(struct vg_hashlist *l, const char *dir,
+		      uint64_t run_bytes, uint64_t names_bytes)
+{
+	struct vg_runs *runs;
+	struct vg_names *names;
+	int ret;
+
+	if (vg_runs_seq(l->runs) || vg_names_len(l->names))
+		return -EBUSY;
+	ret = vg_runs_new(&runs, dir, run_bytes);
+	if (ret)
+		return ret;
+	ret = vg_names_new(&names, dir, names_bytes);
+	if (ret) {
+		vg_runs_free(runs);
+		return ret;
+	}
+	vg_runs_free(l->runs);
+	vg_names_free(l->names);
+	l->runs = runs;
+	l->names = names;
 	return 0;
 }
 
@@ -78,11 +110,8 @@ void vg_hashlist_free(struct vg_hashlist *l)
 {
 	if (!l)
 		return;
-	for (int k = 0; k < 3; k++)
-		free(l->t[k].r);
-	free(l->names);
-	free(l->slots);
-	free(l->tags);
+	vg_runs_free(l->runs);
+	vg_names_free(l->names);
 	free(l->scratch);
 	free(l);
 }
@@ -313,69 +342,6 @@ static int parse_line(struct span line, struct entry *e)
 	return ret ? ret : name_ok(e->name);
 }
 
-/*
- * FNV-1a of a name, then mixed: FNV's low bits never see its high ones,
- * and names like "Agent-1000001-0" differ only in a few low bits.
- */
-static uint32_t name_hash(const unsigned char *p, size_t n)
-{
-	uint64_t h = 14695981039346656037ull;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 1099511628211ull;
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	return (uint32_t)h;
-}
-
-/* 1 when the NUL-terminated @s is the @n bytes at @p. */
-static int same_name(const char *s, const unsigned char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!s[i] || (unsigned char)s[i] != p[i])
-			return 0;
-	return s[n] == '\0';
-}
-
-/* The slot holding the name @p (length @n), or the empty slot it would take. */
-static uint32_t *slot_of(struct vg_hashlist *l, const unsigned char *p, size_t n)
-{
-	uint32_t h = name_hash(p, n), mask = l->n_slots - 1, i = h & mask;
-	uint8_t tag = (uint8_t)(h >> 24);
-
-	for (;; i = (i + 1) & mask) {
-		if (!l->slots[i]) {
-			l->tags[i] = tag;	/* the caller fills the slot */
-			return &l->slots[i];
-		}
-		if (l->tags[i] == tag &&
-		    same_name(l->names + l->slots[i] - 1, p, n))
-			return &l->slots[i];
-	}
-}
-
-/* Index every name of the blob again in a table of @n_slots slots. */
-static int rehash(struct vg_hashlist *l, uint32_t n_slots)
-{
-	free(l->slots);
-	free(l->tags);
-	l->slots = calloc(n_slots, sizeof(*l->slots));
-	l->tags = malloc(n_slots);
-	if (!l->slots || !l->tags)
-		return -ENOMEM;
-	l->n_slots = n_slots;
-	l->n_names = 0;
-	for (uint64_t off = 0; off < l->names_len; l->n_names++) {
-		size_t n = strlen(l->names + off);
-
-		*slot_of(l, (const unsigned char *)l->names + off, n) =
-			(uint32_t)off + 1;
-		off += n + 1;
-	}
-	return 0;
-}
-
 /* Grow @buf (of @cap elements of @size) to hold at least @need. */
 static int grow(void **buf, uint64_t *cap, uint64_t need, size_t size)
 {
@@ -394,52 +360,19 @@ static int grow(void **buf, uint64_t *cap, uint64_t need, size_t size)
 	return 0;
 }
 
-/* Offset of the name @p/@n in the blob, stored there if new. */
-static int64_t name_offset(struct vg_hashlist *l, const unsigned char *p, size_t n)
-{
-	uint32_t *slot;
-	uint64_t off = l->names_len;
-
-	if ((uint64_t)(l->n_names + 1) * 4 > (uint64_t)l->n_slots * 3 &&
-	    rehash(l, l->n_slots ? l->n_slots * 2 : 1024))
-		return -ENOMEM;
-	slot = slot_of(l, p, n);
-	if (*slot)
-		return *slot - 1;
-	if (off + n + 1 > UINT32_MAX)
-		return -EOVERFLOW;
-	if (grow((void **)&l->names, &l->names_cap, off + n + 1, 1))
-		return -ENOMEM;
-	memcpy(l->names + off, p, n);
-	l->names[off + n] = '\0';
-	l->names_len += n + 1;
-	l->n_names++;
-	*slot = (uint32_t)off + 1;
-	return (int64_t)off;
-}
-
 /* Append one entry to its table; @name is the entry's name. */
 static int push(struct vg_hashlist *l, int kind, const unsigned char *hash,
 		uint64_t size, const unsigned char *name, size_t name_len)
 {
-	struct table *t = &l->t[kind];
-	uint64_t cap = t->cap;
-	int64_t off;
+	int64_t off = vg_names_add(l->names, name, name_len);
+	int ret;
 
-	if (t->n == UINT32_MAX)
-		return -EOVERFLOW;
-	off = name_offset(l, name, name_len);
 	if (off < 0)
 		return (int)off;
-	if (grow((void **)&t->r, &cap, (uint64_t)t->n + 1, sizeof(*t->r)))
-		return -ENOMEM;
-	t->cap = (uint32_t)(cap < UINT32_MAX ? cap : UINT32_MAX);
-	memcpy(t->r[t->n].hash, hash, 32);
-	t->r[t->n].size = size;
-	t->r[t->n].name = (uint32_t)off;
-	t->r[t->n].order = t->n;
-	t->n++;
-	return 0;
+	ret = vg_runs_push(l->runs, kind, hash, size, (uint32_t)off);
+	if (!ret)
+		l->n[kind]++;
+	return ret;
 }
 
 /* Add a parsed line's entry: its name (tabs read as spaces) or @stem. */
@@ -461,20 +394,20 @@ static int add_entry(struct vg_hashlist *l, const struct entry *e,
 	return push(l, e->kind, e->hash, e->size, name.p, name.n);
 }
 
-/* Read one raw line (no terminator): -EILSEQ when Python must judge it. */
-static int take_line(struct vg_hashlist *l, struct span raw, const char *stem,
+/* Read one raw line (no terminator) into @e: 1 for an entry, 0 for none
+ * (blank or comment), -EILSEQ when Python must judge it. */
+static int take_line(struct span raw, struct entry *e,
 		     struct vg_hashlist_result *r)
 {
 	struct span line = strip(raw);
-	struct entry e;
 
 	if (!line.n || line.p[0] == '#')
 		return 0;
-	if (parse_line(line, &e))
+	if (parse_line(line, e))
 		return -EILSEQ;
-	r->sha1 += e.kind == T_SHA1;
+	r->sha1 += e->kind == T_SHA1;
 	r->entries++;
-	return add_entry(l, &e, stem);
+	return 1;
 }
 
 /* The list as it is read: a window of the file, grown for a long line. */
@@ -529,41 +462,81 @@ static int64_t line_end(const struct reader *rd, uint64_t *term)
 	return (int64_t)rd->len;
 }
 
-/* Read every complete line in the window; on -EILSEQ @r names the line. */
-static int take_lines(struct vg_hashlist *l, struct reader *rd,
-		      const char *stem, struct vg_hashlist_result *r)
+/*
+ * Parse up to BATCH entries from the complete lines in the window into
+ * @batch; their names point into it. Returns the count; *@end is 1 when
+ * the window has no complete line left, -EILSEQ when a line is left for
+ * Python (@r names it and the window stops there).
+ */
+static int parse_batch(struct reader *rd, struct entry *batch,
+		       struct vg_hashlist_result *r, int *end)
 {
 	uint64_t term;
-	int64_t end;
-	int ret;
+	int64_t at;
+	int n = 0, ret;
 
-	while ((end = line_end(rd, &term)) >= 0) {
-		struct span raw = { rd->buf + rd->pos,
-				    (size_t)((uint64_t)end - rd->pos) };
+	*end = 0;
+	while (n < BATCH) {
+		struct span raw;
 
+		if ((at = line_end(rd, &term)) < 0) {
+			*end = 1;
+			break;
+		}
+		raw = (struct span){ rd->buf + rd->pos,
+				     (size_t)((uint64_t)at - rd->pos) };
 		r->lines++;
-		ret = take_line(l, raw, stem, r);
-		if (ret) {
+		ret = take_line(raw, &batch[n], r);
+		if (ret < 0) {
 			r->bad_line = r->lines;
 			r->bad_offset = rd->file_off + rd->pos;
 			r->bad_length = raw.n;
-			return ret;
+			*end = ret;
+			break;
 		}
-		rd->pos = (uint64_t)end + term;
+		n += ret;
+		rd->pos = (uint64_t)at + term;
 	}
-	return 0;
+	return n;
 }
 
-/* Forget what one list added after the saved counts (it is Python's now). */
-static int roll_back(struct vg_hashlist *l, const uint32_t *n,
-		     uint64_t names_len)
+/*
+ * Read every complete line in the window; on -EILSEQ @r names the line.
+ * Lines go in batches: every name's slot is asked for (prefetched)
+ * before the first is added, so the index's cache misses overlap.
+ */
+static int take_lines(struct vg_hashlist *l, struct reader *rd,
+		      const char *stem, struct vg_hashlist_result *r)
 {
-	for (int k = 0; k < 3; k++)
-		l->t[k].n = n[k];
-	if (l->names_len == names_len)
-		return 0;
-	l->names_len = names_len;
-	return rehash(l, l->n_slots);
+	struct entry batch[BATCH];
+	int end = 0, ret;
+
+	while (!end) {
+		int n = parse_batch(rd, batch, r, &end);
+
+		for (int i = 0; i < n; i++)
+			vg_names_prefetch(l->names, batch[i].name.p,
+					  batch[i].name.n);
+		for (int i = 0; i < n; i++)
+			if ((ret = add_entry(l, &batch[i], stem)))
+				return ret;
+	}
+	return end < 0 ? end : 0;
+}
+
+/* What a builder held before a list: taken back when the list is not read. */
+struct mark {
+	uint32_t n[3], seq;
+	uint64_t names_len;
+};
+
+/* Forget what one list added after @m (it is Python's now). */
+static int roll_back(struct vg_hashlist *l, const struct mark *m)
+{
+	int ret = vg_runs_drop_from(l->runs, m->seq);
+
+	memcpy(l->n, m->n, sizeof(l->n));
+	return ret ? ret : vg_names_truncate(l->names, m->names_len);
 }
 
 /*
@@ -576,9 +549,11 @@ int vg_hashlist_parse(struct vg_hashlist *l, int fd, const char *stem,
 		      struct vg_hashlist_result *out)
 {
 	struct reader rd = { .fd = fd };
-	uint32_t n[3] = { l->t[T_SHA256].n, l->t[T_MD5].n, l->t[T_SHA1].n };
-	uint64_t names_len = l->names_len;
+	struct mark m = { .seq = vg_runs_seq(l->runs),
+			  .names_len = vg_names_len(l->names) };
 	int ret;
+
+	memcpy(m.n, l->n, sizeof(m.n));
 
 	memset(out, 0, sizeof(*out));
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -591,8 +566,8 @@ int vg_hashlist_parse(struct vg_hashlist *l, int fd, const char *stem,
 			break;
 	}
 	free(rd.buf);
-	if (ret && roll_back(l, n, names_len))
-		return -ENOMEM;
+	if (ret == -EILSEQ && (ret = roll_back(l, &m)) == 0)
+		ret = -EILSEQ;
 	return ret;
 }
 
@@ -616,28 +591,18 @@ int vg_hashlist_add(struct vg_hashlist *l, const uint8_t *hash,
 void vg_hashlist_counts(const struct vg_hashlist *l, uint32_t *n_sha256,
 			uint32_t *n_md5, uint32_t *n_sha1)
 {
-	*n_sha256 = l->t[T_SHA256].n;
-	*n_md5 = l->t[T_MD5].n;
-	*n_sha1 = l->t[T_SHA1].n;
+	*n_sha256 = l->n[T_SHA256];
+	*n_md5 = l->n[T_MD5];
+	*n_sha1 = l->n[T_SHA1];
 }
 
 /*
- * Write the database of everything added to @path (see vg_hashdb_write).
- * Frees the name index first (its memory goes to the sort): add nothing
- * after this.
+ * Write the database of everything added to @path (atomically; see
+ * hashwrite.c). Frees the name index first (its memory goes to the
+ * merge): add nothing after this.
  */
 int vg_hashlist_write(struct vg_hashlist *l, const char *path)
 {
-	struct vg_hashrecs t;
-
-	free(l->slots);
-	free(l->tags);
-	l->slots = NULL;
-	l->tags = NULL;
-	l->n_slots = 0;
-	for (int k = 0; k < 3; k++) {
-		t.r[k] = l->t[k].r;
-		t.n[k] = l->t[k].n;
-	}
-	return vg_hashdb_write_recs(path, &t, l->names, l->names_len);
+	vg_names_drop_index(l->names);
+	return vg_hashdb_stream(path, l->runs, l->names, l->n);
 }

@@ -101,6 +101,8 @@ struct vg_hashlist_result {
 };
 
 int vg_hashlist_new(struct vg_hashlist **out);
+int vg_hashlist_spill(struct vg_hashlist *l, const char *dir,
+		      uint64_t run_bytes, uint64_t names_bytes);
 void vg_hashlist_free(struct vg_hashlist *l);
 int vg_hashlist_parse(struct vg_hashlist *l, int fd, const char *stem,
 		      struct vg_hashlist_result *out);
@@ -318,21 +320,46 @@ void vg_name_thread(const char *name);
 /* Internal helpers shared between C files; not part of the cdef. */
 uint32_t vg_crc32c(uint32_t crc, const void *buf, size_t len);
 
-/* One hash entry on its way into a database (hashlist.c -> hashdb.c). */
+/* One hash entry on its way into a database (hashlist.c -> hashwrite.c). */
 struct vg_hashrec {
 	unsigned char hash[32];	/* an MD5 or SHA-1 zero-padded */
 	uint64_t size;		/* VG_SIZE_ANY: any size */
-	uint32_t name;		/* offset in the names blob */
-	uint32_t order;		/* input position in its table */
+	uint32_t name;		/* offset in the names */
+	uint32_t order;		/* table << 30 | input position (VG_SEQ_MAX) */
 };
 
-/* The three tables of a database on its way in: SHA-256, MD5, SHA-1. */
-struct vg_hashrecs {
-	struct vg_hashrec *r[3];
-	uint32_t n[3];
-};
+#define VG_SEQ_MAX (1u << 30)	/* entries a builder takes, all tables */
+#define VG_REC_TABLE(r) ((int)((r)->order >> 30))
 
-int vg_hashdb_write_recs(const char *path, struct vg_hashrecs *t,
-			 const char *names, uint64_t names_len);
+/* hashsort.c: records sorted in bounded runs (spilled to a file), merged. */
+struct vg_runs;
+int vg_runs_new(struct vg_runs **out, const char *dir, uint64_t run_bytes);
+void vg_runs_free(struct vg_runs *r);
+int vg_runs_push(struct vg_runs *r, int table, const unsigned char *hash,
+		 uint64_t size, uint32_t name);
+uint32_t vg_runs_seq(const struct vg_runs *r);
+int vg_runs_drop_from(struct vg_runs *r, uint32_t seq);
+int vg_runs_rewind(struct vg_runs *r);
+int vg_runs_next(struct vg_runs *r, struct vg_hashrec *out);
+int vg_tmpfile(const char *dir);
+int vg_pread_all(int fd, void *buf, size_t len, uint64_t off);
+int vg_write_all(int fd, const void *buf, size_t len);
+
+/* hashnames.c: entry names, each stored once, spilled to a file past a budget. */
+struct vg_names;
+int vg_names_new(struct vg_names **out, const char *dir, uint64_t resident);
+void vg_names_free(struct vg_names *n);
+int64_t vg_names_add(struct vg_names *n, const unsigned char *p, size_t len);
+void vg_names_prefetch(const struct vg_names *n, const unsigned char *p,
+		       size_t len);
+int vg_names_adopt(struct vg_names *n, const char *blob, uint64_t len);
+uint64_t vg_names_len(const struct vg_names *n);
+int vg_names_truncate(struct vg_names *n, uint64_t len);
+void vg_names_drop_index(struct vg_names *n);
+int64_t vg_names_read(struct vg_names *n, uint64_t off, void *buf, size_t len);
+
+/* hashwrite.c: the database file, streamed from merged runs and names. */
+int vg_hashdb_stream(const char *path, struct vg_runs *runs,
+		     struct vg_names *names, const uint32_t n_raw[3]);
 
 #endif /* VIGILD_H */

@@ -15,8 +15,10 @@ Accepted input, one entry a line; a line starting with ``#`` is a comment:
 
 Lines are recognised by shape, not by file extension, so a ``.txt`` of
 ClamAV lines works too. ``compile_lists`` reads lines in C
-(native/hashlist.c, the same shapes); a line the C reader does not take is
-judged here, so every error names file and line as below. A UTF-8 byte
+(native/hashlist.c, the same shapes) in bounded memory, whatever the
+lists' length: entries are sorted in runs and merged, names past a budget
+wait on disk (unnamed files beside the output). A line the C reader does
+not take is judged here, so every error names file and line as below. A UTF-8 byte
 order mark is ignored. A bad line is an error naming file and line. The
 prefilter computes SHA-256 of every file, and an MD5 or a SHA-1 beside it
 only for a size some entry of that kind names (or for every file when such
@@ -34,6 +36,7 @@ import hashlib
 import os
 import re
 import struct
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,13 +283,21 @@ def _read_list(builder: native.HashListBuilder, f: Path) -> list[str]:
 
 def check_lists(files: Iterable[Path]) -> list[str]:
     """Read ``files`` as ``compile_lists`` does, writing nothing; their warnings."""
-    builder = native.HashListBuilder()
+    builder = native.HashListBuilder(tempfile.gettempdir())
     return [w for f in files for w in _read_list(builder, f)]
 
 
-def compile_lists(files: list[Path], out: str) -> Compiled:
-    """Parse ``files`` and write the database to ``out`` (atomically)."""
-    builder = native.HashListBuilder()
+def compile_lists(
+    files: list[Path], out: str, *, run_bytes: int = 0, names_bytes: int = 0
+) -> Compiled:
+    """Parse ``files`` and write the database to ``out`` (atomically).
+
+    Memory stays bounded whatever the lists' length: entries are sorted in
+    runs of ``run_bytes`` (0: 32 MiB) and merged, names past ``names_bytes``
+    (0: 16 MiB) wait on disk; both in unnamed files beside ``out``, gone when
+    done."""
+    spill_dir = os.path.dirname(os.path.abspath(out))
+    builder = native.HashListBuilder(spill_dir, run_bytes, names_bytes)
     warnings: list[str] = []
     for f in files:
         warnings.extend(_read_list(builder, f))

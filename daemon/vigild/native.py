@@ -115,10 +115,18 @@ class ListRead:
 class HashListBuilder:
     """Hash lists read in C (native/hashlist.c), then written as one database."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, spill_dir: str | None = None, run_bytes: int = 0, names_bytes: int = 0
+    ) -> None:
+        """With ``spill_dir``, memory stays bounded: entries are sorted in runs of
+        ``run_bytes`` (0: 32 MiB) and names past ``names_bytes`` (0: 16 MiB) wait in
+        unnamed files there."""
         out = ffi.new("struct vg_hashlist **")
         _check(lib.vg_hashlist_new(out), "starting a hash list")
         self._list: Any = ffi.gc(out[0], lib.vg_hashlist_free)
+        if spill_dir is not None:
+            ret = lib.vg_hashlist_spill(self._list, spill_dir.encode(), run_bytes, names_bytes)
+            _check(ret, "setting where a hash list sorts", spill_dir)
 
     def parse(self, fd: int, stem: str) -> ListRead:
         """Read the list behind ``fd``; entries without a name take ``stem``.

@@ -201,6 +201,9 @@ static int read_list(const char *dir, const char *buf, size_t len)
 	fclose(f);
 	if (vg_hashlist_new(&l))
 		abort();
+	if (next() % 2 && vg_hashlist_spill(l, dir, 7 * sizeof(struct vg_hashrec),
+					     64))
+		abort();	/* tiny runs and names budget: the spill paths */
 	fd = open(path, O_RDONLY);
 	ret = vg_hashlist_parse(l, fd, "stem", &r);
 	close(fd);

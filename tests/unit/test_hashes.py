@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -282,9 +283,9 @@ def test_a_file_in_a_hash_directory_that_is_no_list_is_named(tmp_path: Path) -> 
 # ------------------------------------------------- lists read in C (issue 10, point 5)
 
 
-def _python_db(src: Path, out: Path) -> bytes:
+def _python_db(src: Path | list[Path], out: Path) -> bytes:
     """The database the Python reader alone builds from ``src``."""
-    e = hashes.parse_files([src])
+    e = hashes.parse_files(src if isinstance(src, list) else [src])
     native.write_hashdb(str(out), bytes(e.sha), bytes(e.md5), bytes(e.names), bytes(e.sha1))
     return out.read_bytes()
 
@@ -361,3 +362,61 @@ def test_checking_lists_reads_them_as_compiling_does(tmp_path: Path) -> None:
     assert hashes.check_lists([good]) == []
     with pytest.raises(hashes.HashListError, match=rf"^{bad}:2: an MD5 needs its size"):
         hashes.check_lists([good, bad])
+
+
+def _mixed_lines(rng: random.Random, n: int, tag: str, pool: list[tuple[str, str]]) -> list[str]:
+    """``n`` lines of every shape; every fifth repeats a digest of ``pool`` (any list's,
+    a run or more away) under a name of its own; the digests go into ``pool``."""
+    lines = []
+    for i in range(n):
+        name = f"Fam{i % 97}.{tag}.{i}" if i % 3 else f"Shared.{i % 50}"
+        if pool and i % 5 == 0:
+            kind, digest = rng.choice(pool)
+        else:
+            kind = rng.choice(["sha256", "md5", "sha1"])
+            digest = rng.randbytes({"sha256": 32, "md5": 16, "sha1": 20}[kind]).hex()
+            pool.append((kind, digest))
+        size = rng.choice(["*", str(rng.randrange(1, 9)), str(rng.randrange(1 << 40))])
+        if kind != "md5" and i % 4 == 1:
+            lines.append(f"{digest} {name}")
+        elif i % 4 == 2:
+            lines.append(f"{digest};{name}")
+        else:
+            lines.append(f"{digest}:{size}:{name}")
+    return lines
+
+
+def test_lists_bigger_than_a_sort_run_compile_as_in_memory(tmp_path: Path) -> None:
+    """Entries sorted in many runs (repeats in other runs, names spilled to disk, and a
+    list the C reader gives back to Python after runs spilled) make the same bytes."""
+    rng, pool = random.Random(10), []
+    src = tmp_path / "lists"
+    src.mkdir()
+    first, odd, last = src / "a.hsb", src / "b.txt", src / "c.txt"
+    head = f"{SHA2}:*:First.Name\n{MD5}:9:First.Md5\n"
+    first.write_text(head + "\n".join(_mixed_lines(rng, 4000, "a", pool)) + "\n")
+    odd.write_bytes(
+        "\n".join(_mixed_lines(rng, 3000, "b", pool)).encode()
+        + f"\n{SHA}:*:Caf".encode() + b"\xe9\n"  # only Python reads it, after 3,000 lines
+    )  # fmt: skip
+    tail = f"{SHA2}:1:Later.Name\n{MD5}:*:Later.Md5\n{MD5}:9:Repeat.Md5\n"
+    last.write_text("\n".join(_mixed_lines(rng, 3000, "c", pool)) + "\n" + tail)
+    files = [first, odd, last]
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.mkdir()
+    big.mkdir()
+    runs = hashes.compile_lists(files, str(small / "db"), run_bytes=500 * 48, names_bytes=1000)
+    whole = hashes.compile_lists(files, str(big / "db"))
+    assert (small / "db").read_bytes() == (big / "db").read_bytes()
+    assert runs.count == whole.count == hashes.parse_files(files).count == 10_006
+    # without the list Python reads (it adds its entries table by table), the
+    # Python reader alone builds the same bytes too
+    hashes.compile_lists([first, last], str(small / "db2"), run_bytes=500 * 48, names_bytes=1000)
+    assert (small / "db2").read_bytes() == _python_db([first, last], tmp_path / "py")
+    (small / "db2").unlink()
+    assert sorted(os.listdir(small)) == ["db"]  # the runs and names left no file
+    db = native.HashDb(str(small / "db"))
+    assert db.find_sha256(bytes.fromhex(SHA2)) == "First.Name"  # runs apart, first wins
+    assert db.find_md5(bytes.fromhex(MD5), 9) == "First.Md5"
+    assert db.find_md5(bytes.fromhex(MD5), 10) == "Later.Md5"
+    assert db.find_sha256(bytes.fromhex(SHA)) == "Caf\ufffd"
