@@ -29,8 +29,8 @@ clamonacc marks the watched tree itself, one fanotify inode mark per
 directory (its inotify walker, "DDD", adds marks for new directories as
 they appear). ``start`` waits until every directory of the tmpfs is marked
 and checks, from ``/proc/PID/fdinfo``, that every mark lies on the tmpfs:
-a mark anywhere else stops both processes and fails the benchmark. Both are
-stopped by pid (SIGTERM, SIGKILL after a timeout), also on failure.
+a mark anywhere else stops both processes and fails the benchmark (checked
+again before stopping, for the marks added meanwhile). Both are stopped by pid (SIGTERM, SIGKILL after a timeout), also on failure.
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ class Clamonacc:
             f"OnAccessExcludeUname {CLAMD_USER}\n"
         )
         self.config.chmod(0o644)
+        self.dev = -1  # the tmpfs's device number, as fdinfo prints it
         self.clamd: subprocess.Popen[str] | None = None
         self.onacc: subprocess.Popen[str] | None = None
 
@@ -198,7 +199,11 @@ class Clamonacc:
     def __exit__(
         self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
-        codes = self.stop()
+        try:
+            if t is None and self.onacc is not None:
+                self._marked(self.onacc.pid, self.dev)  # marks it added meanwhile: still ours
+        finally:
+            codes = self.stop()
         if t is None and any(c not in (0, None) for c in codes):
             raise RuntimeError(f"clamd/clamonacc exited {codes} when stopped: {self.log()}")
 
@@ -216,7 +221,7 @@ class Clamonacc:
             self.onacc = self.ns.popen(argv, stdout=out, stderr=subprocess.STDOUT)
         mnt = str(self.ns.mnt)
         want = len(self.ns.run(["find", mnt, "-xdev", "-type", "d"]).stdout.splitlines())
-        dev = _kernel_dev(int(self.ns.run(["stat", "-c", "%d", mnt]).stdout))
+        self.dev = dev = _kernel_dev(int(self.ns.run(["stat", "-c", "%d", mnt]).stdout))
         pid = self.onacc.pid
 
         def ready() -> bool:

@@ -30,6 +30,10 @@ threads as it likes, which on this 2-CPU VM usually means a cross-CPU
 round trip. The floor is also measured pinned (both on CPU 0; CPU 0 and
 CPU 1) for reference, as info rows.
 
+The module is over 500 lines because it is one benchmark: the opener's
+pass, the contenders and the rows they make belong together; starting
+vigild and clamonacc lives in ``bench_vigild`` and ``bench_clamav``.
+
 The opener reports its own times (process start-up and daemon start-up are
 not timed). The C programs are built with gcc into pytest's temporary
 directory. fapolicyd's figures are quoted from ANCHORS.md (dagger),
