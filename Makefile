@@ -22,7 +22,7 @@ APT_PACKAGES := build-essential pkg-config libssl-dev libsystemd-dev \
 
 NATIVE := $(wildcard native/*.c native/*.h native/*.py)
 
-.PHONY: run test bench deps venv lint unit clean
+.PHONY: run test bench deps bench-deps venv lint unit clean
 
 # Real parts the fleet tests run on loopback only (tests/integration/test_fleet.py):
 # node_exporter's textfile collector, promtool, journal-upload/-remote. Their
@@ -32,8 +32,13 @@ APT_QUIET := prometheus-node-exporter prometheus systemd-journal-remote
 QUIET_UNITS := prometheus.service prometheus-node-exporter.service \
 	systemd-journal-remote.socket systemd-journal-upload.service
 
-deps:
-	@missing=$$(for p in $(APT_PACKAGES) $(APT_QUIET); do \
+# $(call apt_quiet,PACKAGES,UNITS): install those of PACKAGES that are
+# missing (as root), their packaged services kept from starting by a
+# policy-rc.d that denies every start while apt runs; then disable UNITS
+# (systemctl works on the unit files without a running systemd;
+# deb-systemd-helper refuses to run outside a maintainer script).
+define apt_quiet
+	@missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	done); \
 	if [ -n "$$missing" ]; then \
@@ -44,8 +49,24 @@ deps:
 			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
 		fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
-		for u in $(QUIET_UNITS); do deb-systemd-helper disable $$u >/dev/null 2>&1 || true; done; \
+		for u in $(2); do systemctl disable --quiet $$u >/dev/null 2>&1 || true; done; \
 	fi
+endef
+
+deps:
+	$(call apt_quiet,$(APT_PACKAGES) $(APT_QUIET),$(QUIET_UNITS))
+
+# The on-access peer `make bench` runs beside vigild (benchmarks/bench_clamav.py):
+# Debian's clamd and clamonacc. Only the benchmarks need them. Their packaged
+# services are kept from starting and disabled, freshclam included (it would
+# download signatures): the benchmark builds its own database from the rules
+# vigild runs, and starts and stops its own clamd and clamonacc by pid.
+APT_BENCH := clamav clamav-daemon
+BENCH_UNITS := clamav-daemon.service clamav-daemon.socket clamav-clamonacc.service \
+	clamav-freshclam.service
+
+bench-deps:
+	$(call apt_quiet,$(APT_BENCH),$(BENCH_UNITS))
 
 $(STAMP): pyproject.toml setup.py $(NATIVE) | deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,7 +87,7 @@ unit: venv
 test: venv lint
 	$(PY) -m pytest tests
 
-bench: venv
+bench: venv bench-deps
 	PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest benchmarks -q -s -p no:cacheprovider --benchmark-disable-gc
 
 # The daemon in the foreground, on the shipped default configuration

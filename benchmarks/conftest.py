@@ -14,10 +14,12 @@ exit status of ``make bench`` says whether every target was met; set
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench_clamav import Peer, Scratch, build_database, clamav_unavailable
 from bench_corpus import Corpus, ensure_corpus, warm
 from bench_report import Summary
 
@@ -34,6 +36,7 @@ _ORDER = (
     "test_scan.py",
     "test_archives.py",
     "test_onaccess.py",
+    "test_workload.py",
 )
 
 
@@ -66,6 +69,20 @@ def corpus(summary: Summary) -> Corpus:
     warm(c)
     summary.context["corpus"] = {"path": str(c.path), **c.manifest}
     return c
+
+
+@pytest.fixture(scope="session")
+def clamav(repo: Path) -> Iterator[Peer | str]:
+    """ClamAV's on-access peer with a database of the shipped rules, or why it cannot run."""
+    why = clamav_unavailable()
+    if why:
+        yield why
+        return
+    scratch = Scratch()
+    try:
+        yield Peer(scratch, build_database(repo / "rules", scratch))
+    finally:
+        scratch.close()
 
 
 @pytest.hookimpl(trylast=True)
