@@ -1,7 +1,9 @@
-"""The .deb, installed into a booted Debian bookworm and checked as an admin would.
+"""The .deb, installed into a booted Debian and checked as an admin would.
 
-One container for the whole module; the tests run in file order as one
-scenario: install -> the service runs -> an open and an exec are denied ->
+Once for each release the package is built for (sysharness.SUITES: Debian
+12 bookworm and 13 trixie), each with its own .deb (built on the host for
+the host's release, inside the release's own rootfs for the other) and its
+own container. Per release, the tests run in file order as one scenario: install -> the service runs -> an open and an exec are denied ->
 the journal, the catalog and ``vigild alerts`` show it -> quarantine and
 restore -> reload -> restart -> upgrade -> purge. The test files are made before the
 package is installed and moved (renamed, no write) into the watched
@@ -14,13 +16,14 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sysharness import Machine, timed
+from sysharness import SUITES, Machine, timed
 
 from support import REPO, eicar
 
@@ -57,13 +60,31 @@ def _watched_paths_are_private(m: Machine) -> None:
         assert fstype in ("overlay", "tmpfs"), f"{path} is on {fstype}: it could be the host's"
 
 
+@pytest.fixture(scope="module", params=SUITES)
+def suite(request: pytest.FixtureRequest) -> str:
+    """The Debian release under test; the whole scenario runs once per release."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def machine(rootfs: Path, deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
-    pkgdir = tmp_path_factory.mktemp("deb")
-    shutil.copy(deb, pkgdir)
-    m = Machine(rootfs, pkgdir, log=pkgdir.parent / "console.log")
+def suite_deb(suite: str, release_deb: Callable[[str], Path]) -> Path:
+    return release_deb(suite)
+
+
+@pytest.fixture(scope="module")
+def machine(
+    suite: str,
+    suite_deb: Path,
+    release_rootfs: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Machine]:
+    root = release_rootfs(suite)
+    pkgdir = tmp_path_factory.mktemp(f"deb-{suite}")
+    shutil.copy(suite_deb, pkgdir)
+    log = pkgdir.parent / f"console-{suite}.log"
+    m = Machine(root, pkgdir, log=log, name=f"vigild-test-{suite}-{os.getpid()}")
     try:
-        with timed("boot container"):
+        with timed(f"boot container ({suite})"):
             m.boot()
         _watched_paths_are_private(m)
         m.run("mkdir", "-p", WATCHED, SAMPLES)
@@ -71,12 +92,19 @@ def machine(rootfs: Path, deb: Path, tmp_path_factory: pytest.TempPathFactory) -
         m.write(f"{SAMPLES}/eicar-2.com", eicar())
         script = codecs.decode(SCRIPT_SAMPLE.read_text(), "rot13").encode()
         m.write(f"{SAMPLES}/revshell.sh", script, mode=0o755)
-        with timed("apt-get install ./vigild.deb"):
-            m.run("apt-get", "install", "-y", "-q", f"{Machine.PKG_MOUNT}/{deb.name}", timeout=300)
-        with timed("checks inside the container"):
+        with timed(f"apt-get install ./vigild.deb ({suite})"):
+            m.run(
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                f"{Machine.PKG_MOUNT}/{suite_deb.name}",
+                timeout=300,
+            )
+        with timed(f"checks inside the container ({suite})"):
             yield m
     finally:
-        with timed("stop container"):
+        with timed(f"stop container ({suite})"):
             m.stop()
 
 
@@ -104,6 +132,26 @@ def _entry(m: Machine, *match: str, path: str) -> dict[str, Any]:
         log = m.run("journalctl", "--no-pager", "-n", "40", "-o", "short-monotonic").stdout
         raise AssertionError(f"{e}; the journal ends with:\n{log}") from None
     return found[-1]
+
+
+def test_the_package_is_the_one_built_for_this_release(machine: Machine, suite: str) -> None:
+    """The .deb names its release, and its C module was built against the
+    release's own libraries: the package that holds the libcrypto it loads
+    is the one the package depends on (libssl3 on 12, libssl3t64 on 13)."""
+    release = machine.sh(". /etc/os-release && echo $VERSION_ID $VERSION_CODENAME").stdout.split()
+    assert release[1] == suite
+    version = machine.run("dpkg-query", "-W", "-f=${Version}", "vigild").stdout
+    assert version.endswith(f"+deb{release[0]}"), version
+    native = machine.run(
+        "python3", "-c", "import vigild._native as n; print(n.__file__)"
+    ).stdout.strip()
+    libs = machine.run("ldd", native).stdout
+    assert "not found" not in libs, libs
+    crypto = [line.split()[2] for line in libs.splitlines() if "libcrypto" in line]
+    path = machine.run("readlink", "-f", crypto[0]).stdout.strip()
+    owner = machine.run("dpkg", "-S", path).stdout.split(":")[0]
+    depends = machine.run("dpkg-query", "-W", "-f=${Depends}", "vigild").stdout
+    assert owner in [d.split()[0] for d in depends.split(", ")], (owner, depends)
 
 
 def test_service_enabled_and_active_after_install(machine: Machine) -> None:
@@ -250,7 +298,9 @@ def test_restart_comes_back_ready(machine: Machine) -> None:
     assert _read(machine, target) == "EPERM"
 
 
-def test_upgrade_keeps_config_and_quarantine_and_restarts(machine: Machine, deb: Path) -> None:
+def test_upgrade_keeps_config_and_quarantine_and_restarts(
+    machine: Machine, suite_deb: Path
+) -> None:
     target = f"{WATCHED}/kept.com"
     machine.write(target, eicar())
     ids: list[str] = []
@@ -265,7 +315,7 @@ def test_upgrade_keeps_config_and_quarantine_and_restarts(machine: Machine, deb:
     pid = machine.run("systemctl", "show", "-P", "MainPID", "vigild").stdout.strip()
     # Installing the package over itself runs the upgrade path of every
     # maintainer script (prerm upgrade, postrm upgrade, postinst configure).
-    machine.run("dpkg", "-i", f"{Machine.PKG_MOUNT}/{deb.name}", timeout=120)
+    machine.run("dpkg", "-i", f"{Machine.PKG_MOUNT}/{suite_deb.name}", timeout=120)
     assert "# local edit" in machine.run("cat", "/etc/vigild/vigild.toml").stdout
     assert quarantined() and ids, "the quarantine did not survive the upgrade"
     assert machine.run("systemctl", "is-active", "vigild").stdout.strip() == "active"
