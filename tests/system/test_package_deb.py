@@ -74,11 +74,12 @@ def suite_deb(suite: str, release_deb: Callable[[str], Path]) -> Path:
 @pytest.fixture(scope="module")
 def machine(
     suite: str,
-    suite_deb: Path,
     release_rootfs: Callable[[str], Path],
+    release_deb: Callable[[str], Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Machine]:
-    root = release_rootfs(suite)
+    root = release_rootfs(suite)  # first: skips at once where nothing can boot
+    suite_deb = release_deb(suite)
     pkgdir = tmp_path_factory.mktemp(f"deb-{suite}")
     shutil.copy(suite_deb, pkgdir)
     log = pkgdir.parent / f"console-{suite}.log"
