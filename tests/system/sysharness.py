@@ -42,8 +42,10 @@ SUITE = "bookworm"  # the suite a Machine or rootfs() gets when none is named
 SUITES = ("bookworm", "trixie")
 # minbase plus a booting systemd, plus every Depends of the vigild package
 # that minbase lacks: installed here so that `apt-get install ./vigild.deb`
-# inside the container needs no network. Changing this list (or RECIPE)
-# builds a new rootfs.
+# inside the container needs no network; plus the fleet parts the README
+# names, which the test runs inside the booted host (journal-upload to a
+# journal-remote, node_exporter's textfile collector). Changing this list
+# (or RECIPE) builds a new rootfs.
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -55,6 +57,8 @@ PACKAGES = (
     "python3-systemd",
     "python3-yara",
     "libssl3",
+    "systemd-journal-remote",
+    "prometheus-node-exporter",
 )
 # Where a release names a package otherwise (trixie's 64-bit time_t rename).
 RENAMED = {"trixie": {"libssl3": "libssl3t64"}}
