@@ -50,7 +50,7 @@ deps:
 $(STAMP): pyproject.toml setup.py $(NATIVE) | deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	VIGILD_WERROR=1 $(PY) -m pip install -q -e '.[test,yarax]'
+	VIGILD_WERROR=1 $(PY) -m pip install -q -e '.[test,yarax,boreal]'
 	touch $@
 
 venv: deps $(STAMP)

@@ -45,6 +45,8 @@
  *    |    |         answered or queued
  *   jobs.c   |  q_lock: slots, FIFOs, deadline list, watcher, next/answer/done
  *    |    |  |
+ *   settle.c    fresh clean verdicts waiting for their window (q_lock)
+ *    |
  *   remember.c  cache_lock: verdict cache contents, write epochs, ignore
  *    |          marks, the settings swap
  *   respond.c   respond_lock: every write to a group fd, its close and
@@ -57,7 +59,8 @@
  *   fan.c -> reader.c, jobs.c, remember.c, respond.c, settings.c
  *   reader.c -> jobs.c, remember.c, respond.c, settings.c, filters.c,
  *               interp.c
- *   jobs.c -> remember.c, respond.c, settings.c, interp.c
+ *   jobs.c -> settle.c, remember.c, respond.c, settings.c, interp.c
+ *   settle.c -> remember.c
  *   remember.c -> respond.c, settings.c
  *   settings.c -> filters.c, interp.c
  *
@@ -78,6 +81,8 @@
 
 #define EPOCHS 4096		/* write-epoch counters, by (dev, ino) hash */
 #define DETECTED_ENTRIES 65536	/* inodes found malicious, kept apart from verdicts */
+#define SETTLE_MAX 256		/* fresh clean verdicts waiting (settle.c), an fd each */
+#define SETTLE_MARGIN_NS 1000000ull	/* past the window before the check */
 #define EXE_ENTRIES 4096	/* programs known to be interpreters, or not */
 
 struct filters {
@@ -121,6 +126,7 @@ struct settings {
 	uint64_t fresh_ns;
 	uint32_t close_write_share;	/* percent */
 	int exec_anywhere;
+	int empty_clean;
 	uint64_t large_bytes;
 	uint32_t large_lanes;
 	struct filters *filters;
@@ -143,6 +149,13 @@ struct slot {
 	uint64_t queued_rt_ns;	/* CLOCK_REALTIME at enqueue, for ctime checks */
 	struct slot *q_next;	/* FIFO link while queued */
 	struct slot *dl_prev, *dl_next;	/* deadline list while unanswered */
+};
+
+/* A fresh clean verdict waiting for its window to pass (settle.c). */
+struct settling {
+	struct slot slot;	/* the job's state; slot.job.fd is our dup */
+	uint64_t due_ns;	/* CLOCK_MONOTONIC */
+	uint64_t generation;
 };
 
 struct fifo {
@@ -200,6 +213,8 @@ struct vg_fan {
 	uint32_t in_flight;
 	uint32_t notify_in_flight;	/* close-write jobs: close_write_share */
 	int stopping;
+	struct settling settling[SETTLE_MAX];	/* settle.c, under q_lock */
+	uint32_t n_settling;
 
 	pthread_t watcher;
 	int started;
@@ -248,8 +263,15 @@ void remember_forget_all(struct vg_fan *fan);
 int remember_detected(struct vg_fan *fan, const struct stat *st);
 int remember_switch(struct vg_fan *fan, struct settings *s,
 		    struct settings **old);
-void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
-		      uint64_t generation);
+int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
+		     uint64_t generation);
+
+/* settle.c */
+int settle_defer(struct vg_fan *fan, const struct slot *s, uint64_t fresh_ns,
+		 uint64_t generation);
+uint64_t settle_due(const struct vg_fan *fan);
+void settle_run(struct vg_fan *fan, uint64_t now);
+void settle_free(struct vg_fan *fan);
 
 /* reader.c */
 void *reader_main(void *arg);	/* @arg: its struct group */

@@ -169,7 +169,10 @@ static uint32_t file_crc(const unsigned char *base, size_t len)
 /* ---- writing ---- */
 
 /*
- * Order by hash, then size, then input order (so the first name wins).
+ * Order by hash, then input order: within one hash the entry listed first
+ * comes first, whatever its size, so the first name wins (the admin's own
+ * lists are read before feed content) both when duplicates are dropped
+ * and when a look-up takes the first entry of a hash that fits the size.
  * MD5 and SHA-1 hashes are zero-padded to 32 bytes: one comparison serves all.
  */
 static int cmp_rec(const void *a, const void *b)
@@ -179,8 +182,6 @@ static int cmp_rec(const void *a, const void *b)
 
 	if (c)
 		return c;
-	if (x->size != y->size)
-		return x->size < y->size ? -1 : 1;
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
@@ -246,7 +247,17 @@ static void sort_recs(struct vg_hashrec *r, uint32_t n)
 		qsort(r + at, end[b] - at, sizeof(*r), cmp_rec);
 }
 
-/* Sort and drop repeated keys; SHA-256 keys ignore the size. */
+/* Whether a kept entry of @r[i]'s hash (the ones just before @out) has its key. */
+static int kept_before(const struct vg_hashrec *r, uint32_t out, uint32_t i,
+		       size_t hlen, int keyed_by_size)
+{
+	for (uint32_t j = out; j > 0 && !memcmp(r[j - 1].hash, r[i].hash, hlen); j--)
+		if (!keyed_by_size || r[j - 1].size == r[i].size)
+			return 1;
+	return 0;
+}
+
+/* Sort and drop repeated keys (the later ones); SHA-256 keys ignore the size. */
 static uint32_t sort_dedup(struct vg_hashrec *r, uint32_t n, size_t hlen,
 			   int keyed_by_size)
 {
@@ -254,8 +265,7 @@ static uint32_t sort_dedup(struct vg_hashrec *r, uint32_t n, size_t hlen,
 
 	sort_recs(r, n);
 	for (uint32_t i = 0; i < n; i++) {
-		if (out && !memcmp(r[out - 1].hash, r[i].hash, hlen) &&
-		    (!keyed_by_size || r[out - 1].size == r[i].size))
+		if (kept_before(r, out, i, hlen, keyed_by_size))
 			continue;
 		r[out++] = r[i];
 	}

@@ -30,9 +30,17 @@
  * setting does not change), so the watcher only ever looks at the head.
  *
  * vg_fan_answer caches the verdict (remember.c: unless the file or the
- * rules changed meanwhile) just before it writes the answer, so whatever the opener
- * does next (bash opens a script whose exec was denied) already hits the
- * cache. After the answer a worker may still quarantine through the fd;
+ * rules changed meanwhile). A deny is cached before it is written, so
+ * whatever the opener does next (bash opens a script whose exec was
+ * denied, a hard link of the file elsewhere) already meets the cache and
+ * the detected set. An allow is written first and cached after (its
+ * fstat, lease, fstatfs and mark cost the opener nothing), but only while
+ * the freshness window is on: remember.c then caches a clean verdict
+ * only for a file whose ctime is older than the window at enqueue, so a
+ * write the answered opener makes before the cache entry lands changes
+ * the ctime the entry is keyed on, even on a kernel with coarse
+ * timestamps. With the window off, an allow is cached first too.
+ * After the answer a worker may still quarantine through the fd;
  * vg_fan_done then closes the fd and frees the slot.
  */
 #include <errno.h>
@@ -119,7 +127,8 @@ int jobs_init(struct vg_fan *fan)
 	return 0;
 }
 
-/* Close the fds still held by queued jobs and free the slots. */
+/* Close the fds still held by queued jobs and settling verdicts; free the
+ * slots. */
 void jobs_free(struct vg_fan *fan)
 {
 	if (!fan->slots)
@@ -127,6 +136,7 @@ void jobs_free(struct vg_fan *fan)
 	for (uint32_t i = 0; i < fan->cfg.queue_size; i++)
 		if (fan->slots[i].state != SLOT_FREE)
 			close(fan->slots[i].job.fd);
+	settle_free(fan);
 	free(fan->slots);
 	fan->slots = NULL;
 }
@@ -287,17 +297,61 @@ static struct slot *taken(struct vg_fan *fan, uint64_t id)
 }
 
 /*
- * Answer job @id with @response, first caching it as @cache (VG_CACHE_*
- * bits) if the rules are still @generation. Returns 0 when this call answered (or, for
- * a close-write job, recorded the verdict), 1 when the deadline watcher
- * had already answered by policy (the result is late), -ESHUTDOWN when
- * stopping (the kernel answered), -ESTALE for a bad id.
+ * Keep the clean verdict of @s, on a file changed within the freshness
+ * window, for the watcher to remember once the window has passed
+ * (settle.c). The watcher is woken only when nothing was waiting: it then
+ * sleeps until the earliest entry is due.
+ */
+static void defer(struct vg_fan *fan, const struct slot *s, uint64_t generation)
+{
+	struct settings *set = settings_get(fan);
+	uint64_t fresh_ns = set->fresh_ns;
+
+	settings_put(set);
+	pthread_mutex_lock(&fan->q_lock);
+	if (!fan->stopping && !settle_defer(fan, s, fresh_ns, generation) &&
+	    fan->n_settling == 1)
+		pthread_cond_signal(&fan->dl_cond);
+	pthread_mutex_unlock(&fan->q_lock);
+}
+
+/* 1 when @response may be written before it is cached: an allow while
+ * the freshness window is on. */
+static int answer_first(struct vg_fan *fan, int response)
+{
+	struct settings *set;
+	int yes;
+
+	if (response != VG_ALLOW)
+		return 0;
+	set = settings_get(fan);
+	yes = set->fresh_ns > 0;
+	settings_put(set);
+	return yes;
+}
+
+/* Write @response for the permission job @s (its event fd @fd). */
+static void answer_job(struct vg_fan *fan, const struct slot *s, int fd,
+		       int response)
+{
+	respond(fan, s->group, fd, response);
+	respond_latency(fan, s->job.queued_ns);
+}
+
+/*
+ * Answer job @id with @response and cache it as @cache (VG_CACHE_* bits)
+ * if the rules are still @generation: before the answer, or after it for
+ * an allow while the freshness window is on (see the top of this file).
+ * Returns 0 when this call answered (or, for a close-write job, recorded
+ * the verdict), 1 when the deadline watcher had already answered by
+ * policy (the result is late), -ESHUTDOWN when stopping (the kernel
+ * answered), -ESTALE for a bad id.
  */
 int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 		  uint64_t generation)
 {
 	struct slot *s;
-	int fd, late;
+	int fd, late, write_now;
 
 	pthread_mutex_lock(&fan->q_lock);
 	s = taken(fan, id);
@@ -312,17 +366,19 @@ int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 	fd = s->job.fd;
 	pthread_mutex_unlock(&fan->q_lock);
 	/* the slot stays taken (ours) until vg_fan_done */
+	write_now = is_perm(s) && !late && answer_first(fan, response);
+	if (write_now)
+		answer_job(fan, s, fd, response);
 	if ((cache & VG_CACHE_VERDICT) &&
-	    !__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED))
-		remember_verdict(fan, s, cache, generation);
+	    !__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED) &&
+	    remember_verdict(fan, s, cache, generation) == -EAGAIN)
+		defer(fan, s, generation);
 	if (late) {
 		fan_count(&fan->stats.late_results);
 		return 1;
 	}
-	if (is_perm(s)) {
-		respond(fan, s->group, fd, response);
-		respond_latency(fan, s->job.queued_ns);
-	}
+	if (is_perm(s) && !write_now)
+		answer_job(fan, s, fd, response);
 	return 0;
 }
 
@@ -416,12 +472,34 @@ static void expire_head(struct vg_fan *fan)
 }
 
 /*
- * The deadline watcher: sleeps until the oldest unanswered job is due.
- * With nothing pending it sleeps one whole deadline period without being
- * woken: a job queued meanwhile is due no earlier than a full period after
- * the watcher went to sleep, so it is never late, and enqueueing never
- * costs a wake-up (it would be one more thread hop on every open). A
- * new deadline setting wakes it (jobs_wake_watcher), and it re-reads the
+ * How long the watcher may sleep from @now: until the oldest unanswered
+ * job or the next settling verdict is due. With no job pending, at most
+ * one whole deadline period: a job queued meanwhile is due no earlier
+ * than a full period after the watcher went to sleep, so it is never
+ * late, and enqueueing never costs a wake-up (it would be one more
+ * thread hop on every open). Caller holds q_lock.
+ */
+static uint64_t sleep_ns(struct vg_fan *fan, uint64_t now)
+{
+	uint64_t at, due = settle_due(fan);
+
+	if (fan->dl_head) {
+		at = fan->dl_head->deadline_ns;
+	} else {
+		struct settings *set = settings_get(fan);
+
+		at = now + set->deadline_ns;
+		settings_put(set);
+	}
+	if (due && due < at)
+		at = due;
+	return at > now ? at - now : 0;
+}
+
+/*
+ * The deadline watcher: answers by policy each job whose deadline passed,
+ * and has settle.c remember the fresh clean verdicts that are due. A new
+ * deadline setting wakes it (jobs_wake_watcher), and it re-reads the
  * period under q_lock, the lock jobs_enqueue reads the deadline under.
  */
 void *watcher_main(void *arg)
@@ -431,21 +509,15 @@ void *watcher_main(void *arg)
 	pthread_setname_np(pthread_self(), "vigild-deadline");
 	pthread_mutex_lock(&fan->q_lock);
 	while (!fan->stopping) {
-		struct slot *head = fan->dl_head;
-		uint64_t now = fan_now_ns();
+		uint64_t now = fan_now_ns(), due = settle_due(fan);
+		struct timespec until;
 
-		if (!head) {
-			struct settings *set = settings_get(fan);
-			struct timespec until = after_ns(set->deadline_ns);
-
-			settings_put(set);
-
-			pthread_cond_timedwait(&fan->dl_cond, &fan->q_lock, &until);
-		} else if (head->deadline_ns <= now) {
+		if (fan->dl_head && fan->dl_head->deadline_ns <= now) {
 			expire_head(fan);
+		} else if (due && due <= now) {
+			settle_run(fan, now);
 		} else {
-			struct timespec until = after_ns(head->deadline_ns - now);
-
+			until = after_ns(sleep_ns(fan, now));
 			pthread_cond_timedwait(&fan->dl_cond, &fan->q_lock, &until);
 		}
 	}

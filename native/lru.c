@@ -3,10 +3,16 @@
  *
  * Owns one table per handle, allocated once: memory never grows, so a
  * flood of distinct files costs evictions, not RAM. The table is
- * set-associative (8 ways a set, one cache line an entry); a set is
- * guarded by one of 64 striped locks, so readers of different sets never
- * contend and no operation scans more than 8 entries. The least recently
- * used way of a set is the one replaced.
+ * set-associative (16 ways a set, one cache line an entry), and each key
+ * may live in either of two sets chosen by two hashes: an insert takes a
+ * free way in either, and only when both are full replaces the less
+ * recently used of their two oldest ways. With one set a key, sets
+ * overflow long before the table is full (8 ways, one set a key: keys
+ * were evicted at half full); with 16 ways and two choices a table
+ * filled to 85 % keeps every key (tests/native/test_cache.py), so a
+ * second pass over as many files as the cache holds rescans none. A set
+ * is guarded by one of 64 striped locks, taken in index order when a
+ * key's two sets need two; no operation scans more than 32 entries.
  *
  * Keys are built by the callers (content hash + rules generation, or
  * device, inode, ctime, size + generation); this file only compares bytes.
@@ -18,7 +24,7 @@
 
 #include "vigild.h"
 
-#define WAYS 8
+#define WAYS 16
 #define NLOCKS 64
 #define MAX_CAPACITY (1u << 28)
 
@@ -37,17 +43,47 @@ struct vg_cache {
 	pthread_mutex_t locks[NLOCKS];
 };
 
-/* Mix the key's six words into a set index. */
-static uint32_t set_of(const struct vg_cache *c, const uint8_t *key)
+/* MurmurHash3's 64-bit finalizer: every input bit moves every output bit. */
+static uint64_t fmix(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	return h ^ (h >> 33);
+}
+
+/* The key's two candidate sets: two independent mixes of its six words. */
+static void sets_of(const struct vg_cache *c, const uint8_t *key, uint32_t *s)
 {
 	uint64_t h = 0x243f6a8885a308d3ull, w;
 
 	for (int i = 0; i < VG_KEY_LEN; i += 8) {
 		memcpy(&w, key + i, 8);
-		h = (h ^ w) * 0x9e3779b97f4a7c15ull;
-		h ^= h >> 29;
+		h = fmix(h ^ w);
 	}
-	return (uint32_t)(h >> 32) & c->set_mask;
+	s[0] = (uint32_t)fmix(h) & c->set_mask;
+	s[1] = (uint32_t)fmix(h ^ 0x9e3779b97f4a7c15ull) & c->set_mask;
+}
+
+/* Lock the stripes of both sets in @s, lower index first, once each. */
+static void lock_sets(struct vg_cache *c, const uint32_t *s)
+{
+	uint32_t a = s[0] % NLOCKS, b = s[1] % NLOCKS;
+
+	pthread_mutex_lock(&c->locks[a < b ? a : b]);
+	if (a != b)
+		pthread_mutex_lock(&c->locks[a < b ? b : a]);
+}
+
+/* Undo lock_sets. */
+static void unlock_sets(struct vg_cache *c, const uint32_t *s)
+{
+	uint32_t a = s[0] % NLOCKS, b = s[1] % NLOCKS;
+
+	pthread_mutex_unlock(&c->locks[a]);
+	if (a != b)
+		pthread_mutex_unlock(&c->locks[b]);
 }
 
 static uint64_t bump(uint64_t *counter)
@@ -91,57 +127,76 @@ void vg_cache_free(struct vg_cache *c)
 	free(c);
 }
 
-/* The way holding @key in set @s, or NULL. Caller holds the set's lock. */
-static struct entry *find(struct vg_cache *c, uint32_t s, const uint8_t *key)
+/* The way holding @key in either set of @s, or NULL. Caller holds both
+ * sets' locks. */
+static struct entry *find(struct vg_cache *c, const uint32_t *s,
+			  const uint8_t *key)
 {
-	struct entry *e = &c->table[(size_t)s * WAYS];
+	for (int k = 0; k < 2; k++) {
+		struct entry *e = &c->table[(size_t)s[k] * WAYS];
 
-	for (int i = 0; i < WAYS; i++)
-		if (e[i].stamp && !memcmp(e[i].key, key, VG_KEY_LEN))
-			return &e[i];
+		for (int i = 0; i < WAYS; i++)
+			if (e[i].stamp && !memcmp(e[i].key, key, VG_KEY_LEN))
+				return &e[i];
+	}
 	return NULL;
 }
 
 /* 1 and the value in @value when @key is cached, else 0. */
 int vg_cache_get(struct vg_cache *c, const uint8_t *key, uint8_t *value)
 {
-	uint32_t s = set_of(c, key);
-	pthread_mutex_t *lock = &c->locks[s % NLOCKS];
+	uint32_t s[2];
 	struct entry *e;
 
-	pthread_mutex_lock(lock);
+	sets_of(c, key, s);
+	lock_sets(c, s);
 	e = find(c, s, key);
 	if (e) {
 		e->stamp = bump(&c->clock);
 		*value = e->value;
 	}
-	pthread_mutex_unlock(lock);
+	unlock_sets(c, s);
 	bump(e ? &c->hits : &c->misses);
 	return e != NULL;
 }
 
-/* The way to overwrite in set @s: an empty one, else the least recent. */
-static struct entry *victim(struct vg_cache *c, uint32_t s)
+/*
+ * The way to overwrite for a key of sets @s: an empty way of the emptier
+ * set (the choice that keeps sets even), else the least recently used
+ * way of both.
+ */
+static struct entry *victim(struct vg_cache *c, const uint32_t *s)
 {
-	struct entry *e = &c->table[(size_t)s * WAYS], *v = e;
+	struct entry *free_way[2] = { NULL, NULL }, *v = NULL;
+	int used[2] = { 0, 0 };
 
-	for (int i = 0; i < WAYS; i++) {
-		if (!e[i].stamp)
-			return &e[i];
-		if (e[i].stamp < v->stamp)
-			v = &e[i];
+	for (int k = 0; k < 2; k++) {
+		struct entry *e = &c->table[(size_t)s[k] * WAYS];
+
+		for (int i = 0; i < WAYS; i++) {
+			if (!e[i].stamp) {
+				free_way[k] = &e[i];
+				continue;
+			}
+			used[k]++;
+			if (!v || e[i].stamp < v->stamp)
+				v = &e[i];
+		}
 	}
+	if (free_way[0] || free_way[1])
+		return free_way[used[1] < used[0] && free_way[1] ? 1 : !free_way[0]];
 	return v;
 }
 
-/* Insert or update @key with @value, evicting the set's LRU way if full. */
+/* Insert or update @key with @value, evicting the LRU way of its two sets
+ * if both are full. */
 void vg_cache_put(struct vg_cache *c, const uint8_t *key, uint8_t value)
 {
-	uint32_t s = set_of(c, key);
-	pthread_mutex_t *lock = &c->locks[s % NLOCKS];
+	uint32_t s[2];
 	struct entry *e;
 
-	pthread_mutex_lock(lock);
+	sets_of(c, key, s);
+	lock_sets(c, s);
 	e = find(c, s, key);
 	if (!e) {
 		e = victim(c, s);
@@ -151,23 +206,23 @@ void vg_cache_put(struct vg_cache *c, const uint8_t *key, uint8_t value)
 	}
 	e->value = value;
 	e->stamp = bump(&c->clock);
-	pthread_mutex_unlock(lock);
+	unlock_sets(c, s);
 }
 
 /* Drop @key if cached; 1 if it was, else 0. */
 int vg_cache_del(struct vg_cache *c, const uint8_t *key)
 {
-	uint32_t s = set_of(c, key);
-	pthread_mutex_t *lock = &c->locks[s % NLOCKS];
+	uint32_t s[2];
 	struct entry *e;
 
-	pthread_mutex_lock(lock);
+	sets_of(c, key, s);
+	lock_sets(c, s);
 	e = find(c, s, key);
 	if (e) {
 		memset(e, 0, sizeof(*e));
 		__atomic_sub_fetch(&c->entries, 1, __ATOMIC_RELAXED);
 	}
-	pthread_mutex_unlock(lock);
+	unlock_sets(c, s);
 	return e != NULL;
 }
 

@@ -13,6 +13,7 @@
  * a later open of it is looked up.
  *
  * Answered at once, in this order: our own pid; not a regular file; an
+ * empty file when the rules find nothing in one (empty_clean, below); an
  * excluded executable or user; a verdict-cache hit; a path outside the
  * watched prefixes or inside an excluded one, unless the inode was found
  * malicious before (then scanned under any name), or (outside the watch,
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/fanotify.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +72,27 @@ static int same_file(const char *path, const struct stat *st)
 	/* lstat: a link at an unwatched path must not vouch for the file */
 	return !lstat(path, &here) && here.st_dev == st->st_dev &&
 	       here.st_ino == st->st_ino;
+}
+
+/*
+ * 1 when the file of @fd (stat @st) is empty and an empty file is clean
+ * under @set's rules whatever its name (the daemon scanned zero bytes
+ * with them: settings empty_clean): a file just created, or truncated by
+ * O_TRUNC, needs no scan. Only on the local filesystems listed for
+ * ignore marks, whose st_size is the truth: a pseudo file (procfs,
+ * sysfs) says 0 and has bytes.
+ */
+static int empty_clean(const struct settings *set, int fd,
+		       const struct stat *st)
+{
+	struct statfs sfs;
+
+	if (!set->empty_clean || st->st_size != 0 || fstatfs(fd, &sfs))
+		return 0;
+	for (uint32_t i = 0; i < set->n_mark_fs; i++)
+		if (set->mark_fs[i] == (uint64_t)(unsigned long)sfs.f_type)
+			return 1;
+	return 0;
 }
 
 /* Fill the parts of a job that come from the event and the file. */
@@ -184,6 +207,10 @@ static void perm_event(struct group *g, const struct settings *set,
 		answer_now(g, m->fd, VG_ALLOW, &fan->stats.filtered, t0);
 		return;
 	}
+	if (empty_clean(set, m->fd, &st)) {
+		answer_now(g, m->fd, VG_ALLOW, &fan->stats.empty, t0);
+		return;
+	}
 	job_from(&job, m, &st, kind, t0);
 	if (decide_now(g, set, m, &st, &job, t0))
 		return;
@@ -195,7 +222,8 @@ static void perm_event(struct group *g, const struct settings *set,
 /*
  * A close-write notification: invalidate, then queue a scan if asked.
  * Skipped only when the file itself has no name left (st_nlink == 0):
- * nobody can open it again. Never by the path's text: a file may be
+ * nobody can open it again; or when it is empty and empty_clean holds
+ * (nothing to find, nothing to quarantine). Never by the path's text: a file may be
  * named "x (deleted)", and a name unlinked while another remains (a
  * temporary name linked into place) still leaves bytes others will open.
  */
@@ -215,6 +243,7 @@ static void notify_event(struct group *g, const struct settings *set,
 	remember_invalidate(fan, g->index, m->fd, &st);
 	job_from(&job, m, &st, VG_EV_CLOSE_WRITE, t0);
 	scanned = (fan->cfg.events & VG_EV_CLOSE_WRITE) &&
+		  !empty_clean(set, m->fd, &st) &&
 		  !filters_process_excluded(set->filters, m->pid);
 	if (scanned) {
 		path_of(m->fd, job.path, sizeof(job.path));

@@ -16,6 +16,7 @@
  * every close-write therefore drops the mark (remember_invalidate), and a
  * rules change flushes all of them.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/vfs.h>
@@ -169,22 +170,28 @@ int remember_switch(struct vg_fan *fan, struct settings *s,
 
 /*
  * 1 when the file behind @s's fd still has the state it was queued with;
- * its current stat in @st. With @fresh_ns, also require that it had
- * last changed more than that before it was queued, that is before its
- * bytes were read: on kernels before multigrain timestamps (6.13) a
- * rewrite within the same clock tick can keep its ctime. (A deny is
- * cached anyway: stale, it only over-blocks.)
+ * its current stat in @st.
  */
-static int unchanged(const struct slot *s, uint64_t fresh_ns, struct stat *st)
+static int unchanged(const struct slot *s, struct stat *st)
 {
-	uint64_t ctime_ns;
+	return !fstat(s->job.fd, st) && (uint64_t)st->st_size == s->job.size &&
+	       st->st_ctim.tv_sec == s->job.ctime_sec &&
+	       st->st_ctim.tv_nsec == s->job.ctime_nsec;
+}
 
-	if (fstat(s->job.fd, st) || (uint64_t)st->st_size != s->job.size ||
-	    st->st_ctim.tv_sec != s->job.ctime_sec ||
-	    st->st_ctim.tv_nsec != s->job.ctime_nsec)
-		return 0;
-	ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull +
-		   (uint64_t)st->st_ctim.tv_nsec;
+/*
+ * 1 when the file of @st had last changed more than @fresh_ns before @s
+ * was queued (or, for settle.c, checked), that is before its bytes were
+ * read: on kernels before multigrain timestamps (6.13) a rewrite within
+ * the same clock tick can keep its ctime. (A deny is cached anyway:
+ * stale, it only over-blocks.)
+ */
+static int settled(const struct slot *s, uint64_t fresh_ns,
+		   const struct stat *st)
+{
+	uint64_t ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull +
+			    (uint64_t)st->st_ctim.tv_nsec;
+
 	return !fresh_ns || s->queued_rt_ns >= ctime_ns + fresh_ns;
 }
 
@@ -241,7 +248,7 @@ static void mark_clean(struct vg_fan *fan, const struct slot *s)
 	struct stat now;
 
 	respond_ignore(fan, s->group, s->job.fd, 1);
-	if (!unchanged(s, 0, &now))
+	if (!unchanged(s, &now))
 		respond_ignore(fan, s->group, s->job.fd, 0);
 }
 
@@ -250,25 +257,29 @@ static void mark_clean(struct vg_fan *fan, const struct slot *s)
  * file its ignore mark if @cache allows and markable(); nothing if the
  * rules or the file changed since the job was queued (the write epoch
  * catches a close-write already handled by the reader), nor, for a clean
- * verdict, while anyone holds the file open for writing.
+ * verdict, while anyone holds the file open for writing. 1 when cached,
+ * 0 when not, -EAGAIN for a clean verdict on a file that changed within
+ * the freshness window (settle.c may keep it for later).
  */
-void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
-		      uint64_t generation)
+int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
+		     uint64_t generation)
 {
-	int allow = s->response == VG_ALLOW;
+	int allow = s->response == VG_ALLOW, cached = 0;
 	uint8_t key[VG_KEY_LEN];
 	struct settings *set;
 	struct stat st;
 
-	if (!unchanged(s, allow ? fresh_window(fan) : 0, &st) ||
-	    (allow && !no_writers(s->job.fd)))
-		return;
+	if (!unchanged(s, &st) || (allow && !no_writers(s->job.fd)))
+		return 0;
+	if (allow && !settled(s, fresh_window(fan), &st))
+		return -EAGAIN;
 	pthread_mutex_lock(&fan->cache_lock);
 	set = fan->settings;
 	if (generation == set->generation &&
 	    remember_epoch(fan, &st) == s->epoch) {
 		file_key(key, &st, generation);
 		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
+		cached = 1;
 		inode_key(key, &st);
 		if (allow)
 			vg_cache_del(fan->detected, key);
@@ -279,4 +290,5 @@ void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 			mark_clean(fan, s);
 	}
 	pthread_mutex_unlock(&fan->cache_lock);
+	return cached;
 }

@@ -84,6 +84,7 @@ int settings_new(const struct vg_fan_settings *in, struct settings **out)
 	s->fresh_ns = in->fresh_ms * 1000000ull;
 	s->close_write_share = in->close_write_share;
 	s->exec_anywhere = !!in->exec_anywhere;
+	s->empty_clean = !!in->empty_clean;
 	s->large_bytes = in->large_bytes;
 	s->large_lanes = in->large_lanes;
 	*out = s;

@@ -220,6 +220,8 @@ struct vg_fan_settings {
 	uint32_t fresh_ms;	/* changed this recently: not cached clean */
 	uint32_t close_write_share;	/* percent of slots close-writes may hold */
 	int32_t exec_anywhere;	/* execs scanned outside the watch too */
+	int32_t empty_clean;	/* an empty file is clean under these rules,
+				 * whatever its name: answered by the reader */
 	uint64_t large_bytes;	/* a job for a file over this is large */
 	uint32_t large_lanes;	/* workers large jobs may hold; 0: no limit */
 	const char *const *watch;	/* path prefixes scanned; none = all */
@@ -279,6 +281,8 @@ struct vg_fan_stats {
 	uint64_t interp_opens;	/* opens by an interpreter: checked as execs */
 	uint64_t exe_unknown;	/* queued to learn what the opener runs */
 	uint64_t exe_learned;	/* programs hashed and remembered */
+	uint64_t empty;		/* empty files answered at once (created, truncated) */
+	uint64_t settled;	/* fresh clean verdicts cached once their window passed */
 	uint64_t queue_depth;	/* waiting now */
 	uint64_t in_flight;	/* waiting or being scanned now */
 	uint64_t reads;		/* read() calls that returned, all groups */

@@ -164,7 +164,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         opts = replace(opts, excluded=lambda p: scan.under_any(p, prefixes))
         workers = cfg.scan.workers or os.cpu_count() or 1
         progress = not (args.no_progress or args.json or args.quiet) and sys.stderr.isatty()
-        totals = scan.run(paths, snap, opts, workers, reporter, progress, act)
+        cache = None if args.no_cache else scan.open_cache(snap, opts.mounts)
+        totals = scan.run(paths, snap, opts, workers, reporter, progress, act, cache)
         if not (args.no_summary or args.quiet):
             rs = snap.rules
             reporter.summary(
@@ -191,8 +192,20 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         print(f"{len(errors)} of {n_files} rule files have errors", file=sys.stderr)
         return EXIT_ERROR
     print(f"{n_files} rule files OK")
+    if cfg.rules.engine is Engine.AUTO:
+        print(_auto_pick(cfg, dirs))
     hashes.check_lists(h for h in hashes.list_files(cfg.rules.hashes) if not hashes.is_compiled(h))
     return EXIT_OK
+
+
+def _auto_pick(cfg: Config, dirs: list[str]) -> str:
+    """engine = "auto": which engine these rules get and why (decided, or the saved decision)."""
+    from vigild import enginepick
+
+    rules = replace(cfg.rules, dirs=tuple(dirs), local_dirs=())
+    files = ruleset.rule_files(dirs)
+    pick = enginepick.pick(rules, cfg.scan.timeout, files, ruleset.cache_dir(rules.compiled_dir))
+    return f"engine auto: {pick.why}"
 
 
 def cmd_rules_compile(args: argparse.Namespace) -> int:
@@ -205,6 +218,8 @@ def cmd_rules_compile(args: argparse.Namespace) -> int:
         raise UsageError(f"{rules_cfg.compiled_dir}: cannot write compiled rules there")
     rs = ruleset.load(rules_cfg, cfg.scan.timeout)
     print(f"{rs.summary} ({rs.engine})")
+    if rs.engine_why:
+        print(rs.engine_why)
     print(f"rules generation: {rs.generation:016x}")
     print(f"known-bad hashes: {rs.hash_entries}")
     print(f"compiled into {where}")
@@ -449,6 +464,11 @@ def _scan_options(p: argparse.ArgumentParser) -> None:
     )
     out.add_argument("--quiet", action="store_true", help="print only errors; no summary")
     p.add_argument("--no-summary", action="store_true", help="no summary at the end")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="scan every file: neither use nor update the scan's clean cache",
+    )
     p.add_argument(
         "--compiled-dir",
         metavar="DIR",

@@ -42,6 +42,7 @@ class Engine(StrEnum):
     AUTO = "auto"
     YARA = "yara"
     YARA_X = "yara-x"
+    BOREAL = "boreal"
 
 
 class Oversize(StrEnum):
@@ -109,6 +110,9 @@ class RulesConfig:
     pua: bool = False  # load ClamAV .hdu/.hsu lists (potentially unwanted applications)
     # external variables besides the built-in ones, with the value every scan sees
     externals: tuple[tuple[str, str | int | bool | float], ...] = ()
+    # files engine = "auto" scans to prove an engine agrees with yara-python
+    # (besides the rule files themselves): rule samples, a corpus
+    engine_evidence: tuple[str, ...] = ()
 
     def rule_dirs(self) -> tuple[str, ...]:
         """The directories to load: ``dirs`` (or the shipped rules) plus existing local ones."""
@@ -218,13 +222,15 @@ class FeedConfig:
     url: str
     kind: FeedKind
     keys: tuple[str, ...] = ()  # OpenSSH public keys ("ssh-ed25519 AAAA... comment")
-    signature_url: str = ""  # empty: url + ".sig"
+    manifest: str = (
+        ""  # the signed manifest's URL (its signature: + ".sig"); empty: url + ".manifest"
+    )
     insecure: bool = False  # no signature needed (shown in status and every journal entry)
     ca_file: str = ""  # empty: the system's CA store
 
     @property
-    def sig_url(self) -> str:
-        return self.signature_url or self.url + ".sig"
+    def manifest_url(self) -> str:
+        return self.manifest or self.url + ".manifest"
 
 
 # Files a feed's content cannot deny (vigild.protect): what the host needs
@@ -487,7 +493,7 @@ _FEED_TABLE: dict[str, tuple[str, Parser]] = {
     "url": ("url", _url),
     "kind": ("kind", _choice(FeedKind)),
     "keys": ("keys", _public_keys),
-    "signature_url": ("signature_url", _optional_url),
+    "manifest": ("manifest", _optional_url),
     "insecure": ("insecure", _bool),
     "ca_file": ("ca_file", _optional_path),
 }
@@ -552,6 +558,7 @@ _TABLE: dict[str, dict[str, tuple[str, Parser]]] = {
         "strict": ("strict", _bool),
         "pua": ("pua", _bool),
         "externals": ("externals", _externals),
+        "engine_evidence": ("engine_evidence", _path_list),
     },
     "scan": {
         "max_file_size": ("max_file_size", _size),

@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from vigild import filetype, native, unpack
 from vigild.config import ArchiveConfig, Oversize, ScanConfig
 from vigild.ruleset import RuleSet
-from vigild.scanner import CompiledRules, ExternalValue, RuleMatch, ScanFailed, ScanTimeout
+from vigild.scanner import (
+    CONTENT_EXTERNALS,
+    CompiledRules,
+    ExternalValue,
+    RuleMatch,
+    ScanFailed,
+    ScanTimeout,
+)
 from vigild.verdict import Action, Policy, Reason, ScanResult, ScanStatus, Verdict, decide
 
 # Pages above this are handed back to the kernel after a scan.
@@ -151,6 +158,59 @@ class Detector:
         failures = scan.failed_rules if scan else ()
         digest = pre.sha256.hex() if pre.hashed else ""
         return Finding(path, pre.size, digest, verdict, matches, scan is not None, failures)
+
+    def examine_unlisted(self, fd: int, path: str, policy: Policy, feed_prefix: str) -> Finding:
+        """The verdict without the SHA-256 look-up: the rules, and the MD5 and SHA-1
+        entries whose names do not start with ``feed_prefix``. What the admin's
+        own content says of a file that a feed's hash lists (vigild.protect)."""
+        size = os.fstat(fd).st_size
+        skip = size > self.scan.max_file_size and self.scan.oversize is Oversize.SKIP
+        buf = None if skip else self._buffer()
+        try:
+            pre = native.prefilter_fd(
+                None, None, 0, fd, buf, limit=self.scan.max_file_size, tail=self._tail
+            )
+        except OSError as e:
+            failed = ScanResult(ScanStatus.ERROR, error=f"read error: {e.strerror}")
+            return Finding(path, size, "", decide(None, failed, policy))
+        listed = self._listed_beside(pre, buf, feed_prefix)
+        if listed is not None:
+            known = ScanResult(ScanStatus.MATCH, member_hash=listed)
+            return Finding(path, pre.size, pre.sha256.hex(), decide(pre, known, policy))
+        scan, _ = self._scan(pre, buf, path, fd)
+        return Finding(path, pre.size, pre.sha256.hex(), decide(pre, scan, policy),
+                       scan.matches, True, scan.failed_rules)  # fmt: skip
+
+    def _listed_beside(
+        self, pre: native.PrefilterResult, buf: mmap.mmap | None, feed_prefix: str
+    ) -> str | None:
+        """A name for the file's MD5 or SHA-1 that is not feed content, if listed."""
+        db = self.ruleset.hashdb
+        if db is None or buf is None or not pre.hashed or pre.oversize:
+            return None
+        with memoryview(buf)[: pre.size] as view:
+            names = (
+                db.find_md5(hashlib.md5(view, usedforsecurity=False).digest(), pre.size),
+                db.find_sha1(hashlib.sha1(view, usedforsecurity=False).digest(), pre.size),
+            )
+        return next((n for n in names if n and not n.startswith(feed_prefix)), None)
+
+    def empty_is_clean(self) -> bool:
+        """Whether every empty file is clean under these rules, whatever its name:
+        no rule reads the name, path or owner, the content rules match nothing
+        in zero bytes, and no hash list names the empty content."""
+        rs = self.ruleset
+        if rs.path_rules is not None or rs.rules is None:
+            return False
+        empty = memoryview(b"")
+        wanted = tuple(k for k in rs.externals if k in CONTENT_EXTERNALS)
+        if len(wanted) != len(rs.externals):
+            return False  # a content rule reads something the bytes do not give
+        try:
+            found = rs.rules.match(empty, {**rs.defaults, **externals("", -1, empty, wanted)})
+        except (ScanTimeout, ScanFailed):
+            return False
+        return not found and self._listed(b"") is None
 
     def _allowed(self, pre: native.PrefilterResult, buf: mmap.mmap | None) -> bool:
         """Whether the file is on a ClamAV allow-list: then nothing reports it."""

@@ -52,6 +52,8 @@ class Field(StrEnum):
     OLD_CONTENT = "VIGILD_OLD_CONTENT"
     NEW_CONTENT = "VIGILD_NEW_CONTENT"
     FEED_GENERATION = "VIGILD_FEED_GENERATION"
+    FEED_SERIAL = "VIGILD_FEED_SERIAL"
+    FEED_EXPIRES = "VIGILD_FEED_EXPIRES"
     HASH_ENTRIES = "VIGILD_HASH_ENTRIES"
     CHANGES = "VIGILD_CHANGES"
 
@@ -95,6 +97,8 @@ MEANING: dict[Field, str] = {
     Field.OLD_CONTENT: "SHA-256 of the feed's download that was live before (empty: none)",
     Field.NEW_CONTENT: "SHA-256 of the feed's download that is live now",
     Field.FEED_GENERATION: "the feed generation (update/generations/N) live after the entry",
+    Field.FEED_SERIAL: "the serial of the feed's signed manifest that went live",
+    Field.FEED_EXPIRES: "when that manifest expires (UTC): after it the feed is stale",
     Field.HASH_ENTRIES: "how many hash entries the feed's content holds",
     Field.CHANGES: "what an update changed: rule files added, changed, removed; counts before and after",
 }

@@ -169,6 +169,13 @@ class FeedState:
     key: str = ""  # fingerprint of the key that signed it
     last_error: str = ""
     error_at: float = 0.0
+    # the highest signed manifest accepted (vigild.feedmanifest): never lowered,
+    # not even by a rollback, so that an old manifest served again is refused
+    serial: int = 0
+    signed_at: float = 0.0
+    expires_at: float = 0.0
+    manifest_sha256: str = ""
+    manifest_etag: str = ""
 
 
 def read_state(cfg: Config) -> dict[str, FeedState]:
@@ -205,6 +212,16 @@ def status(cfg: Config, now: float | None = None) -> tuple[FeedStatus, ...]:
     for f in cfg.update.feeds:
         s = state.get(f.name, FeedState())
         gen = number if number is not None and f.name in feeds else -1
-        age = round(now - s.checked_at, 1) if s.checked_at else -1.0
-        out.append(FeedStatus(f.name, f.url, f.insecure, gen, age, s.last_error))
+        out.append(FeedStatus(
+            f.name, f.url, f.insecure, gen, _age(s, now), s.last_error,
+            serial=s.serial, stale=bool(s.expires_at) and now >= s.expires_at,
+        ))  # fmt: skip
     return tuple(out)
+
+
+def _age(s: FeedState, now: float) -> float:
+    """Seconds since the live content was signed (an insecure feed: since it was
+    last fetched); -1 when never. A mirror answering "not modified" for ever
+    does not make signed content any younger."""
+    since = s.signed_at or s.checked_at
+    return round(max(0.0, now - since), 1) if since else -1.0

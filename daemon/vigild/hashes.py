@@ -224,10 +224,16 @@ def parse_files(files: Iterable[Path]) -> Entries:
     return entries
 
 
+# Bumped when what a build keeps changes with the same format: 2, the entry
+# listed first wins a repeated digest whatever its size (the admin's lists
+# are read before feed content).
+_BUILD = 2
+
+
 def fingerprint(files: Iterable[Path]) -> str:
     """SHA-256 over the database format version, and the names and contents of
     ``files``: a database compiled by a vigild with another format is never reused."""
-    h = hashlib.sha256(f"vhdb-{native.HASHDB_VERSION}\0".encode())
+    h = hashlib.sha256(f"vhdb-{native.HASHDB_VERSION}-{_BUILD}\0".encode())
     for f in files:
         h.update(str(f).encode() + b"\0")
         with f.open("rb") as fh:

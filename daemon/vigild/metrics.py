@@ -55,6 +55,18 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("events", "excluded"),
     ),
     (
+        "vigild_settled_verdicts",
+        "counter",
+        "Clean verdicts on just-written files cached once the freshness window passed.",
+        ("events", "settled"),
+    ),
+    (
+        "vigild_empty_files",
+        "counter",
+        "Opens of empty files answered at once (created or truncated): nothing to scan.",
+        ("events", "empty"),
+    ),
+    (
         "vigild_interpreter_opens",
         "counter",
         "Opens by an interpreter or the dynamic loader, checked as executions.",
@@ -217,7 +229,10 @@ def render(status: Status) -> str:
         feeds = [f for f in status.feeds if f.age_seconds >= 0]
         if feeds:
             yield "# TYPE vigild_feed_age_seconds gauge"
-            yield "# HELP vigild_feed_age_seconds Seconds since the feed was last fetched and verified."
+            yield (
+                "# HELP vigild_feed_age_seconds Seconds since the feed's live content was signed "
+                "(its manifest's signed time; an insecure feed: since last fetched)."
+            )
             for f in feeds:
                 yield f'vigild_feed_age_seconds{{feed="{f.name}"}} {f.age_seconds:g}'
         yield "# EOF"

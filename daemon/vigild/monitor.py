@@ -81,6 +81,7 @@ class Monitor:
                 reloads=d.reloads,
                 reload_failures=d.reload_failures,
                 skipped=tuple(str(e) for e in rs.skipped) if rs else (),
+                engine_why=rs.engine_why if rs else "",
             ),
             events=EventCounters.of(raw),
             clean_cache=CacheStatus(clean.entries, clean.hits, clean.misses),

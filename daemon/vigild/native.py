@@ -405,6 +405,7 @@ class FanSettings:
     fresh_ms: int = 20  # a file changed this recently is not cached clean
     close_write_share: int = 50  # percent of queue slots close-write jobs may hold
     exec_anywhere: bool = True  # execs scanned anywhere on a marked fs
+    empty_clean: bool = False  # an empty file is clean, whatever its name: C answers it
     large_bytes: int = 0  # a job for a file over this is large...
     large_lanes: int = 0  # ...and at most this many are scanned at once (0: no limit)
     watch: tuple[str, ...] = ()
@@ -457,6 +458,7 @@ def _c_settings(s: FanSettings, keep: list[Any]) -> Any:
     ):  # fmt: skip
         setattr(c, name, getattr(s, name))
     c.ignore_marks, c.exec_anywhere = int(s.ignore_marks), int(s.exec_anywhere)
+    c.empty_clean = int(s.empty_clean)
     c.n_mark_fs = len(s.mark_fs)
     c.mark_fs[0 : len(s.mark_fs)] = list(s.mark_fs)
     c.watch, c.n_watch = _strings(s.watch, keep), len(s.watch)

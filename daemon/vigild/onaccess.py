@@ -120,13 +120,16 @@ class Workers:
     def _examine(
         self, snap: Snapshot, fd: int, path: str, policy: Policy
     ) -> tuple[Verdict, Finding | None]:
+        def unlisted(fd: int, path: str, prefix: str) -> Finding:
+            return snap.detector.examine_unlisted(fd, path, policy, prefix)
+
         try:
             finding = snap.detector.examine(fd, path, policy)
+            finding = protect.guard(snap.protected, fd, finding, unlisted)
         except Exception as e:  # a bug here must cost one answer by policy, nothing more
             self.counters.internal_errors += 1
             failed = ScanResult(ScanStatus.ERROR, error=f"internal error: {e!r}")
             return decide(None, failed, policy), None
-        finding = protect.guard(snap.protected, fd, finding)
         return finding.verdict, finding
 
     # ------------------------------------------------------------- fanotify

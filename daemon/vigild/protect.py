@@ -19,11 +19,15 @@ from __future__ import annotations
 import glob
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from vigild.detector import Finding
 from vigild.generations import HASH_PREFIX
 from vigild.verdict import Action, Reason
+
+# (fd, path, feed hash prefix) -> the verdict of the admin's own content
+Rescan = Callable[[int, str, str], Finding]
 
 _VIGILD_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
@@ -85,11 +89,22 @@ def from_feeds(finding: Finding, feed_root: str) -> bool:
     return all(m.namespace.startswith(feed_root + "/") for m in finding.matches)
 
 
-def guard(p: Protected, fd: int, finding: Finding) -> Finding:
-    """``finding`` as answered: feed content on a protected file is allowed (see above)."""
+def guard(p: Protected, fd: int, finding: Finding, unlisted: Rescan | None = None) -> Finding:
+    """``finding`` as answered: feed content on a protected file is allowed (see above).
+
+    A feed's hash entry answers before any rule runs; so that it cannot
+    hide what the admin's own rules and MD5/SHA-1 lists say of a protected
+    file, ``unlisted`` (the detector's ``examine_unlisted``) asks them first,
+    and their detection is answered as it is.
+    """
     if not p.enabled or not finding.verdict.malicious or not from_feeds(finding, p.feed_root):
         return finding
     if not p.covers(fd, finding.path):
         return finding
+    if finding.verdict.reason is Reason.KNOWN_BAD_HASH and unlisted is not None:
+        own = unlisted(fd, finding.path, HASH_PREFIX)
+        detected = own.verdict.reason in (Reason.RULE_MATCH, Reason.KNOWN_BAD_HASH)
+        if own.verdict.malicious and detected and not from_feeds(own, p.feed_root):
+            return own
     allowed = replace(finding.verdict, action=Action.ALLOW, reason=Reason.PROTECTED)
     return replace(finding, verdict=allowed)

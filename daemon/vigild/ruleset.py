@@ -47,6 +47,7 @@ from vigild.scanner import (
     EngineBackend,
     Externals,
     ExternalValue,
+    Recompile,
     RuleError,
     backend,
     explain_modules,
@@ -77,6 +78,7 @@ class RuleSet:
     defaults: Externals = field(default_factory=dict)  # [rules.externals]
     allow: hashes.AllowList = field(default_factory=hashes.AllowList)  # .fp/.sfp
     per_file: PerFile | None = None  # the same files one by one, for a scan that fails
+    engine_why: str = ""  # engine = "auto": which engine it picked and why
 
     @property
     def summary(self) -> str:
@@ -361,7 +363,19 @@ def _save(directory: Path, base: str, c: Compiled, engine: EngineBackend) -> Non
     _drop_stale(directory, f"rules-{engine.name}-", base)
 
 
-def _load_saved(engine: EngineBackend, directory: Path, base: str) -> Compiled | None:
+def _load_part(
+    engine: EngineBackend, path: Path, listed: list[str], defaults: Externals
+) -> CompiledRules:
+    """One saved set, or the files it lists compiled again when the engine saved a note to."""
+    try:
+        return engine.load(str(path))
+    except Recompile:
+        return engine.compile([Path(f) for f in listed], compile_values(defaults))
+
+
+def _load_saved(
+    engine: EngineBackend, directory: Path, base: str, defaults: Externals
+) -> Compiled | None:
     """The saved compile named ``base``, or None when any part is missing or untrusted."""
     manifest = directory / (base + ".json")
     if not trusted(manifest):
@@ -373,7 +387,7 @@ def _load_saved(engine: EngineBackend, directory: Path, base: str) -> Compiled |
             path = directory / (base + suffix)
             if listed and not trusted(path):
                 return None
-            parts.append(engine.load(str(path)) if listed else None)
+            parts.append(_load_part(engine, path, listed, defaults) if listed else None)
         skipped = tuple(RuleError(*e) for e in m["skipped"])
         return Compiled(
             parts[0], parts[1], tuple(m["files"]), tuple(m["path_files"]),
@@ -417,7 +431,7 @@ def compiled_rules(
     """Load the saved compile of ``files`` or compile and save it."""
     base = f"rules-{engine.name}-{fingerprint[:24]}"
     if directory is not None:
-        saved = _load_saved(engine, directory, base)
+        saved = _load_saved(engine, directory, base, defaults)
         if saved is not None:
             return saved
     compiled = compile_sets(engine, files, defaults)
@@ -476,11 +490,11 @@ def load(cfg: RulesConfig, timeout: int, save: bool = True, salt: str = "") -> R
     daemon passes its scan limits and policy) goes into the generation, so
     that a reload changing them retires cached answers too.
     """
-    engine = backend(cfg.engine, timeout)
     files = rule_files(cfg.rule_dirs())
+    directory = cache_dir(cfg.compiled_dir) if save else None
+    engine, why = _engine(cfg, timeout, files, directory)
     defaults = dict(cfg.externals)
     fingerprint = fingerprint_of(engine, files, defaults)
-    directory = cache_dir(cfg.compiled_dir) if save else None
     c = compiled_rules(engine, files, fingerprint, directory, defaults)
     if c.skipped and cfg.strict:
         first = c.skipped[0]
@@ -494,6 +508,7 @@ def load(cfg: RulesConfig, timeout: int, save: bool = True, salt: str = "") -> R
     salt += f"|allow:{allow.fingerprint}|pua:{cfg.pua}"
     return RuleSet(
         engine=engine.name,
+        engine_why=why,
         rules=c.rules,
         files=c.files + c.path_files,
         count=sum(r.count for r in (c.rules, c.path_rules) if r is not None),
@@ -510,6 +525,21 @@ def load(cfg: RulesConfig, timeout: int, save: bool = True, salt: str = "") -> R
         allow=allow,
         per_file=PerFile(engine, c.files + c.path_files, compile_values(defaults)),
     )
+
+
+def _engine(
+    cfg: RulesConfig, timeout: int, files: Sequence[Path], directory: Path | None
+) -> tuple[EngineBackend, str]:
+    """The configured engine, or the one ``auto`` picks for these files, and why."""
+    if cfg.engine is not Engine.AUTO:
+        return backend(cfg.engine, timeout), ""
+    # imported here: it needs the detector, which needs this module
+    from vigild import enginepick
+
+    pick = enginepick.pick(cfg, timeout, files, directory)
+    why = f"engine auto: {pick.why}" + (" (decided before)" if pick.from_cache else "")
+    log.info("%s", why)
+    return backend(pick.engine, timeout), why
 
 
 def _entries(db: native.HashDb | None) -> int:

@@ -27,13 +27,15 @@ import signal
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vigild import textform
+from vigild import scancache, textform
 from vigild.scanout import Progress, Reporter, Totals
 from vigild.verdict import Reason
 
@@ -288,8 +290,8 @@ class Walker:
         return "skip", 0
 
 
-def open_for_scan(path: str, follow: bool) -> tuple[int, int] | None:
-    """(fd, size) for the regular file at ``path``; None if it is not one (any more)."""
+def open_for_scan(path: str, follow: bool) -> tuple[int, os.stat_result] | None:
+    """(fd, its stat) for the regular file at ``path``; None if it is not one (any more)."""
     flags = _OPEN_FLAGS | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags | os.O_NOATIME)
@@ -303,7 +305,7 @@ def open_for_scan(path: str, follow: bool) -> tuple[int, int] | None:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         return None
-    return fd, st.st_size
+    return fd, st
 
 
 # ---------------------------------------------------------------- reporting
@@ -317,10 +319,31 @@ _BATCH_BYTES = 8 << 20
 # The snapshot a worker process inherits at fork (rules already loaded).
 _SNAPSHOT: Snapshot | None = None
 
-# ("clean", bytes scanned) | ("finding", (Finding, bytes scanned)) | ("error", (path, why))
-# | ("special", path); a clean file travels back from a worker as its scanned bytes alone
+
+@dataclass
+class CleanCache:
+    """The files earlier scans found clean (vigild.scancache), and what this one adds."""
+
+    path: Path
+    keys: scancache.Keys
+    known: set[bytes]
+    by_path: bool  # some rule reads the path: it is part of the key
+    new: list[bytes] = field(default_factory=list)
+    hits: int = 0
+
+    def extra(self, path: str) -> str:
+        return path if self.by_path else ""
+
+
+# The clean cache, in the parent and inherited by the workers (None: --no-cache).
+_CACHE: CleanCache | None = None
+
+# ("clean", (bytes scanned, key to remember or None)) | ("finding", (Finding, bytes scanned))
+# | ("error", (path, why)) | ("special", path); a clean file travels back from a worker
+# as its scanned bytes and its clean-cache key alone
 Outcome = tuple[str, Any]
 _CLEAN = (Reason.CLEAN, Reason.CACHED_CLEAN, Reason.CLEAN_TRUNCATED)
+_REMEMBERED = (Reason.CLEAN, Reason.CACHED_CLEAN)  # every byte was scanned
 
 
 def _scanned_bytes(size: int, cfg: ScanConfig) -> int:
@@ -339,16 +362,20 @@ def examine_path(snap: Snapshot, path: str, follow: bool) -> Outcome:
         return ("error", (path, e.strerror or str(e)))
     if opened is None:
         return ("special", path)
-    fd, size = opened
+    fd, st = opened
+    key = None
     try:
-        finding = snap.detector.examine(fd, path, snap.scan_policy, size)
+        read_at = time.time_ns()
+        finding = snap.detector.examine(fd, path, snap.scan_policy, st.st_size)
+        if _CACHE is not None and finding.verdict.reason in _REMEMBERED:
+            key = _CACHE.keys.after_clean(fd, st, read_at, _CACHE.extra(path))
     except Exception as e:  # one bad file must not end the scan
         return ("error", (path, f"internal error: {e!r}"))
     finally:
         os.close(fd)
     scanned = _scanned_bytes(finding.size, snap.config.scan)
     if finding.verdict.reason in _CLEAN:
-        return ("clean", scanned)
+        return ("clean", (scanned, key))
     return ("finding", (finding, scanned))
 
 
@@ -372,7 +399,10 @@ Act = Callable[["Finding"], None]
 def _record(reporter: Reporter, outcome: Outcome, act: Act | None) -> None:
     kind, payload = outcome
     if kind == "clean":
-        reporter.clean(payload)
+        scanned, key = payload
+        reporter.clean(scanned)
+        if key is not None and _CACHE is not None:
+            _CACHE.new.append(key)
     elif kind == "finding":
         finding, scanned = payload
         reporter.finding(finding, scanned)
@@ -463,6 +493,30 @@ def _collect(
     return rest
 
 
+def open_cache(snap: Snapshot, mounts: Mounts) -> CleanCache | None:
+    """The clean cache in the scan's compiled directory; None where none can be kept."""
+    from vigild.ruleset import cache_dir
+
+    directory = cache_dir(snap.config.rules.compiled_dir)
+    if directory is None:
+        return None
+    cfg, rs = snap.config, snap.rules
+    setting = scancache.setting_digest(rs.generation, cfg.scan, cfg.archive, cfg.policy)
+    keys = scancache.Keys(setting, mounts.by_dev, cfg.onaccess.fresh_window_ms)
+    path = directory / scancache.NAME
+    return CleanCache(path, keys, scancache.load(path, setting), rs.path_rules is not None)
+
+
+def _save_cache(cache: CleanCache) -> None:
+    log.debug("%d files answered by the scan cache, %d added", cache.hits, len(cache.new))
+    if not cache.new:
+        return
+    try:
+        scancache.save(cache.path, cache.keys.setting, cache.new, cache.known)
+    except OSError as e:
+        log.warning("%s: cannot save the scan cache: %s", cache.path, e.strerror or e)
+
+
 def run(
     paths: list[str],
     snap: Snapshot,
@@ -471,6 +525,7 @@ def run(
     reporter: Reporter,
     progress: bool,
     act: Act | None = None,
+    cache: CleanCache | None = None,
 ) -> Totals:
     """Scan ``paths`` and print as we go; returns the totals.
 
@@ -478,10 +533,12 @@ def run(
     threads: YARA-X holds the GIL while it scans, and even yara-python
     loses time to the GIL around each call. Even one worker is a process:
     Ctrl-C can then end the scan at once, whatever file it is in. The
-    walker feeds them batches. Ctrl-C (or SIGTERM) returns the totals so
+    walker feeds them batches. A file ``cache`` holds as it is now is
+    counted clean without being opened; what this scan finds clean is added
+    to it and saved, Ctrl-C or not. Ctrl-C (or SIGTERM) returns the totals so
     far, ``interrupted`` set to the signal.
     """
-    global _SNAPSHOT
+    global _SNAPSHOT, _CACHE
     totals, walked = reporter.totals, Totals()
     walker = Walker(opts, reporter.error, totals, reporter.lock, sizes=progress)
 
@@ -491,6 +548,12 @@ def run(
         for path, file_size, follow_this in walker.walk(paths):
             walked.files += 1
             walked.bytes += file_size
+            if cache is not None:
+                known = cache.keys.remembered(path, follow_this, cache.known, cache.extra(path))
+                if known is not None:
+                    cache.hits += 1
+                    reporter.clean(_scanned_bytes(known, snap.config.scan))
+                    continue
             batch.append((path, follow_this))
             size += file_size
             if len(batch) >= _BATCH_FILES or size >= _BATCH_BYTES:
@@ -506,13 +569,15 @@ def run(
 
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        _SNAPSHOT = snap
+        _SNAPSHOT, _CACHE = snap, cache
         _in_processes(batches(), max(workers, 1), reporter, start_progress, act)
     except KeyboardInterrupt as e:
         totals.interrupted = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
     finally:
         signal.signal(signal.SIGTERM, old_term)
-        _SNAPSHOT = None
+        _SNAPSHOT = _CACHE = None
+        if cache is not None:
+            _save_cache(cache)
         if reporter.progress:
             reporter.progress.walk_done = True
             reporter.progress.stop()

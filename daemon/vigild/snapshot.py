@@ -95,6 +95,14 @@ class Snapshot:
         and hashing them costs ~80 ms, most of it node's 99 MB)."""
         return interpreters.resolve(self.config.onaccess.interpreters)
 
+    @cached_property
+    def empty_clean(self) -> bool:
+        """Whether the C reader may allow an empty file without a scan (a file
+        just created, or truncated by O_TRUNC, and its close-write): the
+        content rules and the hash lists find nothing in zero bytes, and no
+        rule reads the name, path or owner. Asked of the rules once per snapshot."""
+        return self.detector.empty_is_clean()
+
     @property
     def generation(self) -> int:
         return self.rules.generation
@@ -147,6 +155,7 @@ class Snapshot:
             fresh_ms=oa.fresh_window_ms,
             close_write_share=oa.close_write_share,
             exec_anywhere=oa.exec_anywhere,
+            empty_clean=self.empty_clean,
             watch=watch,
             exclude=self.exclude_paths,
             exes=self.exclude_executables,

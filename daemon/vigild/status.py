@@ -43,6 +43,8 @@ class EventCounters:
     interp_opens: int = 0  # opens by an interpreter or the loader: checked as execs
     exe_unknown: int = 0  # opens queued to learn what the opener runs
     exe_learned: int = 0  # programs hashed and remembered (interpreter or not)
+    empty: int = 0  # empty files answered at once (just created or truncated)
+    settled: int = 0  # clean verdicts on just-written files, cached once their window passed
     queue_depth: int = 0  # waiting now
     in_flight: int = 0  # waiting or being scanned now
     reads: int = 0  # reads from the kernel that returned (every group)
@@ -83,6 +85,7 @@ class RulesStatus:
     reloads: int
     reload_failures: int
     skipped: tuple[str, ...] = ()  # "file:line: message" of each rule file that did not compile
+    engine_why: str = ""  # engine = "auto": "engine auto: <picked>; <each engine tried: why>"
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,10 @@ class FeedStatus:
     url: str
     insecure: bool
     generation: int  # the live feed generation holding its content; -1: none
-    age_seconds: float  # since the last successful fetch (new or unchanged); -1: never
+    age_seconds: float  # since its content was signed (insecure: last fetched); -1: never
     last_error: str
+    serial: int = 0  # the highest signed manifest serial accepted; 0: none
+    stale: bool = False  # that manifest has expired: no current content from the feed
 
 
 @dataclass(frozen=True)
@@ -211,7 +216,11 @@ def _settings_text(settings: dict[str, Any]) -> str:
 
 def _feed_line(f: FeedStatus) -> str:
     gen = f"generation {f.generation}" if f.generation >= 0 else "no content live"
-    age = f"checked {f.age_seconds:.0f}s ago" if f.age_seconds >= 0 else "never fetched"
+    if f.insecure:
+        age = f"checked {f.age_seconds:.0f}s ago" if f.age_seconds >= 0 else "never fetched"
+    else:
+        age = f"serial {f.serial}, signed {f.age_seconds:.0f}s ago" if f.serial else "never"
+    age += " STALE (its signed manifest expired)" if f.stale else ""
     insecure = " INSECURE (unsigned)" if f.insecure else ""
     error = f"; last error: {f.last_error}" if f.last_error else ""
     return f"  feed:      {f.name}{insecure}: {gen}, {age}{error}"
@@ -231,11 +240,14 @@ def render_text(s: Status) -> str:
         + f" ({r.engine}), {r.hash_entries} known-bad hashes, generation {r.generation}, "
         f"{r.reloads} reloads ({r.reload_failures} failed)",
         *(f"  skipped:   {e}" for e in r.skipped),
+        *([f"  engine:    {r.engine_why}"] if r.engine_why else []),
         f"  events:    {ev.perm_events} opens/execs, {ev.notify_events} close-writes; "
         f"{ev.queued} scanned, {ev.self_allowed + ev.filtered} passed at once, "
+        f"{ev.empty} empty, "
         f"{ev.excluded} excluded",
         f"  caches:    verdict hit ratio {ev.cache_hit_ratio * 100:.1f}%, "
-        f"{ev.ignore_marks} ignore marks, clean-content {s.clean_cache.entries} entries",
+        f"{ev.ignore_marks} ignore marks, {ev.settled} settled after writes, "
+        f"clean-content {s.clean_cache.entries} entries",
         f"  queue:     {ev.queue_depth} waiting, {ev.in_flight} in flight, "
         f"{ev.queue_full} answered full, {ev.deadline_passed} past deadline, {ev.dropped} dropped",
         f"  readers:   {ev.groups} groups, {ev.reads} reads, "

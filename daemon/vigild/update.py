@@ -26,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from vigild import alert, control, feedcontent, generations, hashes, journal, ruleset
+from vigild import alert, control, feedcontent, feedmanifest, generations, hashes, journal, ruleset
 from vigild.alert import Alert, Kind
 from vigild.config import Config, FeedConfig, FeedKind, RulesConfig
+from vigild.feedmanifest import Judgement, Manifest, ManifestError
 from vigild.fetch import FetchError, Limits, fetch
 from vigild.fields import Field
 from vigild.generations import FeedState
@@ -42,6 +43,7 @@ Say = Callable[[str], None]
 _FAILURES = (
     FetchError,
     SignatureError,
+    ManifestError,
     feedcontent.ContentError,
     RuleError,
     hashes.HashListError,
@@ -76,15 +78,21 @@ class FeedResult:
     files: dict[str, str] = field(default_factory=dict)  # path in the feed dir -> sha256
     etag: str = ""
     last_modified: str = ""
+    manifest: Manifest | None = None  # a newer signed manifest, accepted if all goes well
+    manifest_etag: str = ""
 
 
 class Updater:
     """One ``vigild update`` run over the configured feeds."""
 
-    def __init__(self, cfg: Config, emit: Emit = journal_sink, say: Say = print) -> None:
+    def __init__(
+        self, cfg: Config, emit: Emit = journal_sink, say: Say = print,
+        clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
         self.cfg = cfg
         self.emit = emit
         self.say = say
+        self.clock = clock  # wall time: manifests expire by it
         self.state = generations.read_state(cfg)
         self.before: dict[str, dict[str, object]] = {}  # the live manifest's feeds, at start
 
@@ -97,18 +105,46 @@ class Updater:
     def _download(self, feed: FeedConfig, r: FeedResult) -> bytes | None:
         """The verified new bytes of ``feed``, or None when they did not change."""
         s = self.state.get(feed.name, FeedState())
-        got = fetch(feed.url, self._limits(feed), s.etag, s.last_modified)
-        if got.data is None or got.sha256 == s.sha256:
-            return None
-        if not got.data:
-            raise feedcontent.ContentError("the download is empty")
-        r.etag, r.last_modified, r.sha256 = got.etag, got.last_modified, got.sha256
         if feed.insecure:
-            r.key = "insecure"
-            return got.data
-        sig = fetch(feed.sig_url, self._limits(feed))
+            got = fetch(feed.url, self._limits(feed), s.etag, s.last_modified)
+            if got.data is None or got.sha256 == s.sha256:
+                return None
+            r.etag, r.last_modified, r.sha256, r.key = (
+                got.etag, got.last_modified, got.sha256, "insecure"
+            )  # fmt: skip
+            return _not_empty(got.data)
+        m = self._manifest(feed, s, r)
+        if m is None or m.sha256 == s.sha256:
+            return None  # the same manifest, or a newer one for the same content
+        got = fetch(feed.url, self._limits(feed))
+        if got.sha256 != m.sha256:
+            raise ManifestError(
+                f"{feed.url}: the download (sha256 {got.sha256}) is not the content the "
+                f"signed manifest names (sha256 {m.sha256})"
+            )
+        r.etag, r.last_modified, r.sha256 = got.etag, got.last_modified, got.sha256
+        return _not_empty(got.data or b"")
+
+    def _manifest(self, feed: FeedConfig, s: FeedState, r: FeedResult) -> Manifest | None:
+        """The feed's signed manifest when it is newer than the one accepted (also
+        set as ``r.manifest``); None when it is that one. ManifestError when it
+        is older, reuses a serial, has expired, or the content it vouches for
+        has gone stale."""
+        limits = replace(self._limits(feed), max_bytes=feedmanifest.MAX_BYTES)
+        now = self.clock()
+        got = fetch(feed.manifest_url, limits, s.manifest_etag)
+        if got.data is None:  # not modified: the accepted manifest, which may have expired
+            if now >= s.expires_at:
+                raise ManifestError(feedmanifest.stale_reason(s.serial, s.signed_at, s.expires_at))
+            return None
+        sig = fetch(feed.manifest_url + ".sig", limits)
         r.key = verify(got.data, sig.data or b"", feed.keys)
-        return got.data
+        m = feedmanifest.parse(got.data)
+        accepted = s.serial if s.manifest_sha256 else -1
+        if feedmanifest.judge(m, accepted, s.manifest_sha256, now) is Judgement.SAME:
+            return None
+        r.manifest, r.manifest_etag = m, got.etag
+        return m
 
     # ------------------------------------------------------------- building
 
@@ -182,7 +218,7 @@ class Updater:
         results = [FeedResult(f) for f in self.cfg.update.feeds]
         self.before = generations.manifest(self.cfg, generations.live(self.cfg))["feeds"]
         downloads: dict[str, bytes] = {}
-        now = time.time()
+        now = self.clock()
         for r in results:
             try:
                 data = self._download(r.feed, r)
@@ -190,9 +226,10 @@ class Updater:
                 r.error = _one_line(e)
                 continue
             if data is None:
-                self.say(f"{r.feed.name}: unchanged")
+                self.say(f"{r.feed.name}: unchanged{_fresh(r.manifest)}")
                 if not check_only:
                     self._remember(r.feed.name, checked_at=now, last_error="")
+                    self._remember_manifest(r)
             else:
                 downloads[r.feed.name] = data
         number = None
@@ -256,6 +293,15 @@ class Updater:
     def _remember(self, name: str, **changes: object) -> None:
         self.state[name] = replace(self.state.get(name, FeedState()), **changes)  # type: ignore[arg-type]
 
+    def _remember_manifest(self, r: FeedResult) -> None:
+        """Raise the feed's accepted serial: only once its content is live or unchanged."""
+        m = r.manifest
+        if m is not None:
+            self._remember(
+                r.feed.name, serial=m.serial, signed_at=m.signed, expires_at=m.expires,
+                manifest_sha256=m.digest, manifest_etag=r.manifest_etag,
+            )  # fmt: skip
+
     def _record(self, results: list[FeedResult], now: float) -> int:
         """One journal entry per feed that changed or failed; the state file; pruning."""
         before = self.before
@@ -270,6 +316,7 @@ class Updater:
                     r.feed.name, etag=r.etag, last_modified=r.last_modified, checked_at=now,
                     changed_at=now, sha256=r.sha256, key=r.key, last_error="", error_at=0.0,
                 )  # fmt: skip
+                self._remember_manifest(r)
             elif r.error:
                 failed += 1
                 self.emit(failed_alert(r))
@@ -322,6 +369,19 @@ class Updater:
 # ------------------------------------------------------------------ wording
 
 
+def _not_empty(data: bytes) -> bytes:
+    if not data:
+        raise feedcontent.ContentError("the download is empty")
+    return data
+
+
+def _fresh(m: Manifest | None) -> str:
+    """', manifest serial N good until T' for a newer manifest of the same content."""
+    if m is None:
+        return ""
+    return f", manifest serial {m.serial} good until {feedmanifest.stamp(m.expires)}"
+
+
 def _digests(d: Path) -> dict[str, str]:
     return {
         str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -334,6 +394,7 @@ def _manifest_entry(r: FeedResult) -> dict[str, object]:
     return {
         "url": r.feed.url, "sha256": r.sha256, "key": r.key, "rules": r.rules,
         "hashes": r.hashes, "files": r.files, "insecure": r.feed.insecure,
+        "serial": r.manifest.serial if r.manifest else None,
     }  # fmt: skip
 
 
@@ -373,6 +434,9 @@ def updated_alert(r: FeedResult, old: dict[str, object], number: int | None) -> 
         Field.CHANGES: changes,
         Field.FEED_GENERATION: str(number),
     }
+    if r.manifest is not None:
+        fields[Field.FEED_SERIAL] = str(r.manifest.serial)
+        fields[Field.FEED_EXPIRES] = feedmanifest.stamp(r.manifest.expires)
     return Alert(Kind.FEED_UPDATED, msg, fields, 4 if r.feed.insecure else None)
 
 

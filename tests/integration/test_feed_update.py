@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from vigild import config, generations, metrics, protect, snapshot, update
+from vigild import config, feedmanifest, generations, metrics, protect, snapshot, update
 from vigild.alert import Alert, Kind
 from vigild.fields import Field
 from vigild.status import FeedStatus
@@ -129,15 +130,38 @@ def tar_gz(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def publish(where: Path, name: str, data: bytes, signer: Path | None) -> None:
-    """Write ``data`` as ``where/name`` and, with a key, its signature ``name.sig``."""
+_SERIALS = itertools.count(1)
+DAY = 86400
+
+
+def manifest_text(data: bytes, serial: int, signed: float, expires: float) -> bytes:
+    """The manifest a publisher writes for content ``data`` (README: publishing a feed)."""
+    stamp = feedmanifest.stamp
+    return (
+        f"vigild-feed-manifest 1\nserial {serial}\nsigned {stamp(signed)}\n"
+        f"expires {stamp(expires)}\nsha256 {hashlib.sha256(data).hexdigest()}\n"
+    ).encode()
+
+
+def sign(path: Path, signer: Path) -> None:
+    path.with_name(path.name + ".sig").unlink(missing_ok=True)
+    _run(["ssh-keygen", "-Y", "sign", "-n", "vigild-feed", "-f", str(signer), str(path)])
+
+
+def publish(
+    where: Path, name: str, data: bytes, signer: Path | None,
+    serial: int | None = None, signed: float | None = None, days: float = 7,
+) -> int:  # fmt: skip
+    """Write ``data`` as ``where/name`` and, with a key, its signed manifest
+    ``name.manifest`` (+ ``.sig``) with the next serial; the serial."""
     (where / name).write_bytes(data)
-    sig = where / f"{name}.sig"
-    sig.unlink(missing_ok=True)
+    serial = next(_SERIALS) if serial is None else serial
     if signer is not None:
-        _run(
-            ["ssh-keygen", "-Y", "sign", "-n", "vigild-feed", "-f", str(signer), str(where / name)]
-        )
+        signed = time.time() if signed is None else signed
+        manifest = where / f"{name}.manifest"
+        manifest.write_bytes(manifest_text(data, serial, signed, signed + days * DAY))
+        sign(manifest, signer)
+    return serial
 
 
 @dataclass
@@ -150,6 +174,7 @@ class Host:
     rules_extra: str = ""
     journal: list[Alert] = field(default_factory=list)
     said: list[str] = field(default_factory=list)
+    now: float | None = None  # the wall clock updates and status read (None: the real one)
 
     def cfg(self) -> config.Config:
         rules = self.tmp / "base-rules"
@@ -175,11 +200,18 @@ timeout = "2s"
     def update(self, check: bool = False) -> int:
         self.journal.clear()
         self.said.clear()
-        return update.Updater(self.cfg(), self.journal.append, self.said.append).run(check)
+        return self._updater().run(check)
+
+    def _updater(self) -> update.Updater:
+        clock = time.time if self.now is None else lambda: float(self.now or 0)
+        return update.Updater(self.cfg(), self.journal.append, self.said.append, clock)
+
+    def status(self) -> tuple[FeedStatus, ...]:
+        return generations.status(self.cfg(), now=self.now)
 
     def rollback(self) -> int:
         self.journal.clear()
-        return update.Updater(self.cfg(), self.journal.append, self.said.append).rollback()
+        return self._updater().rollback()
 
     def live(self) -> int | None:
         return generations.live(self.cfg())
@@ -246,7 +278,8 @@ def test_an_unchanged_feed_is_answered_304_and_nothing_is_swapped(
     assert https_host.update() == 0
     assert https_host.live() == 1 and generations.numbers(https_host.cfg()) == [1]
     assert https_host.journal == [] and "acme: unchanged" in https_host.said
-    assert server.requests()[-1] == "/rules.tar.gz 304"
+    assert server.requests()[-1] == "/rules.tar.gz.manifest 304"
+    assert server.requests().count("/rules.tar.gz 200") == 1  # the content is not fetched again
 
 
 def test_check_says_what_would_change_and_swaps_nothing(
@@ -303,13 +336,13 @@ def test_an_insecure_file_feed_works_and_says_so_everywhere(tmp_path: Path) -> N
     assert st.insecure and st.generation == 1
 
 
-def test_status_and_metrics_show_each_feed(https_host: Host, server: Server) -> None:
+def test_status_and_metrics_show_each_feed(https_host: Host, server: Server, keys: Keys) -> None:
     assert https_host.update() == 0
     [st] = generations.status(https_host.cfg(), now=time.time() + 60)
     assert st.name == "acme" and st.generation == 1 and 59 <= st.age_seconds <= 70
     assert st.last_error == ""
-    (server.root / "rules.tar.gz.sig").write_bytes(b"garbage")
-    (server.root / "rules.tar.gz").write_bytes(tar_gz(V2))
+    publish(server.root, "rules.tar.gz", tar_gz(V2), keys.private)
+    (server.root / "rules.tar.gz.manifest.sig").write_bytes(b"garbage")
     assert https_host.update() == 2
     [st] = generations.status(https_host.cfg())
     assert "signature" in st.last_error and st.generation == 1
@@ -352,13 +385,17 @@ EVIL = {"feed-rules/evil.yar": _rule("evil", "FEED-EVIL-000")}
 def test_a_truncated_download_is_refused(live_host: Host, server: Server, keys: Keys) -> None:
     publish(server.root, "rules.tar.gz", tar_gz({**V1, **EVIL}), keys.private)
     live_host.feeds = live_host.feeds.replace("/rules.tar.gz", "/truncated/rules.tar.gz")
-    live_host.feeds += f'signature_url = "{server.url("rules.tar.gz.sig")}"\n'
+    live_host.feeds += f'manifest = "{server.url("rules.tar.gz.manifest")}"\n'
     _refused(live_host, "truncated download")
 
 
 def test_a_wrong_signature_is_refused(live_host: Host, server: Server, keys: Keys) -> None:
-    publish(server.root, "rules.tar.gz", tar_gz(V1), keys.private)
-    (server.root / "rules.tar.gz").write_bytes(tar_gz({**V1, **EVIL}))  # the old signature stays
+    evil = tar_gz({**V1, **EVIL})
+    publish(server.root, "rules.tar.gz", evil, None)
+    # a new manifest for the evil content, under the old signature
+    (server.root / "rules.tar.gz.manifest").write_bytes(
+        manifest_text(evil, 99, time.time(), time.time() + DAY)
+    )
     _refused(live_host, "bad signature")
 
 

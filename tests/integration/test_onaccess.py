@@ -178,6 +178,29 @@ def test_rescan_after_same_size_rewrite_with_mtime_set_back(
     assert daemon.read(path) == "EPERM"
 
 
+def test_a_rewrite_right_after_the_allow_is_never_served_from_the_cache(
+    ns: Namespace, daemon: OnAccess
+) -> None:
+    """An allow is written before it is cached: the opener it frees may rewrite
+    the file (same size, same tick) before the entry lands. That entry must never
+    answer for the new bytes."""
+    files = [ns.mnt / f"f{i}" for i in range(20)]
+    for path in files:
+        _put(ns, path, b"x" * len(MARKER))
+    _age(ns, *files)
+    daemon.start([TEST_RULES], extra=NO_CLOSE_WRITE)
+    r = ns.py(
+        "import sys\n"
+        "for p in sys.argv[2:]:\n"
+        "    with open(p, 'rb') as f: f.read()\n"
+        "    with open(p, 'r+b') as f: f.write(sys.argv[1].encode())\n",
+        MARKER.decode(),
+        *map(str, files),
+    )
+    assert r.returncode == 0, r.stderr
+    assert [daemon.read(path) for path in files] == ["EPERM"] * len(files)
+
+
 def test_new_rule_at_reload_denies_a_file_that_was_clean(
     ns: Namespace, daemon: OnAccess, tmp_path: Path
 ) -> None:

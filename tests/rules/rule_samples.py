@@ -328,7 +328,7 @@ RuleLoader = Callable[[Engine], ruleset.RuleSet]
 def engine_params() -> list[Any]:
     """One pytest param per YARA engine, skipped with a reason where not installed."""
     params = []
-    for engine in (Engine.YARA, Engine.YARA_X):
+    for engine in (Engine.YARA, Engine.YARA_X, Engine.BOREAL):
         skip = () if scanner.available(engine) else (pytest.mark.skip(reason=f"{engine} missing"),)
         params.append(pytest.param(engine, id=engine.value, marks=skip))
     return params

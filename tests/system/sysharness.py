@@ -57,6 +57,7 @@ PACKAGES = (
     "python3-systemd",
     "python3-yara",
     "libssl3",
+    "openssh-client",  # ssh-keygen -Y verify: vigild update checks feed signatures
     "systemd-journal-remote",
     "prometheus-node-exporter",
 )

@@ -89,7 +89,11 @@ def test_dropins_apply_in_name_order_and_replace_lists(tmp_path: Path) -> None:
         ('[scan]\noversize = "ignore"\n', "scan.oversize", "expected one of skip, truncate"),
         ('[rules]\ndirs = "/one"\n', "rules.dirs", "expected a list"),
         ('[rules]\ndirs = ["relative/path"]\n', "rules.dirs", "absolute path"),
-        ('[rules]\nengine = "clamav"\n', "rules.engine", "expected one of auto, yara, yara-x"),
+        (
+            '[rules]\nengine = "clamav"\n',
+            "rules.engine",
+            "expected one of auto, yara, yara-x, boreal",
+        ),
         ('[policy]\non_error = "maybe"\n', "policy.on_error", "expected one of allow, deny"),
         ("scan = 3\n", "scan", "expected a [section] table"),
     ],
@@ -153,7 +157,11 @@ def test_feeds_are_an_array_of_tables(tmp_path: Path) -> None:
     second = '[[update.feed]]\nname = "b"\nurl = "file:///srv/b.txt"\nkind = "hashes"\n'
     f.write_text(FEED_OK + second + "insecure = true\n")
     a, b = config.load(f).update.feeds
-    assert a.name == "a" and a.kind is config.FeedKind.YARA and a.sig_url.endswith(".tar.gz.sig")
+    assert (
+        a.name == "a"
+        and a.kind is config.FeedKind.YARA
+        and a.manifest_url.endswith(".tar.gz.manifest")
+    )
     assert b.insecure and not b.keys
 
 

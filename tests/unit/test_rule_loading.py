@@ -29,7 +29,7 @@ def _scan_args(tmp_path: Path) -> list[str]:
 
 ENGINES = [
     pytest.param(e, marks=pytest.mark.skipif(not available(e), reason=f"{e.value} not installed"))
-    for e in (Engine.YARA, Engine.YARA_X)
+    for e in (Engine.YARA, Engine.YARA_X, Engine.BOREAL)
 ]
 
 

@@ -152,3 +152,44 @@ def test_a_reload_can_tell_a_newly_broken_rule_file(cfg: Config, tmp_path: Path)
     (rules / "zz.yar").write_text("rule Typo {\n condition: $b }\n")
     [new] = snapshot.newly_skipped(running, snapshot.build(cfg, None))
     assert (new.path, new.line) == (str(rules / "zz.yar"), 2)
+
+
+@pytest.mark.parametrize(
+    ("rule", "hash_line", "clean"),
+    [
+        ('rule Marker { strings: $a = "VIGILD" condition: $a }', "", True),
+        ("rule Empty { condition: filesize == 0 }", "", False),
+        ('rule Named { condition: filename == "x.php" }', "", False),
+        ('rule Owned { condition: owner == "nobody" }', "", False),
+        ('rule Md5 { condition: md5 == "d41d8cd98f00b204e9800998ecf8427e" }', "", False),
+        (
+            'rule Marker { strings: $a = "VIGILD" condition: $a }',
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 Empty.Listed",
+            False,
+        ),
+    ],
+    ids=["content-rule", "filesize-0", "by-name", "by-owner", "md5-of-nothing", "listed-hash"],
+)
+def test_empty_files_are_answered_in_c_only_when_nothing_can_match_them(
+    tmp_path: Path, rule: str, hash_line: str, clean: bool
+) -> None:
+    """An empty file (created, or truncated by O_TRUNC) skips the scan only when
+    scanning zero bytes finds nothing and no rule reads the name, path or owner."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yar").write_text(rule + "\n")
+    hashes = tmp_path / "list.txt"
+    hashes.write_text(hash_line + "\n" if hash_line else "")
+    c = RulesConfig(
+        dirs=(str(rules),),
+        local_dirs=(),
+        compiled_dir=str(tmp_path / "compiled"),
+        hashes=(str(hashes),),
+    )
+    snap = snapshot.build(replace(Config(), rules=c), None)
+    assert snap.empty_clean is clean
+    assert snap.reader_settings(()).empty_clean is clean
+
+
+def test_the_shipped_rules_let_empty_files_through_without_a_scan(cfg: Config) -> None:
+    assert snapshot.build(cfg, None).empty_clean

@@ -1,0 +1,196 @@
+"""``vigild scan``'s clean cache on disk: a second scan of an unchanged tree reads nothing.
+
+A file found clean is remembered by the state of its inode: (filesystem,
+inode, ctime in ns, size), under the scan's *setting* (rules generation,
+scan limits, archive settings, policy). The next scan stats each file and
+answers a remembered one clean without opening it. Any write or truncate
+sets a new ctime, and so does a rename, chmod or chown.
+
+The guarantees are the daemon's (native/remember.c), no weaker:
+
+* a verdict is remembered only when the file's size and ctime are the same
+  after the scan as when it was opened;
+* and only when the file last changed more than ``fresh_window_ms`` before
+  its bytes were read: before kernel 6.13 a rewrite within the same clock
+  tick can keep its ctime, so a file written during that tick is scanned
+  again next time;
+* and only when nobody holds it open for writing (a read lease is granted):
+  a writer through a shared mapping changes bytes without a new ctime.
+
+The filesystem must be named by something that survives a reboot, unlike
+device numbers: on ext2/3/4 and btrfs, statfs's f_fsid, which those derive
+from the filesystem's UUID (btrfs per subvolume, whose inode numbers
+repeat). Elsewhere (xfs and f2fs derive it from the device number, tmpfs
+forgets everything at reboot) the identity is the device number within
+this boot (/proc/sys/kernel/random/boot_id): such entries expire at the
+next boot.
+
+The file lives in the scan's compiled directory (never the daemon's
+state) and is trusted only when this user owns it and nobody else can
+write it: whoever can write it can declare any file clean. Format:
+``VIGSCANC`` magic, u32 version, u32 count, 16-byte setting digest,
+u32 CRC-32 of the keys, then ``count`` 16-byte keys, each a BLAKE2b digest
+of the fields above (a forged key would need a preimage).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from vigild.ruleset import trusted
+
+log = logging.getLogger(__name__)
+
+NAME = "scan-clean.cache"
+_MAGIC = b"VIGSCANC"
+_HEADER = struct.Struct("<8sII16sI")
+_VERSION = 1
+KEY_LEN = 16
+MAX_ENTRIES = 4 << 20  # 64 MiB of keys: the newest are kept
+# filesystems whose f_fsid comes from their UUID (fs/ext4/super.c, fs/btrfs/super.c)
+STABLE_FSID = frozenset({"ext2", "ext3", "ext4", "btrfs"})
+
+
+def _boot_id() -> bytes:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            return f.read().strip()
+    except OSError:
+        return os.urandom(16)  # no boot id: entries of this run are never reused
+
+
+class Keys:
+    """Computes the key of a file's state; one per scan (and per worker process)."""
+
+    def __init__(self, setting: bytes, fstypes: dict[int, str], fresh_ms: int) -> None:
+        self.setting = setting  # 16-byte digest of the generation and scan settings
+        self.fstypes = fstypes  # device -> filesystem type (scan.read_mounts)
+        self.fresh_ns = fresh_ms * 1_000_000
+        self._fs: dict[int, bytes] = {}
+        self._boot = _boot_id()
+
+    def _filesystem(self, dev: int, statvfs: os.statvfs_result) -> bytes:
+        ident = self._fs.get(dev)
+        if ident is None:
+            if self.fstypes.get(dev) in STABLE_FSID and statvfs.f_fsid:
+                ident = b"fsid:%x" % statvfs.f_fsid
+            else:
+                ident = b"boot:%s:%x" % (self._boot, dev)
+            self._fs[dev] = ident
+        return ident
+
+    def key(self, st: os.stat_result, statvfs: os.statvfs_result, extra: str = "") -> bytes:
+        """The key of the file whose stat is ``st`` (``extra``: its path, when rules read it)."""
+        h = hashlib.blake2b(digest_size=KEY_LEN, key=self.setting)
+        h.update(self._filesystem(st.st_dev, statvfs))
+        h.update(struct.pack("<QQQ", st.st_ino, st.st_ctime_ns, st.st_size))
+        h.update(extra.encode("utf-8", "surrogateescape"))
+        return h.digest()
+
+    def remembered(self, path: str, follow: bool, known: set[bytes], extra: str = "") -> int | None:
+        """The size of ``path`` if ``known`` holds it as it is now, else None
+        (one stat, and one statvfs per device)."""
+        try:
+            st = os.stat(path, follow_symlinks=follow)
+            vfs = self._statvfs(st.st_dev, path)
+        except OSError:
+            return None
+        return st.st_size if self.key(st, vfs, extra) in known else None
+
+    def _statvfs(self, dev: int, path: str) -> os.statvfs_result:
+        cached: dict[int, os.statvfs_result] = self.__dict__.setdefault("_vfs", {})
+        vfs = cached.get(dev)
+        if vfs is None:
+            vfs = cached[dev] = os.statvfs(path)
+        return vfs
+
+    def after_clean(
+        self, fd: int, before: os.stat_result, read_at_ns: int, extra: str = ""
+    ) -> bytes | None:
+        """The key to remember for a clean file, or None when the daemon would not cache it.
+
+        ``before``: its fstat when opened; ``read_at_ns``: CLOCK_REALTIME
+        before its bytes were read (ctime is in the same clock).
+        """
+        try:
+            now = os.fstat(fd)
+            vfs = self._statvfs(now.st_dev, f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+        if (now.st_size, now.st_ctime_ns, now.st_ino) != (
+            before.st_size,
+            before.st_ctime_ns,
+            before.st_ino,
+        ):
+            return None  # changed while it was read
+        if read_at_ns < now.st_ctime_ns + self.fresh_ns or not no_writers(fd):
+            return None
+        return self.key(now, vfs, extra)
+
+
+def no_writers(fd: int) -> bool:
+    """True when a read lease is granted: nobody has the file open for writing.
+
+    Needs the file's ownership or CAP_LEASE; any failure means "not proven"."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError:
+        return False
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return True
+
+
+def setting_digest(generation: int, *parts: object) -> bytes:
+    """The 16-byte digest of what a verdict depends on besides the file."""
+    text = "|".join([f"{generation:016x}", *(repr(p) for p in parts)])
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def load(path: Path, setting: bytes) -> set[bytes]:
+    """The keys saved for ``setting``; empty when absent, untrusted, of another setting, or damaged."""
+    if not path.exists():
+        return set()
+    if not trusted(path):
+        log.warning("%s: not trusted (owner or mode), ignored", path)
+        return set()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        log.warning("%s: %s, ignored", path, e.strerror)
+        return set()
+    if len(data) < _HEADER.size or data[:8] != _MAGIC:
+        log.warning("%s: not a vigild scan cache (damaged), ignored", path)
+        return set()
+    _, version, n, saved, crc = _HEADER.unpack_from(data)
+    keys = data[_HEADER.size :]
+    if version != _VERSION or saved != setting:
+        log.debug("%s: made for other rules or settings, not used", path)
+        return set()
+    if len(keys) != n * KEY_LEN or zlib.crc32(keys) != crc:
+        log.warning("%s: damaged, ignored", path)
+        return set()
+    return {keys[i : i + KEY_LEN] for i in range(0, len(keys), KEY_LEN)}
+
+
+def save(path: Path, setting: bytes, new: Iterable[bytes], old: Iterable[bytes]) -> int:
+    """Write ``new`` then ``old`` (up to MAX_ENTRIES) atomically; returns how many."""
+    keep = dict.fromkeys(new)
+    for k in old:
+        if len(keep) >= MAX_ENTRIES:
+            break
+        keep.setdefault(k)
+    keys = b"".join(list(keep)[:MAX_ENTRIES])
+    n = len(keys) // KEY_LEN
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(_HEADER.pack(_MAGIC, _VERSION, n, setting, zlib.crc32(keys)) + keys)
+    os.replace(tmp, path)
+    return n

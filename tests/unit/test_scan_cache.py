@@ -1,0 +1,161 @@
+"""``vigild scan``'s clean cache on disk (issue 12): what it may skip, and what it must not.
+
+A second scan of an unchanged tree opens nothing it found clean; a file
+edited since, a different rule set, a file changed too recently for its
+ctime to prove anything (kernels before 6.13), or one held open for
+writing is scanned again. A damaged cache file is ignored with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from support import DATA, MARKER, vigild
+from vigild import scancache
+
+MARKER_RULES = DATA / "rules"
+
+
+def _scan(tmp_path: Path, target: Path, *args: str, rules: Path = MARKER_RULES) -> tuple[int, str]:
+    """Scan ``target`` with a compiled dir (and so a cache) private to the test; (exit, output)."""
+    config = tmp_path / "vigild.toml"
+    config.write_text(f'[rules]\ncompiled_dir = "{tmp_path / "daemon"}"\nlocal_dirs = []\n')
+    r = vigild(
+        "-v", "scan", "--config", str(config), "--compiled-dir", str(tmp_path / "scan"),
+        "--rules", str(rules), "--no-progress", "--infected", *args, str(target),
+    )  # fmt: skip
+    return r.returncode, r.stdout + r.stderr
+
+
+def _answered(output: str) -> str:
+    line = [x for x in output.splitlines() if "answered by the scan cache" in x]
+    assert len(line) == 1, output
+    return line[0].split("vigild: ", 1)[-1]
+
+
+def _tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    root.mkdir()
+    for i in range(5):
+        (root / f"f{i}.txt").write_bytes(b"x" * len(MARKER) + b" plain %d\n" % i)
+    old = time.time() - 60
+    for f in root.iterdir():
+        os.utime(f, (old, old))  # sets ctime to now: wait out the freshness window
+    time.sleep(0.05)
+    return root
+
+
+def test_a_second_scan_answers_unchanged_files_from_the_cache(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    code, out = _scan(tmp_path, root)
+    assert code == 0 and _answered(out) == "0 files answered by the scan cache, 5 added", out
+    code, out = _scan(tmp_path, root)
+    assert code == 0 and _answered(out) == "5 files answered by the scan cache, 0 added", out
+    assert (tmp_path / "scan" / scancache.NAME).stat().st_mode & 0o777 == 0o600
+
+
+def test_an_edited_file_of_the_same_size_is_scanned_again(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    _scan(tmp_path, root)
+    victim = root / "f3.txt"
+    size = victim.stat().st_size
+    with open(victim, "r+b") as f:  # same size, same inode: only the ctime tells
+        f.write(MARKER)
+    assert victim.stat().st_size == size
+    code, out = _scan(tmp_path, root)
+    assert code == 1, out
+    assert f"{victim}: FOUND Vigild_Test_Marker" in out
+    assert _answered(out).startswith("4 files answered"), out
+
+
+def test_other_rules_scan_everything_again(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    _scan(tmp_path, root)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "marker.yar").write_bytes((MARKER_RULES / "marker.yar").read_bytes())
+    (rules / "plain.yar").write_text('rule Plain_Two { strings: $a = "plain 2" condition: $a }\n')
+    code, out = _scan(tmp_path, root, rules=rules)
+    assert code == 1 and f"{root / 'f2.txt'}: FOUND Plain_Two" in out, out
+    assert _answered(out).startswith("0 files answered"), out
+
+
+def test_a_damaged_cache_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    _scan(tmp_path, root)
+    cache = tmp_path / "scan" / scancache.NAME
+    data = bytearray(cache.read_bytes())
+    data[-3] ^= 0xFF  # one key flipped: the CRC no longer matches
+    cache.write_bytes(bytes(data))
+    code, out = _scan(tmp_path, root)
+    assert code == 0, out
+    assert f"{cache}: damaged, ignored" in out
+    assert _answered(out) == "0 files answered by the scan cache, 5 added", out
+    cache.write_bytes(b"garbage")
+    code, out = _scan(tmp_path, root)
+    assert f"{cache}: not a vigild scan cache (damaged), ignored" in out
+
+
+def test_no_cache_neither_reads_nor_writes_it(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    code, out = _scan(tmp_path, root, "--no-cache")
+    assert code == 0 and "scan cache" not in out
+    assert not (tmp_path / "scan" / scancache.NAME).exists()
+
+
+def _keys() -> scancache.Keys:
+    return scancache.Keys(b"s" * 16, {}, fresh_ms=20)
+
+
+def test_a_file_changed_within_the_window_of_its_read_is_not_remembered(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"clean")
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        # read 5 ms after its last change: a rewrite in that tick could keep the ctime
+        assert _keys().after_clean(fd, st, st.st_ctime_ns + 5_000_000) is None
+        assert _keys().after_clean(fd, st, st.st_ctime_ns + 25_000_000) is not None
+    finally:
+        os.close(fd)
+
+
+def test_a_file_open_for_writing_is_not_remembered(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"clean")
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        later = st.st_ctime_ns + 10**9
+        with open(f, "r+b"):  # a writer (it could write through a shared mapping)
+            assert _keys().after_clean(fd, st, later) is None
+        assert _keys().after_clean(fd, st, later) is not None
+    finally:
+        os.close(fd)
+
+
+def test_a_file_changed_while_read_is_not_remembered(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"clean")
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        f.write_bytes(b"dirty!")
+        assert _keys().after_clean(fd, st, time.time_ns() + 10**9) is None
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "btrfs", "xfs", "tmpfs"])
+def test_only_uuid_derived_fsids_name_a_filesystem_across_boots(
+    tmp_path: Path, fstype: str
+) -> None:
+    st = os.stat(tmp_path)
+    keys = scancache.Keys(b"s" * 16, {st.st_dev: fstype}, 20)
+    ident = keys._filesystem(st.st_dev, os.statvfs(tmp_path))
+    stable = fstype in ("ext4", "btrfs")
+    assert ident.startswith(b"fsid:" if stable else b"boot:"), ident
