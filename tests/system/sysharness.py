@@ -1,8 +1,13 @@
 """A booted Debian for the system test: rootfs cache, systemd-nspawn, nsenter.
 
-What this owns: the cached bookworm rootfs under /var/cache/vigild-test
-(never in the checkout), one container per test module, and that
-container's cgroup. What it must not touch: the host's own filesystems.
+What this owns: the cached rootfs under /var/cache/vigild-test (never in
+the checkout), one per Debian release and package list, side by side: the
+booted ones (bookworm, trixie) and the build tree of a release whose .deb
+is not built on the host (trixie, with the build tools); one container per
+test module and release, and that container's cgroup. What it must not
+touch: the host's own filesystems. Each rootfs is built by mmdebstrap from
+the host's own apt mirror (its sources file, the release name swapped),
+under a lock, into a .tmp tree renamed into place when complete.
 The container boots with ``--volatile=overlay``: its root is an overlayfs
 with a tmpfs upper layer, so a fanotify filesystem mark taken inside marks
 that overlay, never the host's root (RECIPES: a mark inside a container on
