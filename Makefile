@@ -103,8 +103,11 @@ clean:
 
 # ---- packages (issue 5) ------------------------------------------------
 # Build from the checkout into dist/ and lint (lintian / rpmlint must be
-# clean); as root, missing build tools are installed with apt. The logic is
-# in the scripts; tests/system builds both again into a temporary dir.
+# clean); as root, missing build tools are installed with apt. The .deb is
+# for the host's Debian release (vigild_VERSION+debN); for another release,
+# packaging/build-deb.sh --root DIR builds inside a tree of it. The logic is
+# in the scripts; tests/system builds the .deb for Debian 12 and 13 and the
+# .rpm again into a temporary dir.
 .PHONY: deb rpm
 
 deb:

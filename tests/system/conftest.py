@@ -1,6 +1,6 @@
 """Fixtures of the system test: the packages as `make deb`/`make rpm` build
-them, and the cached Debian rootfs. The container itself is made in
-test_package_deb.py, one per run.
+them, and the cached Debian rootfs of each release (sysharness.SUITES). The
+container itself is made in test_package_deb.py, one per release.
 
 Skips, each with its reason, only where this machine cannot do the test:
 not root, no fanotify permission events, or tools / the rootfs to fetch
@@ -11,6 +11,7 @@ fails.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,9 @@ def packages_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("packages")
 
 
-def _build(script: str, out: Path, what: str) -> None:
+def _build(script: str, out: Path, what: str, *args: str | Path) -> None:
     with timed(what):
-        r = sysharness.build_package(script, out)
+        r = sysharness.build_package(script, out, *map(str, args))
     if r.returncode == EXIT_NO_TOOLS and not sysharness.registry_reachable():
         pytest.skip(f"{script}: build tools missing and no network to the package registry")
     assert r.returncode == 0, (
@@ -68,26 +69,67 @@ def rpm(packages_dir: Path) -> Path:
     return found[0]
 
 
-@pytest.fixture(scope="session")
-def rootfs() -> Path:
-    """The cached bookworm rootfs (built on first use), with the host tools to boot it."""
-    reason = _machine_can_boot()
-    if reason:
-        pytest.skip(reason)
+def _debian_rootfs(suite: str, include: tuple[str, ...] | None = None) -> Path:
+    """The cached rootfs of ``suite`` (built on first use), skipped with the
+    reason when this host cannot build it."""
     missing = sysharness.missing_debs(HOST_TOOLS)
-    need_network = bool(missing) or sysharness.cached_rootfs() is None
-    if need_network and not sysharness.registry_reachable():
+    need_network = bool(missing) or sysharness.cached_rootfs(suite, include) is None
+    if need_network and not sysharness.registry_reachable(suite=suite):
         pytest.skip(
-            "no network to the package registry to "
-            + (f"install {', '.join(missing)}" if missing else "build the Debian rootfs")
+            f"no network to the package registry (Debian {suite}) to "
+            + (f"install {', '.join(missing)}" if missing else f"build the {suite} rootfs")
         )
     if missing:
         with timed("install host tools"):
             sysharness.apt_install(missing)
-    with timed("rootfs"):
-        fs = sysharness.rootfs()
-    TIMINGS["rootfs (built)" if fs.built else "rootfs (cached)"] = TIMINGS.pop("rootfs")
+    what = f"{suite} build rootfs" if include else f"{suite} rootfs"
+    with timed(what):
+        fs = sysharness.rootfs(suite, include)
+    TIMINGS[f"{what} ({'built' if fs.built else 'cached'})"] = TIMINGS.pop(what)
     return fs.path
+
+
+def bootable_rootfs(suite: str) -> Path:
+    """The rootfs of ``suite`` to boot, with the host checks of a booted test."""
+    reason = _machine_can_boot()
+    if reason:
+        pytest.skip(reason)
+    return _debian_rootfs(suite)
+
+
+@pytest.fixture(scope="session")
+def rootfs() -> Path:
+    """The cached bookworm rootfs (built on first use), with the host tools to boot it."""
+    return bootable_rootfs(sysharness.SUITE)
+
+
+@pytest.fixture(scope="session")
+def release_rootfs() -> Callable[[str], Path]:
+    """The bootable rootfs of a Debian release, by suite (skips as ``rootfs`` does)."""
+    return bootable_rootfs
+
+
+@pytest.fixture(scope="session")
+def release_deb(packages_dir: Path, request: pytest.FixtureRequest) -> Callable[[str], Path]:
+    """The .deb for a Debian release, by suite: the host's own release is the
+    ``deb`` fixture; another is built inside a rootfs of that release with the
+    build tools installed (for its Python and libraries), once per run."""
+    built: dict[str, Path] = {}
+
+    def get(suite: str) -> Path:
+        if suite == sysharness.host_suite():
+            return Path(request.getfixturevalue("deb"))
+        if suite not in built:
+            need_root()
+            root = _debian_rootfs(suite, sysharness.build_tools())
+            out = packages_dir / suite
+            _build("build-deb.sh", out, f"build .deb + lintian ({suite}, inside)", "--root", root)
+            found = sorted((out / "dist").glob("vigild_*.deb"))
+            assert len(found) == 1, found
+            built[suite] = found[0]
+        return built[suite]
+
+    return get
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -95,5 +137,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     terminalreporter.section("system test timing")
     for what, seconds in TIMINGS.items():
-        terminalreporter.write_line(f"{what:<34} {seconds:7.1f} s")
-    terminalreporter.write_line(f"{'total':<34} {sum(TIMINGS.values()):7.1f} s")
+        terminalreporter.write_line(f"{what:<44} {seconds:7.1f} s")
+    terminalreporter.write_line(f"{'total':<44} {sum(TIMINGS.values()):7.1f} s")

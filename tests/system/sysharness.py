@@ -1,8 +1,13 @@
 """A booted Debian for the system test: rootfs cache, systemd-nspawn, nsenter.
 
-What this owns: the cached bookworm rootfs under /var/cache/vigild-test
-(never in the checkout), one container per test module, and that
-container's cgroup. What it must not touch: the host's own filesystems.
+What this owns: the cached rootfs under /var/cache/vigild-test (never in
+the checkout), one per Debian release and package list, side by side: the
+booted ones (bookworm, trixie) and the build tree of a release whose .deb
+is not built on the host (trixie, with the build tools); one container per
+test module and release, and that container's cgroup. What it must not
+touch: the host's own filesystems. Each rootfs is built by mmdebstrap from
+the host's own apt mirror (its sources file, the release name swapped),
+under a lock, into a .tmp tree renamed into place when complete.
 The container boots with ``--volatile=overlay``: its root is an overlayfs
 with a tmpfs upper layer, so a fanotify filesystem mark taken inside marks
 that overlay, never the host's root (RECIPES: a mark inside a container on
@@ -37,11 +42,15 @@ import support
 from support import REPO
 
 CACHE = Path("/var/cache/vigild-test")
-SUITE = "bookworm"
+SUITE = "bookworm"  # the suite a Machine or rootfs() gets when none is named
+# The Debian releases the .deb is built for and boot-tested on: 12 and 13.
+SUITES = ("bookworm", "trixie")
 # minbase plus a booting systemd, plus every Depends of the vigild package
 # that minbase lacks: installed here so that `apt-get install ./vigild.deb`
-# inside the container needs no network. Changing this list (or RECIPE)
-# builds a new rootfs.
+# inside the container needs no network; plus the fleet parts the README
+# names, which the test runs inside the booted host (journal-upload to a
+# journal-remote, node_exporter's textfile collector). Changing this list
+# (or RECIPE) builds a new rootfs.
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -54,7 +63,11 @@ PACKAGES = (
     "python3-yara",
     "libssl3",
     "openssh-client",  # ssh-keygen -Y verify: vigild update checks feed signatures
+    "systemd-journal-remote",
+    "prometheus-node-exporter",
 )
+# Where a release names a package otherwise (trixie's 64-bit time_t rename).
+RENAMED = {"trixie": {"libssl3": "libssl3t64"}}
 RECIPE = "minbase-1"  # bump when the mmdebstrap command line changes
 MAX_AGE = 30 * 86400  # rebuild a cached rootfs after a month (security updates)
 SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
@@ -100,13 +113,20 @@ def _mirror_urls(sources: Path) -> list[str]:
     return [u.rstrip("/") for u in urls if u.startswith(("http://", "https://"))]
 
 
-def registry_reachable(timeout: float = 10) -> bool:
-    """True when the first mirror of the host's apt sources answers."""
+def host_suite() -> str:
+    """The codename of the Debian release this host runs ("bookworm")."""
+    text = Path("/etc/os-release").read_text()
+    found = re.search(r"^VERSION_CODENAME=\"?([a-z]+)", text, re.M)
+    return found.group(1) if found else ""
+
+
+def registry_reachable(timeout: float = 10, suite: str = SUITE) -> bool:
+    """True when the first mirror of the host's apt sources answers for ``suite``."""
     sources = apt_sources()
     if sources is None:
         return False
     for url in _mirror_urls(sources)[:1]:
-        req = urllib.request.Request(f"{url}/dists/{SUITE}/Release", method="HEAD")
+        req = urllib.request.Request(f"{url}/dists/{suite}/Release", method="HEAD")
         try:
             with urllib.request.urlopen(req, timeout=timeout):
                 return True
@@ -140,23 +160,49 @@ def apt_install(packages: Sequence[str]) -> None:
 # ---------------------------------------------------------------- packages
 
 
-def build_package(script: str, out: Path) -> subprocess.CompletedProcess[str]:
-    """Run packaging/build-{deb,rpm}.sh with its output and build tree in ``out``."""
+def build_package(
+    script: str, out: Path, *args: str, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """Run packaging/build-{deb,rpm}.sh ``args`` with its output and build tree in ``out``."""
     env = {
         **os.environ,
         "VIGILD_DIST_DIR": str(out / "dist"),
         "VIGILD_BUILD_DIR": str(out / "build"),
     }
     return subprocess.run(
-        [str(REPO / "packaging" / script)], capture_output=True, text=True, timeout=900, env=env
+        [str(REPO / "packaging" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
+
+
+def build_tools() -> tuple[str, ...]:
+    """The packages packaging/build-deb.sh needs to build and lint the .deb."""
+    r = subprocess.run(
+        [str(REPO / "packaging/build-deb.sh"), "--tools"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return tuple(r.stdout.split())
 
 
 # ---------------------------------------------------------------- the rootfs
 
 
-def rootfs_key() -> str:
-    spec = {"suite": SUITE, "recipe": RECIPE, "packages": sorted(PACKAGES)}
+def packages(suite: str = SUITE) -> tuple[str, ...]:
+    """The packages of the booted rootfs of ``suite``: PACKAGES, by that release's names."""
+    renamed = RENAMED.get(suite, {})
+    return tuple(renamed.get(p, p) for p in PACKAGES)
+
+
+def rootfs_key(suite: str = SUITE, include: Sequence[str] | None = None) -> str:
+    """The cache key of a rootfs: its suite, RECIPE and package list (default: packages())."""
+    wanted = packages(suite) if include is None else include
+    spec = {"suite": suite, "recipe": RECIPE, "packages": sorted(wanted)}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -166,48 +212,82 @@ class Rootfs:
     built: bool  # False: taken from the cache
 
 
-def cached_rootfs() -> Path | None:
-    """The cached rootfs for this package list, if one is complete and fresh."""
-    path = CACHE / f"rootfs-{rootfs_key()}"
+def cached_rootfs(suite: str = SUITE, include: Sequence[str] | None = None) -> Path | None:
+    """The cached rootfs for this suite and package list, if one is complete and fresh."""
+    path = CACHE / f"rootfs-{rootfs_key(suite, include)}"
     done = path.with_name(path.name + ".complete")
     if path.is_dir() and done.exists() and time.time() - done.stat().st_mtime < MAX_AGE:
         return path
     return None
 
 
-def rootfs() -> Rootfs:
-    """The bookworm rootfs, built once with mmdebstrap and cached under CACHE."""
+def _remove_stale() -> None:
+    """Remove half-built trees and entries past MAX_AGE (called with the lock
+    held, so no other build is under way). Fresh entries for other suites or
+    package lists stay: another checkout on this machine may be using them."""
+    for old in CACHE.glob("rootfs-*"):
+        if old.suffix == ".complete":
+            if not old.with_suffix("").exists():
+                old.unlink()  # its tree is gone
+            continue  # else removed with its tree
+        done = old.with_name(old.name + ".complete")
+        fresh = done.exists() and time.time() - done.stat().st_mtime < MAX_AGE
+        if old.suffix != ".tmp" and fresh:
+            continue
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+        done.unlink(missing_ok=True)
+
+
+def suite_sources(suite: str, dest: Path) -> Path:
+    """The host's apt sources, with the host's release swapped for ``suite``,
+    written to ``dest`` (same format): mmdebstrap's mirror for that suite."""
+    sources = apt_sources()
+    assert sources is not None, "no apt sources on this host"
+    host = host_suite()
+    if suite == host:
+        return sources
+    assert host, "the host's os-release names no VERSION_CODENAME to swap for " + suite
+    path = dest / f"{suite}{sources.suffix}"
+    path.write_text(re.sub(rf"\b{host}\b", suite, sources.read_text()))
+    return path
+
+
+def rootfs(suite: str = SUITE, include: Sequence[str] | None = None) -> Rootfs:
+    """The rootfs of ``suite`` with ``include`` (default: packages(suite)) installed,
+    built once with mmdebstrap and cached under CACHE; entries for other
+    suites stay side by side."""
+    wanted = packages(suite) if include is None else tuple(include)
     CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
     with (CACHE / "lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building it
-        path = cached_rootfs()
+        path = cached_rootfs(suite, wanted)
         if path is not None:
             return Rootfs(path, built=False)
-        path = CACHE / f"rootfs-{rootfs_key()}"
-        for old in CACHE.glob("rootfs-*"):  # other package lists, half-built trees
-            if old.is_dir():
-                shutil.rmtree(old)
-            else:
-                old.unlink()
-        sources = apt_sources()
-        assert sources is not None, "no apt sources on this host"
+        path = CACHE / f"rootfs-{rootfs_key(suite, wanted)}"
+        _remove_stale()
         tmp = path.with_name(path.name + ".tmp")
+        tmp.mkdir()
         cmd = [
             "mmdebstrap",
             "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
+            f"--include={','.join(wanted)}",
             '--aptopt=Acquire::Check-Valid-Until "false"',
-            SUITE,
-            str(tmp),
-            str(sources),
+            suite,
+            str(tmp / "root"),
+            str(suite_sources(suite, tmp)),
         ]
         env = {**os.environ, "PATH": CLEAN_PATH}
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
         if r.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise AssertionError(f"mmdebstrap failed ({r.returncode}):\n{r.stderr[-4000:]}")
-        tmp.rename(path)
-        path.with_name(path.name + ".complete").touch()
+            raise AssertionError(f"mmdebstrap {suite} failed ({r.returncode}):\n{r.stderr[-4000:]}")
+        (tmp / "root").rename(path)
+        shutil.rmtree(tmp)
+        spec = {"suite": suite, "recipe": RECIPE, "packages": sorted(wanted)}
+        path.with_name(path.name + ".complete").write_text(json.dumps(spec) + "\n")
         return Rootfs(path, built=True)
 
 

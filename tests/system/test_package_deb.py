@@ -1,12 +1,17 @@
-"""The .deb, installed into a booted Debian bookworm and checked as an admin would.
+"""The .deb, installed into a booted Debian and checked as an admin would.
 
-One container for the whole module; the tests run in file order as one
-scenario: install -> the service runs -> an open and an exec are denied ->
-the journal, the catalog and ``vigild alerts`` show it -> quarantine and
-restore -> reload -> restart -> upgrade -> purge. The test files are made before the
-package is installed and moved (renamed, no write) into the watched
-directory afterwards, so no close-write scan can race the checks: each
-open or exec is the first event vigild sees for its file.
+Once for each release the package is built for (sysharness.SUITES: Debian
+12 bookworm and 13 trixie), each with its own .deb (built on the host for
+the host's release, inside the release's own rootfs for the other) and its
+own container. Per release, the tests run in file order as one scenario:
+install -> the service runs -> an open and an exec are denied -> the
+journal, the catalog and ``vigild alerts`` show it -> quarantine and
+restore -> reload -> restart -> the fleet parts (journal-upload to a
+journal-remote, node_exporter) carry a detection and the counters ->
+upgrade -> purge. The test files are made before the package is installed
+and moved (renamed, no write) into the watched directory afterwards, so no
+close-write scan can race the checks: each open or exec is the first event
+vigild sees for its file.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import os
+import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sysharness import Machine, timed
+from sysharness import SUITES, Machine, timed
 
 from support import REPO, eicar
 
@@ -37,6 +44,14 @@ EICAR_SHA256 = hashlib.sha256(eicar()).hexdigest()
 SCRIPT_SAMPLE = (
     REPO / "tests/rules/samples/Linux_Reverse_Shell_Bash_DevTcp/positive-bash-i.sh.rot13"
 )
+
+REMOTE_JOURNAL = "/var/log/journal/remote"
+TEXTFILE = "/var/lib/prometheus/node-exporter/vigild.prom"  # Debian's textfile directory
+SCRAPE = """
+import urllib.request
+with urllib.request.urlopen("http://127.0.0.1:9100/metrics", timeout=5) as r:
+    print(r.read().decode())
+"""
 
 READ = """
 import errno, sys
@@ -57,26 +72,53 @@ def _watched_paths_are_private(m: Machine) -> None:
         assert fstype in ("overlay", "tmpfs"), f"{path} is on {fstype}: it could be the host's"
 
 
+@pytest.fixture(scope="module", params=SUITES)
+def suite(request: pytest.FixtureRequest) -> str:
+    """The Debian release under test; the whole scenario runs once per release."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def machine(rootfs: Path, deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
-    pkgdir = tmp_path_factory.mktemp("deb")
-    shutil.copy(deb, pkgdir)
-    m = Machine(rootfs, pkgdir, log=pkgdir.parent / "console.log")
+def suite_deb(suite: str, release_deb: Callable[[str], Path]) -> Path:
+    return release_deb(suite)
+
+
+@pytest.fixture(scope="module")
+def machine(
+    suite: str,
+    release_rootfs: Callable[[str], Path],
+    release_deb: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Machine]:
+    root = release_rootfs(suite)  # first: skips at once where nothing can boot
+    suite_deb = release_deb(suite)
+    pkgdir = tmp_path_factory.mktemp(f"deb-{suite}")
+    shutil.copy(suite_deb, pkgdir)
+    log = pkgdir.parent / f"console-{suite}.log"
+    m = Machine(root, pkgdir, log=log, name=f"vigild-test-{suite}-{os.getpid()}")
     try:
-        with timed("boot container"):
+        with timed(f"boot container ({suite})"):
             m.boot()
         _watched_paths_are_private(m)
         m.run("mkdir", "-p", WATCHED, SAMPLES)
         m.write(f"{SAMPLES}/eicar.com", eicar())
-        m.write(f"{SAMPLES}/eicar-2.com", eicar())
+        for n in (2, 3, 4):
+            m.write(f"{SAMPLES}/eicar-{n}.com", eicar())
         script = codecs.decode(SCRIPT_SAMPLE.read_text(), "rot13").encode()
         m.write(f"{SAMPLES}/revshell.sh", script, mode=0o755)
-        with timed("apt-get install ./vigild.deb"):
-            m.run("apt-get", "install", "-y", "-q", f"{Machine.PKG_MOUNT}/{deb.name}", timeout=300)
-        with timed("checks inside the container"):
+        with timed(f"apt-get install ./vigild.deb ({suite})"):
+            m.run(
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                f"{Machine.PKG_MOUNT}/{suite_deb.name}",
+                timeout=300,
+            )
+        with timed(f"checks inside the container ({suite})"):
             yield m
     finally:
-        with timed("stop container"):
+        with timed(f"stop container ({suite})"):
             m.stop()
 
 
@@ -104,6 +146,26 @@ def _entry(m: Machine, *match: str, path: str) -> dict[str, Any]:
         log = m.run("journalctl", "--no-pager", "-n", "40", "-o", "short-monotonic").stdout
         raise AssertionError(f"{e}; the journal ends with:\n{log}") from None
     return found[-1]
+
+
+def test_the_package_is_the_one_built_for_this_release(machine: Machine, suite: str) -> None:
+    """The .deb names its release, and its C module was built against the
+    release's own libraries: the package that holds the libcrypto it loads
+    is the one the package depends on (libssl3 on 12, libssl3t64 on 13)."""
+    release = machine.sh(". /etc/os-release && echo $VERSION_ID $VERSION_CODENAME").stdout.split()
+    assert release[1] == suite
+    version = machine.run("dpkg-query", "-W", "-f=${Version}", "vigild").stdout
+    assert version.endswith(f"+deb{release[0]}"), version
+    native = machine.run(
+        "python3", "-c", "import vigild._native as n; print(n.__file__)"
+    ).stdout.strip()
+    libs = machine.run("ldd", native).stdout
+    assert "not found" not in libs, libs
+    crypto = [line.split()[2] for line in libs.splitlines() if "libcrypto" in line]
+    path = machine.run("readlink", "-f", crypto[0]).stdout.strip()
+    owner = machine.run("dpkg", "-S", path).stdout.split(":")[0]
+    depends = machine.run("dpkg-query", "-W", "-f=${Depends}", "vigild").stdout
+    assert owner in [d.split()[0] for d in depends.split(", ")], (owner, depends)
 
 
 def test_service_enabled_and_active_after_install(machine: Machine) -> None:
@@ -250,7 +312,91 @@ def test_restart_comes_back_ready(machine: Machine) -> None:
     assert _read(machine, target) == "EPERM"
 
 
-def test_upgrade_keeps_config_and_quarantine_and_restarts(machine: Machine, deb: Path) -> None:
+def _remote_entry(m: Machine, path: str) -> dict[str, Any]:
+    """The detection for ``path`` in the journal that journal-remote writes."""
+    found: list[dict[str, Any]] = []
+
+    def look() -> bool:
+        r = m.run("journalctl", "-D", REMOTE_JOURNAL, "-o", "json", f"MESSAGE_ID={DENIED}",
+                  check=False)  # fmt: skip
+        lines = r.stdout.splitlines() if r.returncode == 0 else []
+        found[:] = [e for e in map(json.loads, lines) if e.get("VIGILD_PATH") == path]
+        return bool(found)
+
+    m.wait_until(f"the detection of {path} at journal-remote", look, timeout=30)
+    return found[-1]
+
+
+def test_journal_upload_brings_the_detection_to_journal_remote(machine: Machine) -> None:
+    """The README's fleet path with Debian's own units, both ends on this host:
+    journal-remote on 127.0.0.1:19532 over HTTP (the packaged unit wants TLS
+    certificates), journal-upload's URL= pointing there. A detection made
+    afterwards arrives with its MESSAGE_ID and every VIGILD_* field."""
+    for path, text in (
+        ("/etc/systemd/system/systemd-journal-remote.socket.d/loopback.conf",
+         "[Socket]\nListenStream=\nListenStream=127.0.0.1:19532\n"),
+        ("/etc/systemd/system/systemd-journal-remote.service.d/http.conf",
+         "[Service]\nExecStart=\nExecStart=/lib/systemd/systemd-journal-remote"
+         f" --listen-http=-3 --output={REMOTE_JOURNAL}/\n"),
+        ("/etc/systemd/journal-upload.conf.d/central.conf",
+         "[Upload]\nURL=http://127.0.0.1:19532\n"),
+    ):  # fmt: skip
+        machine.run("mkdir", "-p", path.rsplit("/", 1)[0])
+        machine.write(path, text.encode())
+    machine.run("systemctl", "daemon-reload")
+    machine.run("systemctl", "restart", "systemd-journal-remote.socket")
+    machine.run("systemctl", "restart", "systemd-journal-upload.service")
+    target = f"{WATCHED}/eicar-3.com"
+    machine.run("mv", f"{SAMPLES}/eicar-3.com", target)
+    assert _read(machine, target) == "EPERM"
+    local = _entry(machine, f"MESSAGE_ID={DENIED}", path=target)
+    remote = _remote_entry(machine, target)
+    fields = {k for k in local if k.startswith("VIGILD_")}
+    assert {"VIGILD_RULE", "VIGILD_SHA256", "VIGILD_ACTION", "VIGILD_EVENT", "VIGILD_PID"} < fields
+    assert {k: remote.get(k) for k in fields} == {k: local[k] for k in fields}
+    assert remote["_HOSTNAME"] == local["_HOSTNAME"]
+    # and the catalog text, there as here
+    r = machine.run("journalctl", "--no-pager", "-x", "-D", REMOTE_JOURNAL, f"MESSAGE_ID={DENIED}")
+    assert f"{target} (event open)" in r.stdout
+
+
+def test_node_exporter_serves_vigilds_counters(machine: Machine) -> None:
+    """The README's metrics path: ``[daemon] metrics_file`` in Debian's
+    node_exporter textfile directory, and its packaged service (listening on
+    127.0.0.1 only) serves vigild's counters."""
+    machine.run("mkdir", "-p", "/etc/vigild/conf.d")
+    try:
+        machine.write(
+            "/etc/vigild/conf.d/metrics.toml", f'[daemon]\nmetrics_file = "{TEXTFILE}"\n'.encode()
+        )
+        machine.write(
+            "/etc/default/prometheus-node-exporter",
+            b'ARGS="--web.listen-address=127.0.0.1:9100"\n',
+        )
+        machine.run("systemctl", "restart", "prometheus-node-exporter", "vigild")
+        target = f"{WATCHED}/eicar-4.com"
+        machine.run("mv", f"{SAMPLES}/eicar-4.com", target)
+        assert _read(machine, target) == "EPERM"
+        text: list[str] = []
+
+        def scraped() -> bool:
+            r = machine.run("python3", "-c", SCRAPE, check=False)
+            text[:] = [r.stdout]
+            return re.search(r"^vigild_denied_total [1-9]", r.stdout, re.M) is not None
+
+        machine.wait_until("vigild's counters in the node_exporter scrape", scraped, timeout=30)
+        assert re.search(
+            r'^vigild_info\{generation="[0-9a-f]{16}",mode="block"\} 1$', text[0], re.M
+        )
+        assert re.search(r"^vigild_detections_total [1-9]", text[0], re.M), text[0]
+        assert "node_textfile_scrape_error 0" in text[0]
+    finally:  # the admin's own files stay after a purge; this test leaves none
+        machine.run("rm", "-rf", "/etc/vigild/conf.d")
+
+
+def test_upgrade_keeps_config_and_quarantine_and_restarts(
+    machine: Machine, suite_deb: Path
+) -> None:
     target = f"{WATCHED}/kept.com"
     machine.write(target, eicar())
     ids: list[str] = []
@@ -265,7 +411,7 @@ def test_upgrade_keeps_config_and_quarantine_and_restarts(machine: Machine, deb:
     pid = machine.run("systemctl", "show", "-P", "MainPID", "vigild").stdout.strip()
     # Installing the package over itself runs the upgrade path of every
     # maintainer script (prerm upgrade, postrm upgrade, postinst configure).
-    machine.run("dpkg", "-i", f"{Machine.PKG_MOUNT}/{deb.name}", timeout=120)
+    machine.run("dpkg", "-i", f"{Machine.PKG_MOUNT}/{suite_deb.name}", timeout=120)
     assert "# local edit" in machine.run("cat", "/etc/vigild/vigild.toml").stdout
     assert quarantined() and ids, "the quarantine did not survive the upgrade"
     assert machine.run("systemctl", "is-active", "vigild").stdout.strip() == "active"
