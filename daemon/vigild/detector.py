@@ -77,6 +77,8 @@ def externals(
     lower-case with its dot (LOKI's values); ``md5`` costs a digest of the
     bytes, so it is only computed when some rule reads it.
     """
+    if not wanted:
+        return {}  # the common case: no rule reads an external
     name = os.path.basename(path)
     compute = {
         "filename": lambda: name,
@@ -119,9 +121,11 @@ class Detector:
     def examine(self, fd: int, path: str, policy: Policy, size: int | None = None) -> Finding:
         """The verdict for the regular file open at ``fd`` (shown as ``path``).
 
-        ``size`` saves an fstat when the caller has one.
+        ``size`` saves an fstat when the caller has one; a size that would
+        skip the file is looked at again (a skip is decided on the file as it
+        is now, never on what it was when its event was read).
         """
-        if size is None:
+        if size is None or size > self.scan.max_file_size:
             size = os.fstat(fd).st_size
         skip = size > self.scan.max_file_size and self.scan.oversize is Oversize.SKIP
         buf = None if skip else self._buffer()

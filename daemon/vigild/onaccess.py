@@ -118,13 +118,15 @@ class Workers:
         self.counters.last_progress = time.monotonic()
 
     def _examine(
-        self, snap: Snapshot, fd: int, path: str, policy: Policy
+        self, snap: Snapshot, fd: int, path: str, policy: Policy, size: int | None = None
     ) -> tuple[Verdict, Finding | None]:
+        """``size``: the file's size when its event was read (saves an fstat)."""
+
         def unlisted(fd: int, path: str, prefix: str) -> Finding:
             return snap.detector.examine_unlisted(fd, path, policy, prefix)
 
         try:
-            finding = snap.detector.examine(fd, path, policy)
+            finding = snap.detector.examine(fd, path, policy, size)
             finding = protect.guard(snap.protected, fd, finding, unlisted)
         except Exception as e:  # a bug here must cost one answer by policy, nothing more
             self.counters.internal_errors += 1
@@ -159,7 +161,7 @@ class Workers:
                     fan.answer(job, True, 0, snap.generation)  # outside, no interpreter
                     return
             kind = KIND_OF[job.kind]
-            verdict, finding = self._examine(snap, job.fd, job.path, snap.policies[kind])
+            verdict, finding = self._examine(snap, job.fd, job.path, snap.policies[kind], job.size)
             who = process_fields(job.pid) if verdict.malicious else {}
             allow = verdict.action is Action.ALLOW
             late = fan.answer(job, allow, snap.cache_bits(verdict), snap.generation)
