@@ -246,15 +246,28 @@ class YaraRules:
     def names(self) -> tuple[str, ...]:
         return tuple(r.identifier for r in self._rules)
 
-    def match(self, data: Any, externals: Externals) -> list[RuleMatch]:
+    @staticmethod
+    def _engine() -> Any:
+        """The engine's module (its TimeoutError and Error)."""
         import yara
 
+        return yara
+
+    def _find(self, data: Any, kwargs: dict[str, Any]) -> Any:
+        return self._rules.match(data=data, timeout=self._timeout, **kwargs)
+
+    @staticmethod
+    def _strings(m: Any) -> tuple[str, ...]:
+        return _string_ids(m.strings)
+
+    def match(self, data: Any, externals: Externals) -> list[RuleMatch]:
+        engine = self._engine()
         kwargs = {"externals": dict(externals)} if externals else {}
         try:
-            found = self._rules.match(data=data, timeout=self._timeout, **kwargs)
-        except yara.TimeoutError as e:
+            found = self._find(data, kwargs)
+        except engine.TimeoutError as e:
             raise ScanTimeout(str(e)) from e
-        except yara.Error as e:
+        except engine.Error as e:
             raise ScanFailed(str(e)) from e
         return [
             RuleMatch(
@@ -262,7 +275,7 @@ class YaraRules:
                 namespace=m.namespace,
                 tags=tuple(m.tags),
                 meta=tuple(m.meta.items()),
-                strings=_string_ids(m.strings),
+                strings=self._strings(m),
             )
             for m in found
         ]
@@ -434,8 +447,9 @@ def _boreal_rule_error(err: Exception, fallback: str) -> RuleError:
 RECOMPILE = b"vigild: compile the listed files again\n"
 
 
-class BorealRules:
-    """boreal's Scanner: thread-safe, and it releases the GIL while it scans."""
+class BorealRules(YaraRules):
+    """boreal's Scanner: thread-safe, and it releases the GIL while it scans.
+    Its Python API is yara-python's; the differences are the three hooks."""
 
     engine = "boreal"
 
@@ -444,36 +458,21 @@ class BorealRules:
         self._timeout = timeout
         self.warnings = warnings or []
 
-    @property
-    def count(self) -> int:
-        return sum(1 for _ in self._rules)
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(r.identifier for r in self._rules)
-
-    def match(self, data: Any, externals: Externals) -> list[RuleMatch]:
+    @staticmethod
+    def _engine() -> Any:
         import boreal
 
-        kwargs = {"externals": dict(externals)} if externals else {}
-        try:
-            # fast=False: every matching string is found, for the alert; boreal
-            # takes bytes only (a copy of the buffer, as YARA-X needs too)
-            found = self._rules.match(data=bytes(data), timeout=self._timeout, fast=False, **kwargs)
-        except boreal.TimeoutError as e:
-            raise ScanTimeout(str(e)) from e
-        except boreal.Error as e:
-            raise ScanFailed(str(e)) from e
-        return [
-            RuleMatch(
-                rule=m.rule,
-                namespace=m.namespace,
-                tags=tuple(m.tags),
-                meta=tuple(m.meta.items()),
-                # boreal names "$a" as "a"; yara-python and YARA-X keep the "$"
-                strings=tuple(dict.fromkeys(f"${s.identifier}" for s in m.strings)),
-            )
-            for m in found
-        ]
+        return boreal
+
+    def _find(self, data: Any, kwargs: dict[str, Any]) -> Any:
+        # fast=False: every matching string is found, for the alert; boreal
+        # takes bytes only (a copy of the buffer, as YARA-X needs too)
+        return self._rules.match(data=bytes(data), timeout=self._timeout, fast=False, **kwargs)
+
+    @staticmethod
+    def _strings(m: Any) -> tuple[str, ...]:
+        # boreal names "$a" as "a"; yara-python and YARA-X keep the "$"
+        return tuple(dict.fromkeys(f"${s.identifier}" for s in m.strings))
 
     def save(self, path: str) -> None:
         """The serialized scanner, once proven to load back; else RECOMPILE.
