@@ -10,7 +10,9 @@ rules and shown by the start-up line, ``rules compile`` and ``rules check``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,12 +59,28 @@ def _evidence(tmp_path: Path) -> Path:
     return d
 
 
+def _half_the_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every candidate measured at half yara-python's time: which engine is faster
+    on three tiny files is noise, and timing belongs in the benchmarks; what is
+    tested here is what auto does with the measurement."""
+    real = enginepick.compare
+
+    def compare(*args: Any) -> tuple[str | None, float, float, int]:
+        bad, t_ref, _, n = real(*args)
+        return bad, t_ref, t_ref / 2, n
+
+    monkeypatch.setattr(enginepick, "compare", compare)
+
+
 @needs_boreal
-def test_auto_picks_a_faster_engine_that_agrees_and_says_why(tmp_path: Path) -> None:
+def test_auto_picks_a_faster_engine_that_agrees_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _half_the_time(monkeypatch)
     rs = ruleset.load(_cfg(tmp_path, _rules(tmp_path, RULE), _evidence(tmp_path)), timeout=10)
     assert rs.engine != "yara", rs.engine_why
     assert rs.engine_why.startswith(f"engine auto: {rs.engine}; "), rs.engine_why
-    assert "boreal: same matches on 3 files" in rs.engine_why  # the rule file and 2 evidence
+    assert "boreal: same matches on 3 files, 0.50x" in rs.engine_why  # rule file + 2 evidence
     saved = list((tmp_path / "compiled").glob("auto-*.json"))
     assert len(saved) == 1 and b'"trials"' in saved[0].read_bytes()
 
@@ -126,5 +144,8 @@ def test_rules_check_says_which_engine_auto_picks(tmp_path: Path) -> None:
     )
     out = vigild("rules", "check", "--config", str(config), str(rules))
     assert out.returncode == 0, out.stderr
-    assert "engine auto: boreal" in out.stdout or "engine auto: yara-x" in out.stdout, out.stdout
+    # which engine wins on three tiny files is noise: the line says which and why
+    picked = re.search(r"engine auto: (yara \(the reference\)|boreal|yara-x); ", out.stdout)
+    assert picked, out.stdout
+    assert "boreal: same matches on 3 files" in out.stdout, out.stdout
     assert os.listdir(tmp_path / "compiled")
