@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,22 @@ def test_parse_when_refuses_garbage() -> None:
     for bad in ("-1 fortnight", "25:00", "-", "ago", "10 min"):
         with pytest.raises(review.WhenError):
             review.parse_when(bad, NOW)
+
+
+def test_the_queue_leaves_a_reads_worth_of_fds_per_marked_filesystem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every queued event holds an fd, and one read() opens an fd for each event it
+    returns: at the fd limit the kernel denies the open (or loses a close-write)."""
+    from dataclasses import replace
+
+    from vigild import service
+    from vigild.config import Config
+
+    monkeypatch.setattr(service.resource, "getrlimit", lambda _: (4096, 4096))
+    cfg = Config()
+    cfg = replace(cfg, onaccess=replace(cfg.onaccess, watch=(str(tmp_path),), queue_size=4096))
+    fitted = service._fit_queue_to_fds(cfg)
+    assert fitted.onaccess.queue_size == 4096 - 512 - 16384 // 24  # one filesystem: one group
+    two = replace(cfg, onaccess=replace(cfg.onaccess, watch=(str(tmp_path), "/proc")))
+    assert service._fit_queue_to_fds(two).onaccess.queue_size == 4096 - 512 - 2 * (16384 // 24)
