@@ -118,8 +118,19 @@ class Detector:
             buf = self._local.buf = mmap.mmap(-1, size)
         return buf
 
-    def examine(self, fd: int, path: str, policy: Policy, size: int | None = None) -> Finding:
-        """The verdict for the regular file open at ``fd`` (shown as ``path``).
+    def _prefilter(
+        self,
+        fd: int,
+        path: str,
+        policy: Policy,
+        size: int | None,
+        db: native.HashDb | None,
+        clean: native.Cache | None,
+        generation: int,
+    ) -> tuple[native.PrefilterResult, mmap.mmap | None] | Finding:
+        """The file read (and hashed, and looked up in ``db`` and ``clean``) once
+        through ``fd``: the result and the buffer holding its bytes (None for a
+        file skipped as over-size), or the Finding of a read error.
 
         ``size`` saves an fstat when the caller has one; a size that would
         skip the file is looked at again (a skip is decided on the file as it
@@ -131,17 +142,21 @@ class Detector:
         buf = None if skip else self._buffer()
         try:
             pre = native.prefilter_fd(
-                self.ruleset.hashdb,
-                self.clean,
-                self.ruleset.generation,
-                fd,
-                buf,
-                limit=self.scan.max_file_size,
-                tail=self._tail,
+                db, clean, generation, fd, buf, limit=self.scan.max_file_size, tail=self._tail
             )
         except OSError as e:
             failed = ScanResult(ScanStatus.ERROR, error=f"read error: {e.strerror}")
             return Finding(path, size, "", decide(None, failed, policy))
+        return pre, buf
+
+    def examine(self, fd: int, path: str, policy: Policy, size: int | None = None) -> Finding:
+        """The verdict for the regular file open at ``fd`` (shown as ``path``);
+        ``size``: see ``_prefilter``."""
+        rs = self.ruleset
+        read = self._prefilter(fd, path, policy, size, rs.hashdb, self.clean, rs.generation)
+        if isinstance(read, Finding):
+            return read
+        pre, buf = read
         if self._allowed(pre, buf):
             detail = "listed in an allow-list (.fp/.sfp)"
             return Finding(
@@ -167,16 +182,10 @@ class Detector:
         """The verdict without the SHA-256 look-up: the rules, and the MD5 and SHA-1
         entries whose names do not start with ``feed_prefix``. What the admin's
         own content says of a file that a feed's hash lists (vigild.protect)."""
-        size = os.fstat(fd).st_size
-        skip = size > self.scan.max_file_size and self.scan.oversize is Oversize.SKIP
-        buf = None if skip else self._buffer()
-        try:
-            pre = native.prefilter_fd(
-                None, None, 0, fd, buf, limit=self.scan.max_file_size, tail=self._tail
-            )
-        except OSError as e:
-            failed = ScanResult(ScanStatus.ERROR, error=f"read error: {e.strerror}")
-            return Finding(path, size, "", decide(None, failed, policy))
+        read = self._prefilter(fd, path, policy, None, None, None, 0)
+        if isinstance(read, Finding):
+            return read
+        pre, buf = read
         listed = self._listed_beside(pre, buf, feed_prefix)
         if listed is not None:
             known = ScanResult(ScanStatus.MATCH, member_hash=listed)
