@@ -269,6 +269,7 @@ void *watcher_main(void *arg);
 int settings_new(const struct vg_fan_settings *in, struct settings **out);
 struct settings *settings_get(struct vg_fan *fan);
 void settings_put(struct settings *s);
+int settings_local_fs(const struct settings *set, int fd);
 int policy_of(uint32_t kind);
 
 /* filters.c */

@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/fanotify.h>
-#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,14 +84,7 @@ static int same_file(const char *path, const struct stat *st)
 static int empty_clean(const struct settings *set, int fd,
 		       const struct stat *st)
 {
-	struct statfs sfs;
-
-	if (!set->empty_clean || st->st_size != 0 || fstatfs(fd, &sfs))
-		return 0;
-	for (uint32_t i = 0; i < set->n_mark_fs; i++)
-		if (set->mark_fs[i] == (uint64_t)(unsigned long)sfs.f_type)
-			return 1;
-	return 0;
+	return set->empty_clean && st->st_size == 0 && settings_local_fs(set, fd);
 }
 
 /* Fill the parts of a job that come from the event and the file. */

@@ -18,7 +18,6 @@
  */
 #include <fcntl.h>
 #include <string.h>
-#include <sys/vfs.h>
 #include <time.h>
 
 #include "fan.h"
@@ -213,15 +212,8 @@ static int no_writers(int fd)
  */
 static int markable(const struct settings *set, int fd, const struct stat *st)
 {
-	struct statfs sfs;
-
-	if (st->st_uid != 0 || (st->st_mode & (S_IWGRP | S_IWOTH)) ||
-	    fstatfs(fd, &sfs))
-		return 0;
-	for (uint32_t i = 0; i < set->n_mark_fs; i++)
-		if (set->mark_fs[i] == (uint64_t)(unsigned long)sfs.f_type)
-			return 1;
-	return 0;
+	return st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH)) &&
+	       settings_local_fs(set, fd);
 }
 
 /* The freshness window of clean verdicts in the settings in force. */

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 
 #include "fan.h"
 
@@ -101,6 +102,23 @@ struct settings *settings_get(struct vg_fan *fan)
 	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_unlock(&fan->settings_lock);
 	return s;
+}
+
+/*
+ * 1 when the file open at @fd lies on a filesystem of a type listed in
+ * @set's mark_fs: a local filesystem whose writes reach us and whose sizes
+ * are the truth (what ignore marks and the empty-file answer rely on).
+ */
+int settings_local_fs(const struct settings *set, int fd)
+{
+	struct statfs sfs;
+
+	if (fstatfs(fd, &sfs))
+		return 0;
+	for (uint32_t i = 0; i < set->n_mark_fs; i++)
+		if (set->mark_fs[i] == (uint64_t)(unsigned long)sfs.f_type)
+			return 1;
+	return 0;
 }
 
 /* Drop a reference; the last one frees the snapshot. NULL is fine. */
