@@ -74,6 +74,7 @@ class Keys:
         self.fstypes = fstypes  # device -> filesystem type (scan.read_mounts)
         self.fresh_ns = fresh_ms * 1_000_000
         self._fs: dict[int, bytes] = {}
+        self._vfs: dict[int, os.statvfs_result] = {}  # statvfs, once per device
         self._boot = _boot_id()
 
     def _filesystem(self, dev: int, statvfs: os.statvfs_result) -> bytes:
@@ -105,10 +106,9 @@ class Keys:
         return st.st_size if self.key(st, vfs, extra) in known else None
 
     def _statvfs(self, dev: int, path: str) -> os.statvfs_result:
-        cached: dict[int, os.statvfs_result] = self.__dict__.setdefault("_vfs", {})
-        vfs = cached.get(dev)
+        vfs = self._vfs.get(dev)
         if vfs is None:
-            vfs = cached[dev] = os.statvfs(path)
+            vfs = self._vfs[dev] = os.statvfs(path)
         return vfs
 
     def after_clean(
