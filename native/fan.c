@@ -98,6 +98,8 @@ static int fan_init(struct vg_fan *fan, const struct vg_fan_config *cfg,
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&fan->q_cond, &ca);
 	pthread_cond_init(&fan->dl_cond, &ca);
+	pthread_mutex_init(&fan->settle_lock, NULL);
+	pthread_cond_init(&fan->settle_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	fan->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fan->wake_fd < 0)
@@ -272,6 +274,12 @@ int vg_fan_start(struct vg_fan *fan)
 	ret = -pthread_create(&fan->watcher, NULL, watcher_main, fan);
 	if (ret)
 		return ret;
+	ret = -pthread_create(&fan->settler, NULL, settle_main, fan);
+	if (ret) {
+		jobs_shutdown(fan);
+		pthread_join(fan->watcher, NULL);
+		return ret;
+	}
 	fan->started = 1;
 	for (uint32_t i = 0; i < n && !ret; i++) {
 		struct group *g = &fan->groups[i];
@@ -300,8 +308,11 @@ int vg_fan_stop(struct vg_fan *fan)
 	for (uint32_t i = 0; i < n; i++)
 		respond_close(fan, i);
 	jobs_shutdown(fan);
-	if (fan->started)
+	settle_stop(fan);
+	if (fan->started) {
 		pthread_join(fan->watcher, NULL);
+		pthread_join(fan->settler, NULL);
+	}
 	fan->started = 0;
 	return 0;
 }
@@ -313,6 +324,7 @@ void vg_fan_free(struct vg_fan *fan)
 		return;
 	vg_fan_stop(fan);
 	jobs_free(fan);
+	settle_free(fan);
 	vg_cache_free(fan->verdicts);
 	vg_cache_free(fan->detected);
 	vg_cache_free(fan->exes);
@@ -321,6 +333,8 @@ void vg_fan_free(struct vg_fan *fan)
 		close(fan->wake_fd);
 	pthread_cond_destroy(&fan->q_cond);
 	pthread_cond_destroy(&fan->dl_cond);
+	pthread_cond_destroy(&fan->settle_cond);
+	pthread_mutex_destroy(&fan->settle_lock);
 	pthread_mutex_destroy(&fan->q_lock);
 	pthread_mutex_destroy(&fan->cache_lock);
 	pthread_mutex_destroy(&fan->respond_lock);

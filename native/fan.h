@@ -45,6 +45,8 @@
  *    |    |         answered or queued
  *   jobs.c   |  q_lock: slots, FIFOs, deadline list, watcher, next/answer/done
  *    |    |  |
+ *   settle.c    settle_lock: fresh clean verdicts waiting for their window;
+ *    |          the settle thread that checks and stores them
  *   remember.c  cache_lock: verdict cache contents, write epochs, ignore
  *    |          marks, the settings swap
  *   respond.c   respond_lock: every write to a group fd, its close and
@@ -54,17 +56,18 @@
  *   interp.c    interpreter sets inside a snapshot; the program cache
  *               (what each opener's program is), which never opens a file
  *
- *   fan.c -> reader.c, jobs.c, remember.c, respond.c, settings.c
+ *   fan.c -> reader.c, jobs.c, settle.c, remember.c, respond.c, settings.c
  *   reader.c -> jobs.c, remember.c, respond.c, settings.c, filters.c,
  *               interp.c
- *   jobs.c -> remember.c, respond.c, settings.c, interp.c
- *   remember.c -> respond.c, settings.c
+ *   jobs.c -> settle.c, remember.c, respond.c, settings.c, interp.c
+ *   settle.c -> remember.c, settings.c
+ *   remember.c -> respond.c, settings.c, hash.c
  *   settings.c -> filters.c, interp.c
  *
  * Lock order: q_lock -> respond_lock; cache_lock -> respond_lock;
  * cache_lock -> settings_lock (write, the swap); q_lock -> settings_lock
  * (read, briefly). q_lock and cache_lock are never held together, and
- * respond_lock is innermost. One respond_lock covers every group.
+ * respond_lock is innermost. settle_lock is held with no other lock. One respond_lock covers every group.
  */
 #ifndef VIGILD_FAN_H
 #define VIGILD_FAN_H
@@ -78,6 +81,9 @@
 
 #define EPOCHS 4096		/* write-epoch counters, by (dev, ino) hash */
 #define DETECTED_ENTRIES 65536	/* inodes found malicious, kept apart from verdicts */
+#define SETTLE_MAX 256		/* fresh clean verdicts waiting (settle.c), an fd each */
+#define SETTLE_MAX_BYTES (4ull << 20)	/* bigger files are not read again to settle */
+#define SETTLE_MARGIN_NS 1000000ull	/* past the window before the check */
 #define EXE_ENTRIES 4096	/* programs known to be interpreters, or not */
 
 struct filters {
@@ -146,6 +152,14 @@ struct slot {
 	struct slot *dl_prev, *dl_next;	/* deadline list while unanswered */
 };
 
+/* A fresh clean verdict waiting for its window to pass (settle.c). */
+struct settling {
+	struct slot slot;	/* the job's state; slot.job.fd is our dup */
+	uint64_t due_ns;	/* CLOCK_MONOTONIC */
+	uint64_t generation;
+	uint8_t sha256[32];	/* of the bytes the rules found clean */
+};
+
 struct fifo {
 	struct slot *head, *tail;
 	uint32_t len;
@@ -205,6 +219,13 @@ struct vg_fan {
 	pthread_t watcher;
 	int started;
 
+	pthread_mutex_t settle_lock;	/* settle.c: the entries below */
+	pthread_cond_t settle_cond;
+	struct settling settling[SETTLE_MAX];
+	uint32_t n_settling;
+	int settle_stopping;
+	pthread_t settler;
+
 	struct vg_fan_stats stats;	/* counters updated atomically */
 };
 
@@ -229,6 +250,16 @@ static inline uint64_t fan_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* An absolute CLOCK_MONOTONIC time @ns from now (for timed waits). */
+static inline struct timespec fan_after_ns(uint64_t ns)
+{
+	uint64_t at = fan_now_ns() + ns;
+	struct timespec ts = { .tv_sec = (time_t)(at / 1000000000ull),
+			       .tv_nsec = (long)(at % 1000000000ull) };
+
+	return ts;
+}
+
 /* respond.c */
 void respond(struct vg_fan *fan, uint32_t group, int fd, int response);
 void respond_latency(struct vg_fan *fan, uint64_t since_ns);
@@ -249,8 +280,17 @@ void remember_forget_all(struct vg_fan *fan);
 int remember_detected(struct vg_fan *fan, const struct stat *st);
 int remember_switch(struct vg_fan *fan, struct settings *s,
 		    struct settings **old);
-void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
-		      uint64_t generation);
+int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
+		     uint64_t generation);
+int remember_settled(struct vg_fan *fan, const struct slot *s,
+		     const uint8_t *sha256, uint64_t generation);
+
+/* settle.c */
+void settle_defer(struct vg_fan *fan, const struct slot *s,
+		  const uint8_t *sha256, uint64_t generation);
+void *settle_main(void *arg);	/* @arg: the struct vg_fan */
+void settle_stop(struct vg_fan *fan);
+void settle_free(struct vg_fan *fan);
 
 /* reader.c */
 void *reader_main(void *arg);	/* @arg: its struct group */

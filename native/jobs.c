@@ -242,16 +242,6 @@ int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t group,
 	return 0;
 }
 
-/* An absolute CLOCK_MONOTONIC time @ns from now. */
-static struct timespec after_ns(uint64_t ns)
-{
-	uint64_t at = fan_now_ns() + ns;
-	struct timespec ts = { .tv_sec = (time_t)(at / 1000000000ull),
-			       .tv_nsec = (long)(at % 1000000000ull) };
-
-	return ts;
-}
-
 /*
  * Wait up to @timeout_ms for a job and copy it to @job. Returns 1 with a
  * job, 0 on timeout, -ESHUTDOWN once stopping. Permission jobs first;
@@ -259,7 +249,7 @@ static struct timespec after_ns(uint64_t ns)
  */
 int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms)
 {
-	struct timespec until = after_ns((uint64_t)timeout_ms * 1000000ull);
+	struct timespec until = fan_after_ns((uint64_t)timeout_ms * 1000000ull);
 	struct slot *s = NULL;
 	int ret = 0;
 
@@ -321,13 +311,16 @@ static void answer_job(struct vg_fan *fan, const struct slot *s, int fd,
  * Answer job @id with @response and cache it as @cache (VG_CACHE_* bits)
  * if the rules are still @generation: before the answer, or after it for
  * an allow while the freshness window is on (see the top of this file).
+ * A clean verdict on a file changed within that window is kept for
+ * settle.c when @sha256 (of all the bytes scanned, the whole file) is
+ * given; NULL: not.
  * Returns 0 when this call answered (or, for a close-write job, recorded
  * the verdict), 1 when the deadline watcher had already answered by
  * policy (the result is late), -ESHUTDOWN when stopping (the kernel
  * answered), -ESTALE for a bad id.
  */
 int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
-		  uint64_t generation)
+		  uint64_t generation, const uint8_t *sha256)
 {
 	struct slot *s;
 	int fd, late, write_now;
@@ -349,8 +342,9 @@ int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 	if (write_now)
 		answer_job(fan, s, fd, response);
 	if ((cache & VG_CACHE_VERDICT) &&
-	    !__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED))
-		remember_verdict(fan, s, cache, generation);
+	    !__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED) &&
+	    remember_verdict(fan, s, cache, generation) == -EAGAIN && sha256)
+		settle_defer(fan, s, sha256, generation);
 	if (late) {
 		fan_count(&fan->stats.late_results);
 		return 1;
@@ -379,7 +373,7 @@ int vg_fan_done(struct vg_fan *fan, uint64_t id)
 	unanswered = is_perm(s) && !s->answered && !fan->stopping;
 	pthread_mutex_unlock(&fan->q_lock);
 	if (unanswered)
-		vg_fan_answer(fan, id, s->on_deadline, 0, 0);
+		vg_fan_answer(fan, id, s->on_deadline, 0, 0, NULL);
 	close(s->job.fd);
 	pthread_mutex_lock(&fan->q_lock);
 	s->state = SLOT_FREE;
@@ -470,7 +464,7 @@ void *watcher_main(void *arg)
 
 		if (!head) {
 			struct settings *set = settings_get(fan);
-			struct timespec until = after_ns(set->deadline_ns);
+			struct timespec until = fan_after_ns(set->deadline_ns);
 
 			settings_put(set);
 
@@ -478,7 +472,7 @@ void *watcher_main(void *arg)
 		} else if (head->deadline_ns <= now) {
 			expire_head(fan);
 		} else {
-			struct timespec until = after_ns(head->deadline_ns - now);
+			struct timespec until = fan_after_ns(head->deadline_ns - now);
 
 			pthread_cond_timedwait(&fan->dl_cond, &fan->q_lock, &until);
 		}

@@ -16,6 +16,7 @@
  * every close-write therefore drops the mark (remember_invalidate), and a
  * rules change flushes all of them.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <time.h>
@@ -168,23 +169,29 @@ int remember_switch(struct vg_fan *fan, struct settings *s,
 
 /*
  * 1 when the file behind @s's fd still has the state it was queued with;
- * its current stat in @st. With @fresh_ns, also require that it had
- * last changed more than that before it was queued, that is before its
- * bytes were read: on kernels before multigrain timestamps (6.13) a
- * rewrite within the same clock tick can keep its ctime. (A deny is
- * cached anyway: stale, it only over-blocks.)
+ * its current stat in @st.
  */
-static int unchanged(const struct slot *s, uint64_t fresh_ns, struct stat *st)
+static int unchanged(const struct slot *s, struct stat *st)
 {
-	uint64_t ctime_ns;
+	return !fstat(s->job.fd, st) && (uint64_t)st->st_size == s->job.size &&
+	       st->st_ctim.tv_sec == s->job.ctime_sec &&
+	       st->st_ctim.tv_nsec == s->job.ctime_nsec;
+}
 
-	if (fstat(s->job.fd, st) || (uint64_t)st->st_size != s->job.size ||
-	    st->st_ctim.tv_sec != s->job.ctime_sec ||
-	    st->st_ctim.tv_nsec != s->job.ctime_nsec)
-		return 0;
-	ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull +
-		   (uint64_t)st->st_ctim.tv_nsec;
-	return !fresh_ns || s->queued_rt_ns >= ctime_ns + fresh_ns;
+/*
+ * 1 when the file of @st had last changed more than @fresh_ns before
+ * @since_rt_ns (CLOCK_REALTIME): for a job, its queueing, that is before
+ * its bytes were read. On kernels before multigrain timestamps (6.13) a
+ * rewrite within the same clock tick can keep its ctime; one a window
+ * after it cannot. (A deny is cached anyway: stale, it only over-blocks.)
+ */
+static int settled(uint64_t since_rt_ns, uint64_t fresh_ns,
+		   const struct stat *st)
+{
+	uint64_t ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull +
+			    (uint64_t)st->st_ctim.tv_nsec;
+
+	return !fresh_ns || since_rt_ns >= ctime_ns + fresh_ns;
 }
 
 /*
@@ -233,8 +240,41 @@ static void mark_clean(struct vg_fan *fan, const struct slot *s)
 	struct stat now;
 
 	respond_ignore(fan, s->group, s->job.fd, 1);
-	if (!unchanged(s, 0, &now))
+	if (!unchanged(s, &now))
 		respond_ignore(fan, s->group, s->job.fd, 0);
+}
+
+/*
+ * Store @s's verdict under @generation if the rules and the write epoch
+ * of @st's inode are still those of the job; and for an allow, forget
+ * that the inode was found malicious, and with @mark give it an ignore
+ * mark if markable(). 1 when stored.
+ */
+static int store(struct vg_fan *fan, const struct slot *s,
+		 const struct stat *st, uint64_t generation, int mark)
+{
+	int allow = s->response == VG_ALLOW, stored = 0;
+	uint8_t key[VG_KEY_LEN];
+	struct settings *set;
+
+	pthread_mutex_lock(&fan->cache_lock);
+	set = fan->settings;
+	if (generation == set->generation &&
+	    remember_epoch(fan, st) == s->epoch) {
+		file_key(key, st, generation);
+		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
+		stored = 1;
+		inode_key(key, st);
+		if (allow)
+			vg_cache_del(fan->detected, key);
+		else
+			vg_cache_put(fan->detected, key, 1);
+		if (allow && mark && set->ignore_marks &&
+		    markable(set, s->job.fd, st))
+			mark_clean(fan, s);
+	}
+	pthread_mutex_unlock(&fan->cache_lock);
+	return stored;
 }
 
 /*
@@ -242,33 +282,53 @@ static void mark_clean(struct vg_fan *fan, const struct slot *s)
  * file its ignore mark if @cache allows and markable(); nothing if the
  * rules or the file changed since the job was queued (the write epoch
  * catches a close-write already handled by the reader), nor, for a clean
- * verdict, while anyone holds the file open for writing.
+ * verdict, while anyone holds the file open for writing. 1 when cached,
+ * 0 when not, -EAGAIN for a clean verdict on a file that changed within
+ * the freshness window before it was queued (settle.c may store it later).
  */
-void remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
-		      uint64_t generation)
+int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
+		     uint64_t generation)
 {
 	int allow = s->response == VG_ALLOW;
-	uint8_t key[VG_KEY_LEN];
-	struct settings *set;
 	struct stat st;
 
-	if (!unchanged(s, allow ? fresh_window(fan) : 0, &st) ||
-	    (allow && !no_writers(s->job.fd)))
-		return;
-	pthread_mutex_lock(&fan->cache_lock);
-	set = fan->settings;
-	if (generation == set->generation &&
-	    remember_epoch(fan, &st) == s->epoch) {
-		file_key(key, &st, generation);
-		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
-		inode_key(key, &st);
-		if (allow)
-			vg_cache_del(fan->detected, key);
-		else
-			vg_cache_put(fan->detected, key, 1);
-		if (allow && set->ignore_marks && (cache & VG_CACHE_MARK) &&
-		    markable(set, s->job.fd, &st))
-			mark_clean(fan, s);
-	}
-	pthread_mutex_unlock(&fan->cache_lock);
+	if (!unchanged(s, &st) || (allow && !no_writers(s->job.fd)))
+		return 0;
+	if (allow && !settled(s->queued_rt_ns, fresh_window(fan), &st))
+		return -EAGAIN;
+	return store(fan, s, &st, generation, cache & VG_CACHE_MARK);
+}
+
+/* 1 when the bytes behind @fd, read again from the start, have SHA-256
+ * @sha256 and are @size long. */
+static int same_bytes(int fd, uint64_t size, const uint8_t *sha256)
+{
+	uint8_t now[VG_SHA256_LEN];
+	uint64_t n = 0;
+
+	return !vg_hash_fd(fd, now, NULL, &n) && n == size &&
+	       !memcmp(now, sha256, sizeof(now));
+}
+
+/*
+ * Store the clean verdict of @s, whose scanned bytes hashed to @sha256,
+ * now that its freshness window has passed (settle.c says why this order
+ * of checks is enough): same ctime and size, the window passed by now,
+ * no writer, the same bytes, then the same rules and write epoch. Verdict
+ * cache only: never an ignore mark. 1 when stored.
+ */
+int remember_settled(struct vg_fan *fan, const struct slot *s,
+		     const uint8_t *sha256, uint64_t generation)
+{
+	struct timespec now;
+	struct stat st;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (!unchanged(s, &st) ||
+	    !settled((uint64_t)now.tv_sec * 1000000000ull +
+			     (uint64_t)now.tv_nsec,
+		     fresh_window(fan), &st) ||
+	    !no_writers(s->job.fd) || !same_bytes(s->job.fd, s->job.size, sha256))
+		return 0;
+	return store(fan, s, &st, generation, 0);
 }

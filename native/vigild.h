@@ -284,6 +284,8 @@ struct vg_fan_stats {
 	uint64_t exe_unknown;	/* queued to learn what the opener runs */
 	uint64_t exe_learned;	/* programs hashed and remembered */
 	uint64_t empty;		/* empty files answered at once (created, truncated) */
+	uint64_t settled;	/* clean verdicts on just-written files, stored
+				 * once their window passed (settle.c) */
 	uint64_t queue_depth;	/* waiting now */
 	uint64_t in_flight;	/* waiting or being scanned now */
 	uint64_t reads;		/* read() calls that returned, all groups */
@@ -305,7 +307,7 @@ int vg_fan_configure(struct vg_fan *fan, const struct vg_fan_settings *s);
 int vg_fan_start(struct vg_fan *fan);
 int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms);
 int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
-		  uint64_t generation);
+		  uint64_t generation, const uint8_t *sha256);
 int vg_fan_done(struct vg_fan *fan, uint64_t id);
 int vg_fan_classify(struct vg_fan *fan, uint64_t id, int exe_fd,
 		    const uint8_t *sha256);

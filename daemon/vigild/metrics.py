@@ -55,6 +55,12 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("events", "excluded"),
     ),
     (
+        "vigild_settled_verdicts",
+        "counter",
+        "Clean verdicts on just-written files stored once the freshness window passed.",
+        ("events", "settled"),
+    ),
+    (
         "vigild_empty_files",
         "counter",
         "Opens of empty files answered at once (created or truncated): nothing to scan.",

@@ -570,11 +570,20 @@ class Fanotify:
             flags=job.flags,
         )
 
-    def answer(self, job: Job, allow: bool, cache: int, generation: int) -> bool:
+    def answer(
+        self, job: Job, allow: bool, cache: int, generation: int, sha256: bytes = b""
+    ) -> bool:
         """Answer ``job``, first caching the verdict as ``cache`` says (CACHE_* bits)
         if the rules are still ``generation``; True when the deadline had already
-        answered it (the result is late)."""
-        ret = lib.vg_fan_answer(self._fan, job.id, ALLOW if allow else DENY, cache, generation)
+        answered it (the result is late). ``sha256``: of the whole file, every byte
+        scanned and found clean; a file changed too recently to be cached at once
+        is then checked again and cached once its freshness window has passed."""
+        if sha256 and len(sha256) != SHA256_LEN:
+            raise ValueError("sha256 must be 32 bytes")
+        digest = sha256 if sha256 else ffi.NULL
+        ret = lib.vg_fan_answer(
+            self._fan, job.id, ALLOW if allow else DENY, cache, generation, digest
+        )
         if ret == -errno.ESHUTDOWN:
             return False  # the kernel allowed it when the group closed
         return bool(_check(ret, "answering"))

@@ -35,9 +35,22 @@ from vigild.detector import Finding
 from vigild.procinfo import process_fields
 from vigild.report import Outcome, Reporter
 from vigild.snapshot import Snapshot
-from vigild.verdict import Action, Policy, ScanResult, ScanStatus, Verdict, decide
+from vigild.verdict import Action, Policy, Reason, ScanResult, ScanStatus, Verdict, decide
 
 log = logging.getLogger(__name__)
+
+
+# clean with every byte of the file scanned (not an over-size head and tail)
+_WHOLE_CLEAN = (Reason.CLEAN, Reason.CACHED_CLEAN)
+
+
+def _whole_clean(finding: Finding | None) -> bytes:
+    """The SHA-256 of a file found clean with every byte scanned; b"" otherwise.
+    With it, C may store the verdict once the file's freshness window has passed
+    (native/settle.c), after hashing the file again."""
+    if finding is None or finding.verdict.reason not in _WHOLE_CLEAN or not finding.sha256:
+        return b""
+    return bytes.fromhex(finding.sha256)
 
 
 class PathSource(Protocol):
@@ -164,7 +177,9 @@ class Workers:
             verdict, finding = self._examine(snap, job.fd, job.path, snap.policies[kind], job.size)
             who = process_fields(job.pid) if verdict.malicious else {}
             allow = verdict.action is Action.ALLOW
-            late = fan.answer(job, allow, snap.cache_bits(verdict), snap.generation)
+            late = fan.answer(
+                job, allow, snap.cache_bits(verdict), snap.generation, _whole_clean(finding)
+            )
             self.counters.scanned += 1
             outcome = Outcome(kind, job.path, verdict, finding, snap.generation, late, who)
             self.reporter.hand_over(outcome, job.fd)

@@ -82,6 +82,7 @@ def _raise_nofile() -> None:
 
 
 _SPARE_FDS = 512  # our own files: journal, rules, sockets, quarantine, workers
+_SETTLING_FDS = 256  # native/settle.c: SETTLE_MAX fresh clean verdicts, an fd each
 # reader.c: one read() of READ_BUF (16 KiB) opens an fd for every 24-byte event
 # record it returns, before any is answered; each group's reader may do so at once
 _FDS_PER_READ = 16384 // 24
@@ -99,11 +100,11 @@ def _marked_filesystems(watch: tuple[str, ...]) -> int:
 def _fit_queue_to_fds(cfg: Config) -> Config:
     """Keep queue_size well below the fd limit: every queued event holds an fd,
     and when the kernel cannot open one for an event it denies that open (and a
-    close-write it cannot open is lost). Spare: our own files, and one read's
-    worth of event fds per group."""
+    close-write it cannot open is lost). Spare: our own files, the verdicts
+    waiting to settle, and one read's worth of event fds per group."""
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     groups = _marked_filesystems(cfg.onaccess.watch)
-    room = max(16, soft - _SPARE_FDS - _FDS_PER_READ * groups)
+    room = max(16, soft - _SPARE_FDS - _SETTLING_FDS - _FDS_PER_READ * groups)
     oa = cfg.onaccess
     if soft == resource.RLIM_INFINITY or oa.queue_size <= room:
         return cfg

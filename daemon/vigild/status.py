@@ -44,6 +44,7 @@ class EventCounters:
     exe_unknown: int = 0  # opens queued to learn what the opener runs
     exe_learned: int = 0  # programs hashed and remembered (interpreter or not)
     empty: int = 0  # empty files answered at once (just created or truncated)
+    settled: int = 0  # clean verdicts on just-written files, stored once their window passed
     queue_depth: int = 0  # waiting now
     in_flight: int = 0  # waiting or being scanned now
     reads: int = 0  # reads from the kernel that returned (every group)
@@ -245,7 +246,8 @@ def render_text(s: Status) -> str:
         f"{ev.empty} empty, "
         f"{ev.excluded} excluded",
         f"  caches:    verdict hit ratio {ev.cache_hit_ratio * 100:.1f}%, "
-        f"{ev.ignore_marks} ignore marks, clean-content {s.clean_cache.entries} entries",
+        f"{ev.ignore_marks} ignore marks, {ev.settled} settled after writes, "
+        f"clean-content {s.clean_cache.entries} entries",
         f"  queue:     {ev.queue_depth} waiting, {ev.in_flight} in flight, "
         f"{ev.queue_full} answered full, {ev.deadline_passed} past deadline, {ev.dropped} dropped",
         f"  readers:   {ev.groups} groups, {ev.reads} reads, "
