@@ -46,7 +46,7 @@
  *   jobs.c   |  q_lock: slots, FIFOs, deadline list, watcher, next/answer/done
  *    |    |  |
  *   settle.c    settle_lock: fresh clean verdicts waiting for their window;
- *    |          the settle thread that checks and stores them
+ *    |          the settle thread that checks them (readers store them)
  *   remember.c  cache_lock: verdict cache contents, write epochs, ignore
  *    |          marks, the settings swap
  *   respond.c   respond_lock: every write to a group fd, its close and
@@ -57,8 +57,8 @@
  *               (what each opener's program is), which never opens a file
  *
  *   fan.c -> reader.c, jobs.c, settle.c, remember.c, respond.c, settings.c
- *   reader.c -> jobs.c, remember.c, respond.c, settings.c, filters.c,
- *               interp.c
+ *   reader.c -> jobs.c, settle.c, remember.c, respond.c, settings.c,
+ *               filters.c, interp.c
  *   jobs.c -> settle.c, remember.c, respond.c, settings.c, interp.c
  *   settle.c -> remember.c, settings.c
  *   remember.c -> respond.c, settings.c, hash.c
@@ -84,6 +84,7 @@
 #define SETTLE_MAX 256		/* fresh clean verdicts waiting (settle.c), an fd each */
 #define SETTLE_MAX_BYTES (4ull << 20)	/* bigger files are not read again to settle */
 #define SETTLE_MARGIN_NS 1000000ull	/* past the window before the check */
+#define SETTLE_BATCH_NS 10000000ull	/* the settle thread wakes at most this often */
 #define EXE_ENTRIES 4096	/* programs known to be interpreters, or not */
 
 struct filters {
@@ -150,6 +151,13 @@ struct slot {
 	uint64_t queued_rt_ns;	/* CLOCK_REALTIME at enqueue, for ctime checks */
 	struct slot *q_next;	/* FIFO link while queued */
 	struct slot *dl_prev, *dl_next;	/* deadline list while unanswered */
+};
+
+/* A clean verdict checked by the settle thread, for a reader to store. */
+struct verified {
+	struct stat st;
+	uint32_t epoch;
+	uint64_t generation;
 };
 
 /* A fresh clean verdict waiting for its window to pass (settle.c). */
@@ -223,6 +231,8 @@ struct vg_fan {
 	pthread_cond_t settle_cond;
 	struct settling settling[SETTLE_MAX];
 	uint32_t n_settling;
+	struct verified verified[SETTLE_MAX];
+	uint32_t n_verified;		/* also read without the lock (atomic) */
 	int settle_stopping;
 	pthread_t settler;
 
@@ -282,13 +292,16 @@ int remember_switch(struct vg_fan *fan, struct settings *s,
 		    struct settings **old);
 int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 		     uint64_t generation);
-int remember_settled(struct vg_fan *fan, const struct slot *s,
-		     const uint8_t *sha256, uint64_t generation);
+int remember_verify(struct vg_fan *fan, const struct slot *s,
+		    const uint8_t *sha256, struct stat *st);
+int remember_store_settled(struct vg_fan *fan, const struct stat *st,
+			   uint32_t epoch, uint64_t generation);
 
 /* settle.c */
 void settle_defer(struct vg_fan *fan, const struct slot *s,
 		  const uint8_t *sha256, uint64_t generation);
 void *settle_main(void *arg);	/* @arg: the struct vg_fan */
+void settle_store(struct vg_fan *fan);
 void settle_stop(struct vg_fan *fan);
 void settle_free(struct vg_fan *fan);
 

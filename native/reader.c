@@ -307,6 +307,7 @@ static void alive(struct group *g)
  * (its opener gets an error); the daemon keeps queue_size well below
  * RLIMIT_NOFILE so it does not happen. poll wakes at least every
  * ALIVE_MS, so a reader idle in poll always looks alive (vg_fan_stats).
+ * Each time it comes back it stores what the settle thread checked.
  */
 void *reader_main(void *arg)
 {
@@ -326,12 +327,14 @@ void *reader_main(void *arg)
 		alive(g);
 		if (pfd[1].revents)
 			break;
+		settle_store(fan);
 		if (!(pfd[0].revents & (POLLIN | POLLHUP)))
 			continue;
 		n = read(pfd[0].fd, buf, sizeof(buf));
 		alive(g);
 		if (n > 0) {
 			fan_count(&fan->stats.reads);
+			settle_store(fan);	/* before the opens just read */
 			handle_batch(g, buf, n);
 		} else if (n == 0 || errno == EBADF) {
 			break;	/* a test's socket closed; never a live group */

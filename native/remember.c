@@ -245,34 +245,43 @@ static void mark_clean(struct vg_fan *fan, const struct slot *s)
 }
 
 /*
- * Store @s's verdict under @generation if the rules and the write epoch
- * of @st's inode are still those of the job; and for an allow, forget
- * that the inode was found malicious, and with @mark give it an ignore
- * mark if markable(). 1 when stored.
+ * Put @response for the file of @st in the verdict cache if the rules are
+ * still @generation and its inode's write epoch still @epoch; an allow
+ * also forgets that the inode was found malicious, a deny records it.
+ * 1 when put. Caller holds cache_lock.
  */
+static int put_locked(struct vg_fan *fan, const struct stat *st,
+		      uint32_t epoch, uint64_t generation, int response)
+{
+	uint8_t key[VG_KEY_LEN];
+
+	if (generation != fan->settings->generation ||
+	    remember_epoch(fan, st) != epoch)
+		return 0;
+	file_key(key, st, generation);
+	vg_cache_put(fan->verdicts, key, (uint8_t)response);
+	inode_key(key, st);
+	if (response == VG_ALLOW)
+		vg_cache_del(fan->detected, key);
+	else
+		vg_cache_put(fan->detected, key, 1);
+	return 1;
+}
+
+/* Store @s's verdict (put_locked) and, with @mark, give a clean file its
+ * ignore mark if markable(). 1 when stored. */
 static int store(struct vg_fan *fan, const struct slot *s,
 		 const struct stat *st, uint64_t generation, int mark)
 {
-	int allow = s->response == VG_ALLOW, stored = 0;
-	uint8_t key[VG_KEY_LEN];
 	struct settings *set;
+	int stored;
 
 	pthread_mutex_lock(&fan->cache_lock);
 	set = fan->settings;
-	if (generation == set->generation &&
-	    remember_epoch(fan, st) == s->epoch) {
-		file_key(key, st, generation);
-		vg_cache_put(fan->verdicts, key, (uint8_t)s->response);
-		stored = 1;
-		inode_key(key, st);
-		if (allow)
-			vg_cache_del(fan->detected, key);
-		else
-			vg_cache_put(fan->detected, key, 1);
-		if (allow && mark && set->ignore_marks &&
-		    markable(set, s->job.fd, st))
-			mark_clean(fan, s);
-	}
+	stored = put_locked(fan, st, s->epoch, generation, s->response);
+	if (stored && s->response == VG_ALLOW && mark && set->ignore_marks &&
+	    markable(set, s->job.fd, st))
+		mark_clean(fan, s);
 	pthread_mutex_unlock(&fan->cache_lock);
 	return stored;
 }
@@ -311,24 +320,34 @@ static int same_bytes(int fd, uint64_t size, const uint8_t *sha256)
 }
 
 /*
- * Store the clean verdict of @s, whose scanned bytes hashed to @sha256,
- * now that its freshness window has passed (settle.c says why this order
- * of checks is enough): same ctime and size, the window passed by now,
- * no writer, the same bytes, then the same rules and write epoch. Verdict
- * cache only: never an ignore mark. 1 when stored.
+ * 1 when the clean verdict of @s, whose scanned bytes hashed to @sha256,
+ * still holds now that its freshness window has passed (settle.c says why
+ * this order of checks is enough): same ctime and size, the window passed
+ * by now, no writer, the same bytes. The file's stat in @st. Takes no lock.
  */
-int remember_settled(struct vg_fan *fan, const struct slot *s,
-		     const uint8_t *sha256, uint64_t generation)
+int remember_verify(struct vg_fan *fan, const struct slot *s,
+		    const uint8_t *sha256, struct stat *st)
 {
 	struct timespec now;
-	struct stat st;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	if (!unchanged(s, &st) ||
-	    !settled((uint64_t)now.tv_sec * 1000000000ull +
-			     (uint64_t)now.tv_nsec,
-		     fresh_window(fan), &st) ||
-	    !no_writers(s->job.fd) || !same_bytes(s->job.fd, s->job.size, sha256))
-		return 0;
-	return store(fan, s, &st, generation, 0);
+	return unchanged(s, st) &&
+	       settled((uint64_t)now.tv_sec * 1000000000ull +
+			       (uint64_t)now.tv_nsec,
+		       fresh_window(fan), st) &&
+	       no_writers(s->job.fd) && same_bytes(s->job.fd, s->job.size, sha256);
+}
+
+/* Store a verified clean verdict (remember_verify) for the file of @st if
+ * the rules and its write epoch are still @generation and @epoch. Verdict
+ * cache only: never an ignore mark. 1 when stored. */
+int remember_store_settled(struct vg_fan *fan, const struct stat *st,
+			   uint32_t epoch, uint64_t generation)
+{
+	int stored;
+
+	pthread_mutex_lock(&fan->cache_lock);
+	stored = put_locked(fan, st, epoch, generation, VG_ALLOW);
+	pthread_mutex_unlock(&fan->cache_lock);
+	return stored;
 }

@@ -25,14 +25,24 @@
  * of the types listed for ignore marks (a remote server's ctime is not on
  * our clock), and files up to SETTLE_MAX_BYTES.
  *
- * Owns the waiting entries and their fds, under settle_lock (never held
- * with another lock). Runs its own thread: it reads files, which must
- * never delay a reader or the deadline watcher. Calls only remember.c and
- * settings.c. At most SETTLE_MAX wait: a burst beyond that is scanned
- * again at its next open, as without this file.
+ * Who does what: the settle thread checks (it reads files, which must
+ * never delay a reader or the deadline watcher) and runs as SCHED_IDLE,
+ * so a burst of writes pays for it only with CPU time nobody wants; the
+ * readers store what it checked, at their next read (before handling
+ * those events), so no lock another thread waits on is ever held by an
+ * idle-class thread: settle_lock is only ever try-locked by the workers
+ * and readers, and cache_lock is taken by the readers alone here. A check
+ * that passed stays true until the store: a later write gets a new ctime.
+ *
+ * Owns the waiting entries, their fds and the checked ones, under
+ * settle_lock (held with no other lock). Calls only remember.c and
+ * settings.c. At most SETTLE_MAX wait: a burst beyond that, or one that
+ * meets the lock taken, is scanned again at its next open, as without
+ * this file; so is everything while the CPUs are never idle.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -66,9 +76,9 @@ void settle_defer(struct vg_fan *fan, const struct slot *s,
 	int fd;
 
 	settings_put(set);
-	if (!local || s->job.size > SETTLE_MAX_BYTES)
+	if (!local || s->job.size > SETTLE_MAX_BYTES ||
+	    pthread_mutex_trylock(&fan->settle_lock))
 		return;
-	pthread_mutex_lock(&fan->settle_lock);
 	if (fan->settle_stopping || fan->n_settling >= SETTLE_MAX) {
 		pthread_mutex_unlock(&fan->settle_lock);
 		return;
@@ -103,21 +113,41 @@ static int due_entry(const struct vg_fan *fan, uint64_t now, uint64_t *next)
 	return -1;
 }
 
-/* Check and store one entry taken off the list; closes its fd. */
+/* Check one entry taken off the list and hand it to the readers if it
+ * holds; closes its fd. */
 static void settle_one(struct vg_fan *fan, struct settling *e)
 {
-	if (remember_settled(fan, &e->slot, e->sha256, e->generation))
-		fan_count(&fan->stats.settled);
+	struct stat st;
+
+	if (remember_verify(fan, &e->slot, e->sha256, &st)) {
+		pthread_mutex_lock(&fan->settle_lock);
+		if (fan->n_verified < SETTLE_MAX) {
+			struct verified *v = &fan->verified[fan->n_verified];
+
+			v->st = st;
+			v->epoch = e->slot.epoch;
+			v->generation = e->generation;
+			__atomic_store_n(&fan->n_verified, fan->n_verified + 1,
+					 __ATOMIC_RELEASE);
+			fan_count(&fan->stats.settled);
+		}
+		pthread_mutex_unlock(&fan->settle_lock);
+	}
 	close(e->slot.job.fd);
 }
 
-/* The settle thread: sleeps until the earliest entry is due, then checks
- * and stores every due entry, outside the lock. */
+/*
+ * The settle thread: sleeps until the earliest entry is due (batching
+ * wake-ups), then checks every due entry, outside the lock. SCHED_IDLE:
+ * it runs only on a CPU nothing else wants (see the top of this file).
+ */
 void *settle_main(void *arg)
 {
+	static const struct sched_param idle = { .sched_priority = 0 };
 	struct vg_fan *fan = arg;
 
 	pthread_setname_np(pthread_self(), "vigild-settle");
+	pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
 	pthread_mutex_lock(&fan->settle_lock);
 	while (!fan->settle_stopping) {
 		uint64_t now = fan_now_ns(), next;
@@ -131,7 +161,11 @@ void *settle_main(void *arg)
 			settle_one(fan, &e);
 			pthread_mutex_lock(&fan->settle_lock);
 		} else if (next) {
-			struct timespec until = fan_after_ns(next - now);
+			/* wake for a batch, not for each entry: a burst of
+			 * writes must not cost a thread wake-up per file */
+			uint64_t wait = next - now;
+			struct timespec until = fan_after_ns(
+				wait > SETTLE_BATCH_NS ? wait : SETTLE_BATCH_NS);
 
 			pthread_cond_timedwait(&fan->settle_cond,
 					       &fan->settle_lock, &until);
@@ -141,6 +175,27 @@ void *settle_main(void *arg)
 	}
 	pthread_mutex_unlock(&fan->settle_lock);
 	return NULL;
+}
+
+/*
+ * In a reader, before it handles what it read: store the verdicts the
+ * settle thread checked. Never waits: with the lock taken, next time.
+ */
+void settle_store(struct vg_fan *fan)
+{
+	struct verified got[SETTLE_MAX];
+	uint32_t n;
+
+	if (!__atomic_load_n(&fan->n_verified, __ATOMIC_ACQUIRE) ||
+	    pthread_mutex_trylock(&fan->settle_lock))
+		return;
+	n = fan->n_verified;
+	memcpy(got, fan->verified, n * sizeof(got[0]));
+	__atomic_store_n(&fan->n_verified, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&fan->settle_lock);
+	for (uint32_t i = 0; i < n; i++)
+		remember_store_settled(fan, &got[i].st, got[i].epoch,
+				       got[i].generation);
 }
 
 /* Stop the settle thread (it finishes the entry in hand); idempotent. */

@@ -284,8 +284,9 @@ struct vg_fan_stats {
 	uint64_t exe_unknown;	/* queued to learn what the opener runs */
 	uint64_t exe_learned;	/* programs hashed and remembered */
 	uint64_t empty;		/* empty files answered at once (created, truncated) */
-	uint64_t settled;	/* clean verdicts on just-written files, stored
-				 * once their window passed (settle.c) */
+	uint64_t settled;	/* clean verdicts on just-written files checked
+				 * once their window passed, stored by the
+				 * readers at their next read (settle.c) */
 	uint64_t queue_depth;	/* waiting now */
 	uint64_t in_flight;	/* waiting or being scanned now */
 	uint64_t reads;		/* read() calls that returned, all groups */
