@@ -85,6 +85,7 @@
 #define SETTLE_MAX_BYTES (4ull << 20)	/* bigger files are not read again to settle */
 #define SETTLE_MARGIN_NS 1000000ull	/* past the window before the check */
 #define SETTLE_BATCH_NS 10000000ull	/* the settle thread wakes at most this often */
+#define SETTLE_MAX_WAIT_NS 2100000000ull	/* a second, the longest window, margin */
 #define EXE_ENTRIES 4096	/* programs known to be interpreters, or not */
 
 struct filters {
@@ -258,6 +259,20 @@ static inline uint64_t fan_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * When a file's ctime (@sec, @nsec) stops being reusable by a rewrite,
+ * CLOCK_REALTIME ns, freshness window aside: the ctime itself, or for a
+ * filesystem that keeps whole seconds only (the ctime ends in .000000000;
+ * a fine one does so once in 10^9 changes, and only waits longer) the end
+ * of that second (remember.c).
+ */
+static inline uint64_t fan_ctime_end_ns(int64_t sec, int64_t nsec)
+{
+	uint64_t ns = (uint64_t)sec * 1000000000ull + (uint64_t)nsec;
+
+	return nsec ? ns : ns + 1000000000ull;
 }
 
 /* An absolute CLOCK_MONOTONIC time @ns from now (for timed waits). */

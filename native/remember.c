@@ -183,15 +183,17 @@ static int unchanged(const struct slot *s, struct stat *st)
  * @since_rt_ns (CLOCK_REALTIME): for a job, its queueing, that is before
  * its bytes were read. On kernels before multigrain timestamps (6.13) a
  * rewrite within the same clock tick can keep its ctime; one a window
- * after it cannot. (A deny is cached anyway: stale, it only over-blocks.)
+ * after it cannot. A filesystem that keeps whole seconds only (ext2/3,
+ * ext4 with 128-byte inodes) keeps the ctime for the rest of the second,
+ * whatever the kernel: its ctime ends in .000000000, and the window counts
+ * from the end of that second (fan_ctime_end_ns). (A deny is cached
+ * anyway: stale, it only over-blocks.)
  */
 static int settled(uint64_t since_rt_ns, uint64_t fresh_ns,
 		   const struct stat *st)
 {
-	uint64_t ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull +
-			    (uint64_t)st->st_ctim.tv_nsec;
-
-	return !fresh_ns || since_rt_ns >= ctime_ns + fresh_ns;
+	return since_rt_ns >= fan_ctime_end_ns(st->st_ctim.tv_sec,
+					       st->st_ctim.tv_nsec) + fresh_ns;
 }
 
 /*

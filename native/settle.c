@@ -66,10 +66,9 @@ static uint64_t wall_ns(void)
 void settle_defer(struct vg_fan *fan, const struct slot *s,
 		  const uint8_t *sha256, uint64_t generation)
 {
-	uint64_t ctime_ns = (uint64_t)s->job.ctime_sec * 1000000000ull +
-			    (uint64_t)s->job.ctime_nsec;
 	struct settings *set = settings_get(fan);
-	uint64_t due = ctime_ns + set->fresh_ns + SETTLE_MARGIN_NS;
+	uint64_t due = fan_ctime_end_ns(s->job.ctime_sec, s->job.ctime_nsec) +
+		       set->fresh_ns + SETTLE_MARGIN_NS;
 	int local = settings_local_fs(set, s->job.fd);
 	uint64_t now = wall_ns();
 	struct settling *e;
@@ -88,7 +87,11 @@ void settle_defer(struct vg_fan *fan, const struct slot *s,
 		e = &fan->settling[fan->n_settling++];
 		e->slot = *s;
 		e->slot.job.fd = fd;
+		/* at most a second and a window away: a ctime in the
+		 * future (the clock stepped back) fails the check then */
 		e->due_ns = fan_now_ns() + (due > now ? due - now : 0);
+		if (e->due_ns > fan_now_ns() + SETTLE_MAX_WAIT_NS)
+			e->due_ns = fan_now_ns() + SETTLE_MAX_WAIT_NS;
 		e->generation = generation;
 		memcpy(e->sha256, sha256, sizeof(e->sha256));
 		if (fan->n_settling == 1)

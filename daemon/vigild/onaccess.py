@@ -44,11 +44,18 @@ log = logging.getLogger(__name__)
 _WHOLE_CLEAN = (Reason.CLEAN, Reason.CACHED_CLEAN)
 
 
-def _whole_clean(finding: Finding | None) -> bytes:
+def _whole_clean(snap: Snapshot, finding: Finding | None) -> bytes:
     """The SHA-256 of a file found clean with every byte scanned; b"" otherwise.
     With it, C may store the verdict once the file's freshness window has passed
-    (native/settle.c), after hashing the file again."""
-    if finding is None or finding.verdict.reason not in _WHOLE_CLEAN or not finding.sha256:
+    (native/settle.c), after hashing the file again. Never while rules on the
+    name, path or owner are loaded: the hash proves the bytes, not the name (a
+    rename in the same clock tick keeps the ctime before Linux 6.13)."""
+    if (
+        finding is None
+        or not snap.remember_verdicts
+        or finding.verdict.reason not in _WHOLE_CLEAN
+        or not finding.sha256
+    ):
         return b""
     return bytes.fromhex(finding.sha256)
 
@@ -178,7 +185,7 @@ class Workers:
             who = process_fields(job.pid) if verdict.malicious else {}
             allow = verdict.action is Action.ALLOW
             late = fan.answer(
-                job, allow, snap.cache_bits(verdict), snap.generation, _whole_clean(finding)
+                job, allow, snap.cache_bits(verdict), snap.generation, _whole_clean(snap, finding)
             )
             self.counters.scanned += 1
             outcome = Outcome(kind, job.path, verdict, finding, snap.generation, late, who)

@@ -52,3 +52,24 @@ def test_a_rewrite_in_the_same_tick_is_never_served_from_a_settled_verdict(
     _write(ns, files, "x" * len(MARKER), MARKER.decode())
     time.sleep(0.1)  # past the window: what settles has settled
     assert [daemon.read(p) for p in files] == ["EPERM"] * len(files)
+
+
+def test_with_rules_on_names_a_written_file_never_settles(
+    ns: Namespace, daemon: OnAccess, tmp_path: Path
+) -> None:
+    """The re-hash proves the bytes, not the name: renamed within the same clock
+    tick (before Linux 6.13) a file keeps its ctime, and a verdict on its old
+    name must not answer for a name a rule looks for."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yar").write_text('rule Named { condition: filename == "evil" }\n')
+    daemon.start([rules], extra=KEEP)
+    files = [ns.mnt / f"w{i}" for i in range(5)]
+    _write(ns, files, "written and scanned\n")
+    daemon.wait_for(lambda: daemon.events()["queued"] >= 5, what="the scans after the writes")
+    time.sleep(0.1)  # past the window: what would settle has settled
+    assert daemon.events()["settled"] == 0
+    moved = ns.py("import os, sys; os.rename(sys.argv[1], sys.argv[2])", str(files[0]),
+                  str(ns.mnt / "evil"))  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    assert daemon.read(ns.mnt / "evil") == "EPERM"

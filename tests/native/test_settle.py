@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,81 @@ def test_a_writer_that_opened_meanwhile_keeps_it_from_settling(make: Make, tmp_p
         assert rig.fan.stats()["settled"] == 0
     finally:
         os.close(writer)
+
+
+# A filesystem that keeps whole seconds only -------------------------------
+
+
+@pytest.fixture
+def whole_seconds(tmp_path: Path) -> Iterator[Path]:
+    """An ext4 with 128-byte inodes (no room for nanoseconds, as ext2/3 and small
+    filesystems made before e2fsprogs 1.46.4), loop-mounted in ``tmp_path``."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a loop filesystem needs root")
+    if shutil.which("mkfs.ext4") is None:
+        pytest.skip("mkfs.ext4 not installed (Debian package: e2fsprogs)")
+    image, mnt = tmp_path / "ext4.img", tmp_path / "mnt"
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    made = subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-I", "128", str(image)], capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"no loop mount here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def _early_in_a_second() -> None:
+    """Wait for the first half of a wall-clock second: what follows stays in it."""
+    while time.time() % 1 > 0.4:
+        time.sleep(0.01)
+
+
+def test_whole_second_ctimes_are_not_remembered_within_their_second(
+    whole_seconds: Path, rigs: list[Rig]
+) -> None:
+    """Such a file keeps its ctime for the rest of the second, on every kernel:
+    a clean verdict 50 ms after the write, cached, would answer for a rewrite
+    a few hundred ms later (same ctime, same size, other bytes)."""
+    path = whole_seconds / "file"
+    rig = Rig(path)
+    rigs.append(rig)
+    _early_in_a_second()
+    path.write_bytes(b"clean bytes, seconds-only ctime\n")
+    assert os.stat(path).st_ctime_ns % 1_000_000_000 == 0, "not a whole-seconds ctime"
+    time.sleep(WINDOW * 2.5)  # past the freshness window
+    rig.send()
+    job = rig.job()
+    assert rig.fan.answer(job, True, native.CACHE_VERDICT, 0) is False
+    rig.fan.done(job)
+    rig.send()
+    assert rig.job(timeout_ms=1000) is not None, "the verdict was cached within its second"
+
+
+def test_whole_second_ctimes_settle_only_after_their_second(
+    whole_seconds: Path, rigs: list[Rig]
+) -> None:
+    """The reviewer's interleaving: clean bytes scanned at once, a same-size
+    rewrite later in the same second by a writer that stays open."""
+    path = whole_seconds / "file"
+    rig = Rig(path)
+    rigs.append(rig)
+    _early_in_a_second()
+    content = b"clean bytes, seconds-only ctime\n"
+    _fresh_scan(rig, path, content, hashlib.sha256(content).digest())
+    time.sleep(WINDOW * 5)
+    writer = os.open(path, os.O_WRONLY)
+    try:
+        os.write(writer, b"X" * len(content))
+        assert os.stat(path).st_ctime_ns == os.fstat(rig.file).st_ctime_ns
+        rig.send()
+        assert rig.job(timeout_ms=1000) is not None, "a settled verdict answered the rewrite"
+    finally:
+        os.close(writer)
+    assert rig.fan.stats()["settled"] == 0
