@@ -44,7 +44,7 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from vigild.ruleset import trusted
+from vigild.owned import trusted
 
 log = logging.getLogger(__name__)
 
