@@ -37,6 +37,7 @@ from vigild import (
     ruleset,
     scan,
     scanout,
+    scanstamp,
     snapshot,
     textform,
     update,
@@ -160,19 +161,37 @@ def cmd_scan(args: argparse.Namespace) -> int:
             )
         reporter = scanout.Reporter(sys.stdout, args.json, scanout.Totals(), _show(args), log_file)
         act = _actor(args, cfg, reporter)
-        snap = snapshot.build(cfg, native.Cache(cfg.scan.cache_entries))
-        prefixes = snap.exclude_paths + own
+        cache = None if args.no_cache else scan.open_cache(cfg, opts.mounts)
+        rules = scan.Lazy(lambda: _scan_snapshot(cfg, cache))
+        if cache is None or not cache.warm:
+            rules.get()  # a broken rule is told before any file is scanned
+        prefixes = config.never_scanned(cfg) + own
         opts = replace(opts, excluded=lambda p: scan.under_any(p, prefixes))
         workers = cfg.scan.workers or os.cpu_count() or 1
         progress = not (args.no_progress or args.json or args.quiet) and sys.stderr.isatty()
-        cache = None if args.no_cache else scan.open_cache(snap, opts.mounts)
-        totals = scan.run(paths, snap, opts, workers, reporter, progress, act, cache)
+        totals = scan.run(paths, cfg, rules, opts, workers, reporter, progress, act, cache)
         if not (args.no_summary or args.quiet):
-            rs = snap.rules
-            reporter.summary(
-                {"engine": rs.engine, "rules": rs.count, "hash_entries": rs.hash_entries}
-            )
+            reporter.summary(_engine_line(rules, cache))
     return totals.exit_code
+
+
+def _scan_snapshot(cfg: Config, cache: scan.CleanCache | None) -> snapshot.Snapshot:
+    """The scan's rules, loaded; the cache keyed by them, with their stamp (vigild.scanstamp)."""
+    started = time.time_ns()
+    with scan.logs_of_load(replayed=cache is not None and cache.warm) as logs:
+        snap = snapshot.build(cfg, native.Cache(cfg.scan.cache_entries))
+    if cache is not None:
+        scan.settle(cache, snap, scanstamp.make(cfg, snap.rules, started, logs))
+    return snap
+
+
+def _engine_line(rules: scan.Lazy, cache: scan.CleanCache | None) -> dict[str, Any]:
+    """The summary's engine, rule count and hash entries: of the rules, or as the stamp
+    saved them when every file was answered by the cache without loading any."""
+    if rules.snap is None and cache is not None and cache.stamp is not None:
+        return cache.stamp.summary
+    rs = rules.get().rules
+    return {"engine": rs.engine, "rules": rs.count, "hash_entries": rs.hash_entries}
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:

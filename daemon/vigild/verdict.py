@@ -51,6 +51,7 @@ class ScanResult:
     member: str = ""  # the archive member that matched ("dir/shell.php")
     member_hash: str = ""  # the hash list entry a member is listed as
     unpack_limit: str = ""  # the archive limit that stopped unpacking (unpack.LIMITS)
+    member_failed: bool = False  # a member's scan failed or timed out too (beside the limit)
     # every match came from a rule reading the file's name, path or owner
     path_dependent: bool = False
     failed_rules: tuple[str, ...] = ()  # rules whose engine error isolation worked around
