@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import multiprocessing
 import os
 import re
 import signal
@@ -30,18 +29,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigild import owned, scancache, scanstamp, textform
+from vigild.reasons import Reason
 from vigild.scanout import Progress, Reporter, Totals
 from vigild.scanstamp import Stamp
-from vigild.verdict import Reason
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
+
     from vigild.config import Config, ScanConfig
     from vigild.detector import Finding
     from vigild.snapshot import Snapshot
@@ -130,7 +129,19 @@ class WalkOptions:
 
 def under_any(path: str, prefixes: tuple[str, ...]) -> bool:
     """Whether ``path`` is one of ``prefixes`` or lies under one (all resolved)."""
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+    return under(prefixes)(path)
+
+
+def under(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a path is one of ``prefixes`` or lies under one (all resolved): one
+    set look-up and one startswith a path, however many prefixes."""
+    exact = frozenset(prefixes)
+    below = tuple(p.rstrip("/") + "/" for p in prefixes)
+
+    def test(path: str) -> bool:
+        return path in exact or path.startswith(below)
+
+    return test
 
 
 def compiled_dir() -> str:
@@ -494,16 +505,19 @@ def _in_processes(
     On any exception here (KeyboardInterrupt, BrokenPipeError) the workers
     are killed, not waited for.
     """
+    first = next(batches, None)
+    if first is None:
+        return  # the clean cache answered every file: no worker, no rules
+    import multiprocessing  # here: a scan the cache answers does without
+    from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ProcessPoolExecutor
+
     ctx = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_child)
     try:
-        pending: set[Future[list[Outcome]]] = set()
-        started = False
+        pending = {_submit(pool, first)}  # the workers are forked at the first submit
+        start_progress()
         for batch in batches:
             pending.add(_submit(pool, batch))
-            if not started:  # the workers are forked at the first submit
-                start_progress()
-                started = True
             if len(pending) >= 2 * workers:
                 pending = _collect(pending, reporter, FIRST_COMPLETED, act)
         _collect(pending, reporter, ALL_COMPLETED, act)
@@ -516,6 +530,9 @@ def _in_processes(
 def _collect(
     pending: set[Future[list[Outcome]]], reporter: Reporter, when: str, act: Act | None
 ) -> set[Future[list[Outcome]]]:
+    from concurrent.futures import wait
+    from concurrent.futures.process import BrokenProcessPool
+
     done, rest = wait(pending, return_when=when)
     for future in done:
         try:

@@ -11,11 +11,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from vigild import textform
-from vigild.detector import Finding
-from vigild.verdict import Reason
+from vigild.reasons import Reason
+
+if TYPE_CHECKING:
+    from vigild.detector import Finding
 
 
 @dataclass

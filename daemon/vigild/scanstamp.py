@@ -42,9 +42,11 @@ _STAT = struct.Struct("<QQIqqq")
 
 
 def config_text(cfg: Config) -> str:
-    """What of the config and process a verdict may depend on, as text."""
+    """What of the config and process a verdict may depend on, as text (the
+    packages the engines come from are stamped by their directories' stat)."""
     cfg = replace(cfg, scan=replace(cfg.scan, workers=0))  # the worker count does not
-    return f"{__version__}|{sys.path}|{cfg!r}"
+    where = f"{sys.version}|{sys.prefix}|{os.environ.get('PYTHONPATH', '')}"
+    return f"{__version__}|{where}|{cfg!r}"
 
 
 def digest(text: str, paths: list[str]) -> tuple[bytes, int]:
