@@ -73,7 +73,7 @@ class Pick:
     from_cache: bool = False
 
 
-Evidence = list[tuple[Path, os.stat_result]]
+Evidence = list[tuple[str, os.stat_result]]
 
 
 def evidence_files(rule_files: Sequence[Path], extra: Sequence[str]) -> Evidence:
@@ -82,20 +82,20 @@ def evidence_files(rule_files: Sequence[Path], extra: Sequence[str]) -> Evidence
     found: Evidence = []
     for f in rule_files:
         with contextlib.suppress(OSError):
-            found.append((f, f.stat()))
+            found.append((str(f), f.stat()))
     for d in extra:
         try:
             st = os.stat(d)
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode):
-            found.append((Path(d), st))
+            found.append((d, st))
         elif stat.S_ISDIR(st.st_mode):
             found.extend(sorted(_files_below(d)))
     return found
 
 
-def _files_below(top: str) -> Iterator[tuple[Path, os.stat_result]]:
+def _files_below(top: str) -> Iterator[tuple[str, os.stat_result]]:
     stack = [top]
     while stack:
         try:
@@ -107,7 +107,7 @@ def _files_below(top: str) -> Iterator[tuple[Path, os.stat_result]]:
                 if e.is_dir(follow_symlinks=False):
                     stack.append(e.path)
                 elif e.is_file(follow_symlinks=False):
-                    yield Path(e.path), e.stat(follow_symlinks=False)
+                    yield e.path, e.stat(follow_symlinks=False)
             except OSError:
                 continue  # gone since it was listed
 
@@ -262,11 +262,11 @@ def pick(
     ref_be = backend(Engine.YARA, timeout)
     fp = ruleset.fingerprint_of(ref_be, files, defaults, src)
     evidence = evidence_files(files, cfg.engine_evidence)
-    ctx = _Context(timeout, files, defaults, directory, [f for f, _ in evidence], src)
     key = _key(fp, evidence)
     saved = _load(directory, key)
     if saved is not None:
         return saved
+    ctx = _Context(timeout, files, defaults, directory, [Path(f) for f, _ in evidence], src)
     ref = ruleset.compiled_rules(ref_be, files, fp, directory, ctx.defaults)
     trials = [Trial("yara", ref_be.version, True, "the reference")]
     best, best_ratio = Engine.YARA, 1.0
