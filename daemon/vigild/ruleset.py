@@ -59,7 +59,7 @@ from vigild.scanner import (
 log = logging.getLogger(__name__)
 
 RULE_SUFFIXES = (".yar", ".yara")
-_MANIFEST_VERSION = 1
+_MANIFEST_VERSION = 2  # 2: boreal sets over 1,024 rules saved in parts
 
 
 @dataclass(frozen=True)
