@@ -52,6 +52,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vigild.owned import trusted
 from vigild.scanstamp import Stamp
@@ -63,6 +64,7 @@ _MAGIC = b"VIGSCANC"
 _HEADER = struct.Struct("<8sIII16sI")
 _VERSION = 2
 KEY_LEN = 16
+_INODE = struct.Struct("<QQQ")
 MAX_ENTRIES = 4 << 20  # 64 MiB of keys: the newest are kept
 MAX_LIMITED = 1 << 16  # archives remembered with their unpack limit: the newest are kept
 # appended to a key's extra: the key of an archive that unpacking ends the same
@@ -89,6 +91,7 @@ class Keys:
         self.fresh_ns = fresh_ms * 1_000_000
         self._fs: dict[int, bytes] = {}
         self._vfs: dict[int, os.statvfs_result] = {}  # statvfs, once per device
+        self._base: dict[int, Any] = {}  # device -> blake2b of setting and filesystem
         self._boot = _boot_id()
 
     def _filesystem(self, dev: int, statvfs: os.statvfs_result) -> bytes:
@@ -103,10 +106,15 @@ class Keys:
 
     def key(self, st: os.stat_result, statvfs: os.statvfs_result, extra: str = "") -> bytes:
         """The key of the file whose stat is ``st`` (``extra``: its path, when rules read it)."""
-        h = hashlib.blake2b(digest_size=KEY_LEN, key=self.setting)
-        h.update(self._filesystem(st.st_dev, statvfs))
-        h.update(struct.pack("<QQQ", st.st_ino, st.st_ctime_ns, st.st_size))
-        h.update(extra.encode("utf-8", "surrogateescape"))
+        base = self._base.get(st.st_dev)
+        if base is None:  # the keyed hash of setting and filesystem, once per device
+            base = hashlib.blake2b(digest_size=KEY_LEN, key=self.setting)
+            base.update(self._filesystem(st.st_dev, statvfs))
+            self._base[st.st_dev] = base
+        h = base.copy()
+        h.update(_INODE.pack(st.st_ino, st.st_ctime_ns, st.st_size))
+        if extra:
+            h.update(extra.encode("utf-8", "surrogateescape"))
         return h.digest()
 
     def remembered(self, path: str, follow: bool, known: set[bytes], extra: str = "") -> int | None:

@@ -7,7 +7,7 @@ also keeps a stamp: a digest of the config and of the stat (device, inode,
 mode, size, mtime, ctime) of every file and directory the rules were derived
 from: the rule files and what they include, the rule and hash directories
 (an added file changes its directory), the hash lists, the compiled files
-and the engine decision, the engine evidence, the feed ``current`` link,
+and the engine decision, the evidence directories, the feed ``current`` link,
 the installed packages' directories (an engine upgraded) and vigild's own.
 
 At the next scan, the stamp is computed from stat alone. When it matches,
@@ -17,6 +17,13 @@ daemon's rule for ctimes (vigild.scancache): before kernel 6.13 a rewrite
 within the same clock tick can keep its ctime, so a stamp is neither saved
 nor used while any file in it changed within ``fresh_window_ms`` — of the
 rules' load, or of now.
+
+The ``engine = "auto"`` evidence is stamped by its directories only (a
+sample added, removed or renamed): stat-ing each of thousands of samples
+would cost a cached scan a tenth of its time. A sample edited in place is
+decided on at the next scan that loads the rules (any file the cache does
+not answer); that decision picks among engines that all agreed with
+yara-python on the evidence they were given.
 """
 
 from __future__ import annotations
@@ -52,22 +59,26 @@ def config_text(cfg: Config) -> str:
 def digest(text: str, paths: list[str]) -> tuple[bytes, int]:
     """(16-byte digest of ``text`` and the stat of ``paths``, the newest ctime among them)."""
     h = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16)
+    h.update("\0".join(paths).encode("utf-8", "surrogateescape"))
+    fields: list[bytes] = []
     newest = 0
+    pack, lstat = _STAT.pack, os.lstat
     for p in paths:
-        h.update(p.encode("utf-8", "surrogateescape") + b"\0")
         try:
-            st = os.lstat(p)
+            st = lstat(p)
             if stat.S_ISLNK(st.st_mode):
-                h.update(os.readlink(p).encode("utf-8", "surrogateescape") + b"\0")
+                fields.append(os.readlink(p).encode("utf-8", "surrogateescape"))
                 newest = max(newest, st.st_ctime_ns)
                 st = os.stat(p)
         except OSError as e:
-            h.update(b"missing %d" % (e.errno or 0))
+            fields.append(b"missing %d" % (e.errno or 0))
             continue
-        h.update(
-            _STAT.pack(st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        fields.append(
+            pack(st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         )
-        newest = max(newest, st.st_ctime_ns)
+        if st.st_ctime_ns > newest:
+            newest = st.st_ctime_ns
+    h.update(b"\0".join(fields))
     return h.digest(), newest
 
 
@@ -130,9 +141,9 @@ def sources(cfg: Config, rs: RuleSet) -> list[str]:
     found: dict[str, None] = dict.fromkeys(rs.sources)
     for top in (*rules.rule_dirs(), *rules.local_dirs, *rules.hashes):
         _below(top, found)
-    if rules.engine is Engine.AUTO:
+    if rules.engine is Engine.AUTO:  # its directories: a sample added or removed
         for top in rules.engine_evidence:
-            _below(top, found)
+            _below(top, found, files=False)
     found[str(generations.update_dir(cfg) / "current")] = None
     compiled = owned.cache_dir(rules.compiled_dir)
     try:
@@ -145,8 +156,8 @@ def sources(cfg: Config, rs: RuleSet) -> list[str]:
     return list(found)
 
 
-def _below(top: str, found: dict[str, None]) -> None:
-    """``top`` and, for a directory, every directory and file below it."""
+def _below(top: str, found: dict[str, None], files: bool = True) -> None:
+    """``top`` and, for a directory, every directory (and file) below it."""
     found[top] = None
     stack = [top]
     while stack:
@@ -155,9 +166,11 @@ def _below(top: str, found: dict[str, None]) -> None:
         except OSError:
             continue
         for e in entries:
-            found[e.path] = None
             try:
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
+                is_dir = e.is_dir(follow_symlinks=False)
             except OSError:
                 continue
+            if is_dir:
+                stack.append(e.path)
+            if is_dir or files:
+                found[e.path] = None
