@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 
 from vigild import native
-from vigild.ruleset import trusted
+from vigild.owned import trusted
 
 log = logging.getLogger(__name__)
 

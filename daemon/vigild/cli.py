@@ -24,27 +24,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vigild import (
-    __version__,
-    config,
-    control,
-    hashes,
-    isolation,
-    native,
-    quarantine,
-    ruleset,
-    scan,
-    scanout,
-    snapshot,
-    textform,
-    update,
-)
+from vigild import __version__, config, textform
 from vigild.config import Config, ConfigError, Engine
-from vigild.quarantine import QuarantineError, Store
-from vigild.scanner import RuleError
-from vigild.status import Status, render_text
+
+# each command imports what it needs: ``vigild scan`` answered from its
+# clean cache costs little more than the interpreter's start
+if TYPE_CHECKING:
+    from vigild import scan, scanout, snapshot
+    from vigild.quarantine import Store
 
 log = logging.getLogger("vigild")
 
@@ -88,6 +77,8 @@ def _scan_config(args: argparse.Namespace) -> tuple[Config, tuple[str, ...]]:
     daemon's: a scan must not replace the daemon's compiled sets), and the
     resolved prefixes a scan never enters: onaccess.exclude_paths and
     vigild's own directories, the daemon's compiled directory included."""
+    from vigild import scan
+
     cfg = _load_config(args)
     own = (os.path.realpath(cfg.rules.compiled_dir),)
     compiled = os.path.abspath(args.compiled_dir) if args.compiled_dir else scan.compiled_dir()
@@ -118,6 +109,10 @@ def _scan_paths(args: argparse.Namespace) -> list[str]:
 
 
 def _actor(args: argparse.Namespace, cfg: Config, reporter: scanout.Reporter) -> scan.Act | None:
+    if not (args.remove or args.move or args.quarantine):
+        return None
+    from vigild import quarantine
+    from vigild.quarantine import Store
     from vigild.scanact import ActionKind, Actor
 
     if args.remove:
@@ -137,12 +132,16 @@ def _actor(args: argparse.Namespace, cfg: Config, reporter: scanout.Reporter) ->
 
 
 def _show(args: argparse.Namespace) -> scanout.Show:
+    from vigild import scanout
+
     if args.quiet:
         return scanout.Show.QUIET
     return scanout.Show.INFECTED if args.infected else scanout.Show.ALL
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from vigild import scan, scanout
+
     cfg, own = _scan_config(args)
     opts = scan.WalkOptions(
         follow=args.follow_symlinks,
@@ -160,22 +159,44 @@ def cmd_scan(args: argparse.Namespace) -> int:
             )
         reporter = scanout.Reporter(sys.stdout, args.json, scanout.Totals(), _show(args), log_file)
         act = _actor(args, cfg, reporter)
-        snap = snapshot.build(cfg, native.Cache(cfg.scan.cache_entries))
-        prefixes = snap.exclude_paths + own
-        opts = replace(opts, excluded=lambda p: scan.under_any(p, prefixes))
+        cache = None if args.no_cache else scan.open_cache(cfg, opts.mounts)
+        rules = scan.Lazy(lambda: _scan_snapshot(cfg, cache))
+        if cache is None or not cache.warm:
+            rules.get()  # a broken rule is told before any file is scanned
+        prefixes = config.never_scanned(cfg) + own
+        opts = replace(opts, excluded=scan.under(prefixes))
         workers = cfg.scan.workers or os.cpu_count() or 1
         progress = not (args.no_progress or args.json or args.quiet) and sys.stderr.isatty()
-        cache = None if args.no_cache else scan.open_cache(snap, opts.mounts)
-        totals = scan.run(paths, snap, opts, workers, reporter, progress, act, cache)
+        totals = scan.run(paths, cfg, rules, opts, workers, reporter, progress, act, cache)
         if not (args.no_summary or args.quiet):
-            rs = snap.rules
-            reporter.summary(
-                {"engine": rs.engine, "rules": rs.count, "hash_entries": rs.hash_entries}
-            )
+            reporter.summary(_engine_line(rules, cache))
     return totals.exit_code
 
 
+def _scan_snapshot(cfg: Config, cache: scan.CleanCache | None) -> snapshot.Snapshot:
+    """The scan's rules, loaded; the cache keyed by them, with their stamp (vigild.scanstamp)."""
+    from vigild import native, scan, scanstamp, snapshot
+
+    started = time.time_ns()
+    with scan.logs_of_load(replayed=cache is not None and cache.warm) as logs:
+        snap = snapshot.build(cfg, native.Cache(cfg.scan.cache_entries))
+    if cache is not None:
+        scan.settle(cache, snap, scanstamp.make(cfg, snap.rules, started, logs))
+    return snap
+
+
+def _engine_line(rules: scan.Lazy, cache: scan.CleanCache | None) -> dict[str, Any]:
+    """The summary's engine, rule count and hash entries: of the rules, or as the stamp
+    saved them when every file was answered by the cache without loading any."""
+    if rules.snap is None and cache is not None and cache.stamp is not None:
+        return cache.stamp.summary
+    rs = rules.get().rules
+    return {"engine": rs.engine, "rules": rs.count, "hash_entries": rs.hash_entries}
+
+
 def cmd_rules_check(args: argparse.Namespace) -> int:
+    from vigild import hashes, isolation, ruleset
+
     cfg = _load_config(args)
     dirs = args.dirs or list(cfg.rules.rule_dirs())
     errors, warnings, n_files = ruleset.check(
@@ -201,7 +222,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 def _auto_pick(cfg: Config, dirs: list[str]) -> str:
     """engine = "auto": which engine these rules get and why (decided, or the saved decision)."""
-    from vigild import enginepick
+    from vigild import enginepick, ruleset
 
     rules = replace(cfg.rules, dirs=tuple(dirs), local_dirs=())
     files = ruleset.rule_files(dirs)
@@ -210,6 +231,8 @@ def _auto_pick(cfg: Config, dirs: list[str]) -> str:
 
 
 def cmd_rules_compile(args: argparse.Namespace) -> int:
+    from vigild import ruleset
+
     cfg = _load_config(args)
     rules_cfg = cfg.rules
     if args.output:
@@ -270,6 +293,8 @@ def _daemon_config(args: argparse.Namespace) -> Config:
 
 
 def _ask(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    from vigild import control
+
     cfg = _daemon_config(args)
     try:
         return control.request(cfg.daemon.runtime_dir, command)
@@ -278,6 +303,8 @@ def _ask(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from vigild.status import Status, render_text
+
     raw = _ask(args, "status")
     try:
         s = Status.from_dict(raw)
@@ -299,6 +326,8 @@ def cmd_rules_reload(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
+    from vigild import update
+
     if args.configured:
         try:
             cfg = config.load(args.config)
@@ -313,6 +342,8 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_update_rollback(args: argparse.Namespace) -> int:
+    from vigild import update
+
     try:
         return update.Updater(config.load(args.config)).rollback()
     except update.UpdateError as e:
@@ -320,6 +351,8 @@ def cmd_update_rollback(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Store:
+    from vigild.quarantine import Store
+
     if os.geteuid() != 0:
         raise UsageError("permission denied: the quarantine is root's (run as root)")
     return Store(_daemon_config(args).daemon.quarantine_dir)
@@ -599,6 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(e: BaseException) -> str:
+    from vigild import native
+
     if isinstance(e, native.NativeError) and e.filename:
         return f"{e.filename}: {e.strerror}"
     if isinstance(e, OSError) and e.filename:
@@ -638,6 +673,16 @@ def _survive_lease_breaks() -> None:
     signal.signal(signal.SIGIO, signal.SIG_IGN)
 
 
+def _told() -> tuple[type[Exception], ...]:
+    """The errors shown as one line (exit 2), not as a traceback."""
+    from vigild.hashes import HashListError
+    from vigild.quarantine import QuarantineError
+    from vigild.scan import WorkerDied
+    from vigild.scanner import RuleError
+
+    return (ConfigError, RuleError, HashListError, QuarantineError, UsageError, WorkerDied, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
     _survive_lease_breaks()
     args = build_parser().parse_args(_glue_when(sys.argv[1:] if argv is None else argv))
@@ -651,15 +696,9 @@ def main(argv: list[str] | None = None) -> int:
         return func(args)
     except BrokenPipeError:
         return _pipe_closed()
-    except (
-        ConfigError,
-        RuleError,
-        hashes.HashListError,
-        QuarantineError,
-        UsageError,
-        scan.WorkerDied,
-        OSError,
-    ) as e:
+    except Exception as e:
+        if not isinstance(e, _told()):
+            raise
         print(f"vigild: {textform.escape(_one_line(e))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

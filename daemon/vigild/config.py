@@ -735,3 +735,26 @@ def defaults_as_dict() -> dict[str, dict[str, Any]]:
         values = {f.name: getattr(obj, f.name) for f in fields(obj)}
         out[section] = {key: values[name] for key, (name, _) in table.items()}
     return out
+
+
+def own_dirs(cfg: Config) -> tuple[str, ...]:
+    """vigild's own files: never scanned (invariant 2).
+
+    Its state, runtime, quarantine and compiled directories, and its rules
+    and hash lists: a rule file holds the very strings it detects, so an
+    admin editing one on a watched filesystem would be denied.
+    """
+    dirs = [
+        cfg.daemon.state_dir,
+        cfg.daemon.runtime_dir,
+        cfg.daemon.quarantine_dir,
+        cfg.rules.compiled_dir,
+        *cfg.rules.rule_dirs(),
+        *cfg.rules.hashes,
+    ]
+    return tuple(os.path.realpath(d) for d in dirs)
+
+
+def never_scanned(cfg: Config) -> tuple[str, ...]:
+    """The resolved prefixes no scan enters: onaccess.exclude_paths and vigild's own."""
+    return tuple(os.path.realpath(p) for p in cfg.onaccess.exclude_paths) + own_dirs(cfg)

@@ -57,6 +57,8 @@ class Finding:
     matches: tuple[RuleMatch, ...] = ()
     scanned: bool = False  # YARA ran (not answered by a hash)
     failed_rules: tuple[str, ...] = ()  # rule files whose engine error was isolated
+    # the archive limit that stopped unpacking (unpack.LIMITS), unless a member's scan failed too
+    unpack_limit: str = ""
 
 
 def _owner(fd: int) -> str:
@@ -176,7 +178,9 @@ class Detector:
         matches = scan.matches if scan else ()
         failures = scan.failed_rules if scan else ()
         digest = pre.sha256.hex() if pre.hashed else ""
-        return Finding(path, pre.size, digest, verdict, matches, scan is not None, failures)
+        # how unpacking ended, when the same bytes end it the same way again
+        limit = scan.unpack_limit if scan and not scan.member_failed else ""
+        return Finding(path, pre.size, digest, verdict, matches, scan is not None, failures, limit)
 
     def examine_unlisted(self, fd: int, path: str, policy: Policy, feed_prefix: str) -> Finding:
         """The verdict without the SHA-256 look-up: the rules, and the MD5 and SHA-1
@@ -362,7 +366,13 @@ class Detector:
             if matches:
                 return ScanResult(ScanStatus.MATCH, tuple(matches), member=m.path)
         if stops:  # not unpacked whole: no clean verdict, whatever the rules said
-            return ScanResult(ScanStatus.CLEAN, error=stops[0].detail, unpack_limit=stops[0].limit)
+            stop = stops[0]
+            return ScanResult(
+                ScanStatus.CLEAN,
+                error=stop.detail,
+                unpack_limit=stop.limit,
+                member_failed=bool(failed),
+            )
         if failed:
             return ScanResult(ScanStatus.ERROR, error=f"scan failed inside the archive: {failed}")
         return None

@@ -20,9 +20,12 @@ identity, so a changed rule, engine or sample decides again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -70,28 +73,51 @@ class Pick:
     from_cache: bool = False
 
 
-def evidence_files(rule_files: Sequence[Path], extra: Sequence[str]) -> list[Path]:
-    """The rule files and every regular file under ``extra``, in name order."""
-    found = list(rule_files)
+Evidence = list[tuple[str, os.stat_result]]
+
+
+def evidence_files(rule_files: Sequence[Path], extra: Sequence[str]) -> Evidence:
+    """The rule files and every regular file under ``extra`` (symlinks neither
+    followed nor listed), in name order, each with its stat: one per file."""
+    found: Evidence = []
+    for f in rule_files:
+        with contextlib.suppress(OSError):
+            found.append((str(f), f.stat()))
     for d in extra:
-        p = Path(d)
-        if p.is_file():
-            found.append(p)
-        elif p.is_dir():
-            found.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.is_symlink()))
+        try:
+            st = os.stat(d)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found.append((d, st))
+        elif stat.S_ISDIR(st.st_mode):
+            found.extend(sorted(_files_below(d)))
     return found
 
 
-def _key(fingerprint: str, files: Sequence[Path]) -> str:
+def _files_below(top: str) -> Iterator[tuple[str, os.stat_result]]:
+    stack = [top]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.is_file(follow_symlinks=False):
+                    yield e.path, e.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone since it was listed
+
+
+def _key(fingerprint: str, files: Evidence) -> str:
     """What the decision depends on: rules, engine versions, evidence files."""
     h = hashlib.sha256(f"{_VERSION}\0{fingerprint}\0".encode())
     for e in (Engine.YARA, *CANDIDATES):
         h.update(f"{e.value}={_version(e)}\0".encode())
-    for f in files:
-        try:
-            st = f.stat()
-        except OSError:
-            continue
+    for f, st in files:
         h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0".encode())
     return h.hexdigest()
 
@@ -192,7 +218,7 @@ def _try(
         return _missing(engine), 0.0
     try:
         be = backend(engine, ctx.timeout)
-        fp = ruleset.fingerprint_of(be, ctx.files, ctx.defaults)
+        fp = ruleset.fingerprint_of(be, ctx.files, ctx.defaults, ctx.src)
         got = ruleset.compiled_rules(be, ctx.files, fp, ctx.directory, ctx.defaults)
     except Exception as e:  # RuleError, or an engine that fails to start
         return Trial(engine.value, _version(engine), False, f"cannot compile the set: {e}"), 0.0
@@ -216,21 +242,31 @@ class _Context:
     defaults: dict[str, ExternalValue]
     directory: Path | None
     evidence: Sequence[Path]
+    src: ruleset.Sources
 
 
-def pick(cfg: RulesConfig, timeout: int, files: Sequence[Path], directory: Path | None) -> Pick:
-    """The engine for the rule ``files``: the saved decision, or a new one (then saved)."""
+def pick(
+    cfg: RulesConfig,
+    timeout: int,
+    files: Sequence[Path],
+    directory: Path | None,
+    src: ruleset.Sources | None = None,
+) -> Pick:
+    """The engine for the rule ``files``: the saved decision, or a new one (then saved).
+    ``src``: the files already hashed (vigild.ruleset.sources_of), else hashed here."""
     if not available(Engine.YARA):
         return Pick(Engine.YARA_X, "yara-python is not installed: YARA-X, untested", (), 0)
-    ctx = _Context(timeout, files, dict(cfg.externals), directory, [])
+    defaults = dict(cfg.externals)
+    if src is None:
+        src = ruleset.sources_of(files, defaults)
     ref_be = backend(Engine.YARA, timeout)
-    fp = ruleset.fingerprint_of(ref_be, files, ctx.defaults)
+    fp = ruleset.fingerprint_of(ref_be, files, defaults, src)
     evidence = evidence_files(files, cfg.engine_evidence)
-    ctx = _Context(timeout, files, ctx.defaults, directory, evidence)
     key = _key(fp, evidence)
     saved = _load(directory, key)
     if saved is not None:
         return saved
+    ctx = _Context(timeout, files, defaults, directory, [Path(f) for f, _ in evidence], src)
     ref = ruleset.compiled_rules(ref_be, files, fp, directory, ctx.defaults)
     trials = [Trial("yara", ref_be.version, True, "the reference")]
     best, best_ratio = Engine.YARA, 1.0
@@ -239,7 +275,7 @@ def pick(cfg: RulesConfig, timeout: int, files: Sequence[Path], directory: Path 
         trials.append(trial)
         if trial.eligible and ratio < best_ratio:
             best, best_ratio = engine, ratio
-    n = sum(1 for _ in _read(evidence))
+    n = sum(1 for _ in _read(ctx.evidence))
     others = "; ".join(f"{t.engine}: {t.why}" for t in trials[1:])
     head = f"{best.value}" if best is not Engine.YARA else "yara (the reference)"
     chosen = Pick(best, f"{head}; {others}", tuple(trials), n)

@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import re
-import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,9 @@ from pathlib import Path
 from vigild import hashes, native
 from vigild.config import Engine, RulesConfig
 from vigild.isolation import PerFile
+from vigild.owned import cache_dir as cache_dir  # re-exported, as are the next two
+from vigild.owned import trusted as trusted
+from vigild.owned import trusted_dir as trusted_dir
 from vigild.scanner import (
     EXTERNALS,
     PATH_EXTERNALS,
@@ -57,7 +59,7 @@ from vigild.scanner import (
 log = logging.getLogger(__name__)
 
 RULE_SUFFIXES = (".yar", ".yara")
-_MANIFEST_VERSION = 1
+_MANIFEST_VERSION = 2  # 2: boreal sets over 1,024 rules saved in parts
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class RuleSet:
     defaults: Externals = field(default_factory=dict)  # [rules.externals]
     allow: hashes.AllowList = field(default_factory=hashes.AllowList)  # .fp/.sfp
     per_file: PerFile | None = None  # the same files one by one, for a scan that fails
+    sources: tuple[str, ...] = ()  # every rule file read, includes too (resolved)
     engine_why: str = ""  # engine = "auto": which engine it picked and why
 
     @property
@@ -204,13 +207,35 @@ def _hash_file(h: hashlib._Hash, f: Path, seen: set[Path]) -> None:
         _hash_file(h, inc, seen)
 
 
-def fingerprint_of(engine: EngineBackend, files: Sequence[Path], defaults: Externals) -> str:
-    """What the compile depends on: engine, files, what they include, declared externals."""
-    h = hashlib.sha256(f"{engine.name}\0{engine.version}\0{_MANIFEST_VERSION}\0".encode())
+@dataclass(frozen=True)
+class Sources:
+    """The rule files' bytes and names, hashed once: every engine's fingerprint
+    derives from it, and ``read`` names every file it depended on (includes too)."""
+
+    digest: str
+    read: tuple[str, ...]  # resolved; an include that was missing too
+
+
+def sources_of(files: Sequence[Path], defaults: Externals) -> Sources:
+    """Hash the rule ``files``, what they include and the declared externals, once."""
+    h = hashlib.sha256(f"{_MANIFEST_VERSION}\0".encode())
     h.update(json.dumps(sorted(defaults.items())).encode())
+    read: set[Path] = set()
     for f in files:
-        _hash_file(h, f, set())
-    return h.hexdigest()
+        seen: set[Path] = set()
+        _hash_file(h, f, seen)
+        read |= seen
+    return Sources(h.hexdigest(), tuple(sorted(str(p) for p in read)))
+
+
+def fingerprint_of(
+    engine: EngineBackend, files: Sequence[Path], defaults: Externals, src: Sources | None = None
+) -> str:
+    """What the compile depends on: engine, files, what they include, declared externals."""
+    if src is None:
+        src = sources_of(files, defaults)
+    text = f"{engine.name}\0{engine.version}\0{src.digest}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -266,42 +291,6 @@ def generation_of(fingerprint: str, db: native.HashDb | None = None) -> int:
     # policy salt) must change the generation, not only the hex digits past 16
     digest = hashlib.sha256(f"{fingerprint}|{ident}".encode()).hexdigest()
     return int(digest[:16], 16) >> 1
-
-
-def trusted(path: Path) -> bool:
-    """True for a regular file owned by us (or root) that only its owner can write."""
-    try:
-        st = path.lstat()
-    except OSError:
-        return False
-    return (
-        stat.S_ISREG(st.st_mode)
-        and st.st_uid in (os.geteuid(), 0)
-        and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    )
-
-
-def cache_dir(configured: str) -> Path | None:
-    """The configured compiled directory, else a per-user one, else None (nothing saved)."""
-    for candidate in (Path(configured), _user_cache()):
-        try:
-            candidate.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(candidate, os.W_OK | os.X_OK) and trusted_dir(candidate):
-            return candidate
-    log.debug("no usable directory for compiled rules (%s): not saving them", configured)
-    return None
-
-
-def trusted_dir(path: Path) -> bool:
-    st = path.stat()
-    return st.st_uid in (os.geteuid(), 0) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-
-
-def _user_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vigild"
 
 
 def _replace_atomically(directory: Path, name: str, write: Callable[[str], None]) -> Path:
@@ -492,9 +481,10 @@ def load(cfg: RulesConfig, timeout: int, save: bool = True, salt: str = "") -> R
     """
     files = rule_files(cfg.rule_dirs())
     directory = cache_dir(cfg.compiled_dir) if save else None
-    engine, why = _engine(cfg, timeout, files, directory)
     defaults = dict(cfg.externals)
-    fingerprint = fingerprint_of(engine, files, defaults)
+    src = sources_of(files, defaults)
+    engine, why = _engine(cfg, timeout, files, directory, src)
+    fingerprint = fingerprint_of(engine, files, defaults, src)
     c = compiled_rules(engine, files, fingerprint, directory, defaults)
     if c.skipped and cfg.strict:
         first = c.skipped[0]
@@ -524,11 +514,12 @@ def load(cfg: RulesConfig, timeout: int, save: bool = True, salt: str = "") -> R
         defaults=defaults,
         allow=allow,
         per_file=PerFile(engine, c.files + c.path_files, compile_values(defaults)),
+        sources=src.read,
     )
 
 
 def _engine(
-    cfg: RulesConfig, timeout: int, files: Sequence[Path], directory: Path | None
+    cfg: RulesConfig, timeout: int, files: Sequence[Path], directory: Path | None, src: Sources
 ) -> tuple[EngineBackend, str]:
     """The configured engine, or the one ``auto`` picks for these files, and why."""
     if cfg.engine is not Engine.AUTO:
@@ -536,7 +527,7 @@ def _engine(
     # imported here: it needs the detector, which needs this module
     from vigild import enginepick
 
-    pick = enginepick.pick(cfg, timeout, files, directory)
+    pick = enginepick.pick(cfg, timeout, files, directory, src)
     why = f"engine auto: {pick.why}" + (" (decided before)" if pick.from_cache else "")
     log.info("%s", why)
     return backend(pick.engine, timeout), why

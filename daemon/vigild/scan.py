@@ -18,9 +18,9 @@ output is in scanout.py.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
-import multiprocessing
 import os
 import re
 import signal
@@ -29,18 +29,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vigild import scancache, textform
+from vigild import owned, scancache, scanstamp, textform
+from vigild.reasons import Reason
 from vigild.scanout import Progress, Reporter, Totals
-from vigild.verdict import Reason
+from vigild.scanstamp import Stamp
 
 if TYPE_CHECKING:
-    from vigild.config import ScanConfig
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    from vigild.config import Config, ScanConfig
     from vigild.detector import Finding
     from vigild.snapshot import Snapshot
 
@@ -128,7 +129,19 @@ class WalkOptions:
 
 def under_any(path: str, prefixes: tuple[str, ...]) -> bool:
     """Whether ``path`` is one of ``prefixes`` or lies under one (all resolved)."""
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+    return under(prefixes)(path)
+
+
+def under(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a path is one of ``prefixes`` or lies under one (all resolved): one
+    set look-up and one startswith a path, however many prefixes."""
+    exact = frozenset(prefixes)
+    below = tuple(p.rstrip("/") + "/" for p in prefixes)
+
+    def test(path: str) -> bool:
+        return path in exact or path.startswith(below)
+
+    return test
 
 
 def compiled_dir() -> str:
@@ -330,15 +343,34 @@ class CleanCache:
     by_path: bool  # some rule reads the path: it is part of the key
     new: list[bytes] = field(default_factory=list)
     hits: int = 0
+    limited: dict[bytes, str] = field(default_factory=dict)  # archives, with their limit
+    saved: scancache.Saved | None = None  # the file as read
+    stamp: Stamp | None = None  # to save with the keys (vigild.scanstamp)
+    warm: bool = False  # the stamp held: the rules are loaded at the first miss only
 
     def extra(self, path: str) -> str:
         return path if self.by_path else ""
 
 
+class Lazy:
+    """The scan's snapshot, built when first needed: a scan whose every file the
+    clean cache answers (its stamp holding) loads no rules at all."""
+
+    def __init__(self, build: Callable[[], Snapshot]) -> None:
+        self._build = build
+        self.snap: Snapshot | None = None
+
+    def get(self) -> Snapshot:
+        if self.snap is None:
+            self.snap = self._build()
+        return self.snap
+
+
 # The clean cache, in the parent and inherited by the workers (None: --no-cache).
 _CACHE: CleanCache | None = None
 
-# ("clean", (bytes scanned, key to remember or None)) | ("finding", (Finding, bytes scanned))
+# ("clean", (bytes scanned, key to remember or None))
+# | ("finding", (Finding, bytes scanned, key to remember it by or None))
 # | ("error", (path, why)) | ("special", path); a clean file travels back from a worker
 # as its scanned bytes and its clean-cache key alone
 Outcome = tuple[str, Any]
@@ -369,6 +401,9 @@ def examine_path(snap: Snapshot, path: str, follow: bool) -> Outcome:
         finding = snap.detector.examine(fd, path, snap.scan_policy, st.st_size)
         if _CACHE is not None and finding.verdict.reason in _REMEMBERED:
             key = _CACHE.keys.after_clean(fd, st, read_at, _CACHE.extra(path))
+        elif _CACHE is not None and _repeats(finding):
+            extra = _CACHE.extra(path) + scancache.LIMITED
+            key = _CACHE.keys.after_clean(fd, st, read_at, extra)
     except Exception as e:  # one bad file must not end the scan
         return ("error", (path, f"internal error: {e!r}"))
     finally:
@@ -376,7 +411,15 @@ def examine_path(snap: Snapshot, path: str, follow: bool) -> Outcome:
     scanned = _scanned_bytes(finding.size, snap.config.scan)
     if finding.verdict.reason in _CLEAN:
         return ("clean", (scanned, key))
-    return ("finding", (finding, scanned))
+    return ("finding", (finding, scanned, key))
+
+
+def _repeats(finding: Finding) -> bool:
+    """An archive not unpacked whole that the same bytes stop the same way again:
+    not by the time limit, nor with a member's scan failed (vigild.scancache)."""
+    v = finding.verdict
+    limit = finding.unpack_limit
+    return v.reason is Reason.UNPACK_LIMIT and not v.malicious and limit not in ("", "time")
 
 
 def _scan_batch(batch: list[tuple[str, bool]]) -> list[Outcome]:
@@ -404,8 +447,10 @@ def _record(reporter: Reporter, outcome: Outcome, act: Act | None) -> None:
         if key is not None and _CACHE is not None:
             _CACHE.new.append(key)
     elif kind == "finding":
-        finding, scanned = payload
+        finding, scanned, key = payload
         reporter.finding(finding, scanned)
+        if key is not None and _CACHE is not None:
+            _CACHE.limited[key] = finding.verdict.detail
         if act is not None and finding.verdict.malicious:
             act(finding)
     elif kind == "error":
@@ -460,16 +505,19 @@ def _in_processes(
     On any exception here (KeyboardInterrupt, BrokenPipeError) the workers
     are killed, not waited for.
     """
+    first = next(batches, None)
+    if first is None:
+        return  # the clean cache answered every file: no worker, no rules
+    import multiprocessing  # here: a scan the cache answers does without
+    from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ProcessPoolExecutor
+
     ctx = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_child)
     try:
-        pending: set[Future[list[Outcome]]] = set()
-        started = False
+        pending = {_submit(pool, first)}  # the workers are forked at the first submit
+        start_progress()
         for batch in batches:
             pending.add(_submit(pool, batch))
-            if not started:  # the workers are forked at the first submit
-                start_progress()
-                started = True
             if len(pending) >= 2 * workers:
                 pending = _collect(pending, reporter, FIRST_COMPLETED, act)
         _collect(pending, reporter, ALL_COMPLETED, act)
@@ -482,6 +530,9 @@ def _in_processes(
 def _collect(
     pending: set[Future[list[Outcome]]], reporter: Reporter, when: str, act: Act | None
 ) -> set[Future[list[Outcome]]]:
+    from concurrent.futures import wait
+    from concurrent.futures.process import BrokenProcessPool
+
     done, rest = wait(pending, return_when=when)
     for future in done:
         try:
@@ -493,33 +544,93 @@ def _collect(
     return rest
 
 
-def open_cache(snap: Snapshot, mounts: Mounts) -> CleanCache | None:
-    """The clean cache in the scan's compiled directory; None where none can be kept."""
-    from vigild.ruleset import cache_dir
+def open_cache(cfg: Config, mounts: Mounts) -> CleanCache | None:
+    """The clean cache in the scan's compiled directory; None where none can be kept.
 
-    directory = cache_dir(snap.config.rules.compiled_dir)
+    Warm when its stamp still holds: the setting digest saved beside the
+    keys is then used without loading the rules, and what loading them
+    logged is logged again."""
+    directory = owned.cache_dir(cfg.rules.compiled_dir)
     if directory is None:
         return None
-    cfg, rs = snap.config, snap.rules
-    setting = scancache.setting_digest(rs.generation, cfg.scan, cfg.archive, cfg.policy)
-    keys = scancache.Keys(setting, mounts.by_dev, cfg.onaccess.fresh_window_ms)
     path = directory / scancache.NAME
-    return CleanCache(path, keys, scancache.load(path, setting), rs.path_rules is not None)
+    saved = scancache.read(path)
+    fresh_ms = cfg.onaccess.fresh_window_ms
+    stamp = saved.stamp if saved is not None else None
+    if saved is None or stamp is None or not scanstamp.holds(stamp, cfg, fresh_ms):
+        keys = scancache.Keys(bytes(scancache.KEY_LEN), mounts.by_dev, fresh_ms)
+        return CleanCache(path, keys, set(), False, saved=saved)
+    log.debug("rules unchanged since the last scan: loaded at the first file not in the cache")
+    for name, level, message in stamp.logs:
+        logging.getLogger(name).log(level, "%s", message)
+    keys = scancache.Keys(saved.setting, mounts.by_dev, fresh_ms)
+    return CleanCache(
+        path, keys, saved.keys, stamp.by_path, limited=dict(saved.limited),
+        saved=saved, stamp=stamp, warm=True,
+    )  # fmt: skip
+
+
+def setting_of(snap: Snapshot) -> bytes:
+    cfg = snap.config
+    return scancache.setting_digest(snap.rules.generation, cfg.scan, cfg.archive, cfg.policy)
+
+
+def settle(cache: CleanCache, snap: Snapshot, stamp: Stamp | None) -> None:
+    """Key ``cache`` by the rules just loaded; ``stamp``: theirs, to save."""
+    setting = setting_of(snap)
+    if cache.warm and setting == cache.keys.setting:
+        return  # as the stamp said
+    if cache.warm:
+        log.debug("the rules changed since the scan began: the rest is keyed by the new ones")
+    cache.keys = scancache.Keys(setting, cache.keys.fstypes, snap.config.onaccess.fresh_window_ms)
+    saved = cache.saved
+    same = saved is not None and saved.setting == setting
+    cache.known = saved.keys if saved is not None and same else set()
+    cache.limited = dict(saved.limited) if saved is not None and same else {}
+    cache.by_path = snap.rules.path_rules is not None
+    cache.stamp, cache.warm = stamp, False
 
 
 def _save_cache(cache: CleanCache) -> None:
     log.debug("%d files answered by the scan cache, %d added", cache.hits, len(cache.new))
-    if not cache.new:
-        return
+    saved = cache.saved
+    same = saved is not None and saved.setting == cache.keys.setting
+    changed = saved is None or cache.limited != saved.limited
+    if same and not (cache.new or changed) and cache.stamp in (None, saved and saved.stamp):
+        return  # nothing to add
     try:
-        scancache.save(cache.path, cache.keys.setting, cache.new, cache.known)
+        scancache.save(
+            cache.path, cache.keys.setting, cache.new, cache.known, cache.stamp, cache.limited
+        )
     except OSError as e:
         log.warning("%s: cannot save the scan cache: %s", cache.path, e.strerror or e)
 
 
+@contextlib.contextmanager
+def logs_of_load(replayed: bool) -> Iterator[list[tuple[str, int, str]]]:
+    """Collect what loading the rules logs (INFO and up), for the stamp; when it was
+    ``replayed`` already from a stamp, collect it without showing it again."""
+    got: list[tuple[str, int, str]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            got.append((record.name, record.levelno, record.getMessage()))
+
+    top = logging.getLogger("vigild")
+    handler, propagate = Collect(logging.INFO), top.propagate
+    top.addHandler(handler)
+    top.propagate = propagate and not replayed
+    try:
+        yield got
+    finally:
+        top.removeHandler(handler)
+        top.propagate = propagate
+
+
 def run(
     paths: list[str],
-    snap: Snapshot,
+    cfg: Config,
+    rules: Lazy,
     opts: WalkOptions,
     workers: int,
     reporter: Reporter,
@@ -535,7 +646,8 @@ def run(
     Ctrl-C can then end the scan at once, whatever file it is in. The
     walker feeds them batches. A file ``cache`` holds as it is now is
     counted clean without being opened; what this scan finds clean is added
-    to it and saved, Ctrl-C or not. Ctrl-C (or SIGTERM) returns the totals so
+    to it and saved, Ctrl-C or not. ``rules`` are built at the first file
+    the cache does not answer, if not before. Ctrl-C (or SIGTERM) returns the totals so
     far, ``interrupted`` set to the signal.
     """
     global _SNAPSHOT, _CACHE
@@ -549,18 +661,29 @@ def run(
             walked.files += 1
             walked.bytes += file_size
             if cache is not None:
-                known = cache.keys.remembered(path, follow_this, cache.known, cache.extra(path))
+                extra = cache.extra(path)
+                known = cache.keys.lookup(path, follow_this, cache.known, cache.limited, extra)
                 if known is not None:
                     cache.hits += 1
-                    reporter.clean(_scanned_bytes(known, snap.config.scan))
+                    size, why = known
+                    if why is None:
+                        reporter.clean(_scanned_bytes(size, cfg.scan))
+                    else:
+                        reporter.limited(path, why, _scanned_bytes(size, cfg.scan))
                     continue
             batch.append((path, follow_this))
             size += file_size
             if len(batch) >= _BATCH_FILES or size >= _BATCH_BYTES:
-                yield batch
+                yield ready(batch)
                 batch, size = [], 0
         if batch:
-            yield batch
+            yield ready(batch)
+
+    def ready(batch: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+        global _SNAPSHOT
+        if _SNAPSHOT is None:  # before the first submit: the workers fork with it
+            _SNAPSHOT = rules.get()
+        return batch
 
     def start_progress() -> None:
         if progress:
@@ -569,7 +692,7 @@ def run(
 
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        _SNAPSHOT, _CACHE = snap, cache
+        _SNAPSHOT, _CACHE = rules.snap, cache
         _in_processes(batches(), max(workers, 1), reporter, start_progress, act)
     except KeyboardInterrupt as e:
         totals.interrupted = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT

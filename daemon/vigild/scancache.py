@@ -28,32 +28,48 @@ next boot.
 The file lives in the scan's compiled directory (never the daemon's
 state) and is trusted only when this user owns it and nobody else can
 write it: whoever can write it can declare any file clean. Format:
-``VIGSCANC`` magic, u32 version, u32 count, 16-byte setting digest,
-u32 CRC-32 of the keys, then ``count`` 16-byte keys, each a BLAKE2b digest
-of the fields above (a forged key would need a preimage).
+``VIGSCANC`` magic, u32 version, u32 count, u32 JSON length, 16-byte
+setting digest, u32 CRC-32 of what follows: a JSON object (``stamp``, see
+vigild.scanstamp; ``limited``, below), then ``count`` 16-byte keys, each a
+BLAKE2b digest of the fields above (a forged key would need a preimage).
+
+Besides clean files, it remembers archives whose unpacking stops the same
+way each time (a damaged archive, a member limit; never a timeout, nor one
+whose member scan failed), under the same rules as a clean file and a key
+of their own, with the line the scan printed (``LIMIT ...``): a second
+scan prints it again without opening the file.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import struct
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from vigild.ruleset import trusted
+from vigild.owned import trusted
+from vigild.scanstamp import Stamp
 
 log = logging.getLogger(__name__)
 
 NAME = "scan-clean.cache"
 _MAGIC = b"VIGSCANC"
-_HEADER = struct.Struct("<8sII16sI")
-_VERSION = 1
+_HEADER = struct.Struct("<8sIII16sI")
+_VERSION = 2
 KEY_LEN = 16
+_INODE = struct.Struct("<QQQ")
 MAX_ENTRIES = 4 << 20  # 64 MiB of keys: the newest are kept
+MAX_LIMITED = 1 << 16  # archives remembered with their unpack limit: the newest are kept
+# appended to a key's extra: the key of an archive that unpacking ends the same
+# way each time (a limit, not a timeout), remembered with what the scan said of it
+LIMITED = "\0unpack-limit"
 # filesystems whose f_fsid comes from their UUID (fs/ext4/super.c, fs/btrfs/super.c)
 STABLE_FSID = frozenset({"ext2", "ext3", "ext4", "btrfs"})
 
@@ -75,6 +91,7 @@ class Keys:
         self.fresh_ns = fresh_ms * 1_000_000
         self._fs: dict[int, bytes] = {}
         self._vfs: dict[int, os.statvfs_result] = {}  # statvfs, once per device
+        self._base: dict[int, Any] = {}  # device -> blake2b of setting and filesystem
         self._boot = _boot_id()
 
     def _filesystem(self, dev: int, statvfs: os.statvfs_result) -> bytes:
@@ -89,21 +106,40 @@ class Keys:
 
     def key(self, st: os.stat_result, statvfs: os.statvfs_result, extra: str = "") -> bytes:
         """The key of the file whose stat is ``st`` (``extra``: its path, when rules read it)."""
-        h = hashlib.blake2b(digest_size=KEY_LEN, key=self.setting)
-        h.update(self._filesystem(st.st_dev, statvfs))
-        h.update(struct.pack("<QQQ", st.st_ino, st.st_ctime_ns, st.st_size))
-        h.update(extra.encode("utf-8", "surrogateescape"))
+        base = self._base.get(st.st_dev)
+        if base is None:  # the keyed hash of setting and filesystem, once per device
+            base = hashlib.blake2b(digest_size=KEY_LEN, key=self.setting)
+            base.update(self._filesystem(st.st_dev, statvfs))
+            self._base[st.st_dev] = base
+        h = base.copy()
+        h.update(_INODE.pack(st.st_ino, st.st_ctime_ns, st.st_size))
+        if extra:
+            h.update(extra.encode("utf-8", "surrogateescape"))
         return h.digest()
 
     def remembered(self, path: str, follow: bool, known: set[bytes], extra: str = "") -> int | None:
         """The size of ``path`` if ``known`` holds it as it is now, else None
         (one stat, and one statvfs per device)."""
+        found = self.lookup(path, follow, known, {}, extra)
+        return found[0] if found is not None else None
+
+    def lookup(
+        self, path: str, follow: bool, known: set[bytes], limited: dict[bytes, str], extra: str = ""
+    ) -> tuple[int, str | None] | None:
+        """(size, None) if ``known`` holds ``path`` as it is now, (size, why) if
+        ``limited`` does, else None (one stat, and one statvfs per device)."""
         try:
             st = os.stat(path, follow_symlinks=follow)
             vfs = self._statvfs(st.st_dev, path)
         except OSError:
             return None
-        return st.st_size if self.key(st, vfs, extra) in known else None
+        if self.key(st, vfs, extra) in known:
+            return st.st_size, None
+        if limited:
+            why = limited.get(self.key(st, vfs, extra + LIMITED))
+            if why is not None:
+                return st.st_size, why
+        return None
 
     def _statvfs(self, dev: int, path: str) -> os.statvfs_result:
         vfs = self._vfs.get(dev)
@@ -153,34 +189,72 @@ def setting_digest(generation: int, *parts: object) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
-def load(path: Path, setting: bytes) -> set[bytes]:
-    """The keys saved for ``setting``; empty when absent, untrusted, of another setting, or damaged."""
+@dataclass(frozen=True)
+class Saved:
+    """A cache file as read: its setting digest, stamp and keys."""
+
+    setting: bytes
+    stamp: Stamp | None
+    keys: set[bytes] = field(default_factory=set)
+    limited: dict[bytes, str] = field(default_factory=dict)  # key -> the limit's message
+
+
+def read(path: Path) -> Saved | None:
+    """The cache file at ``path``; None when absent, untrusted, of another version, or damaged."""
     if not path.exists():
-        return set()
+        return None
     if not trusted(path):
         log.warning("%s: not trusted (owner or mode), ignored", path)
-        return set()
+        return None
     try:
         data = path.read_bytes()
     except OSError as e:
         log.warning("%s: %s, ignored", path, e.strerror)
-        return set()
+        return None
     if len(data) < _HEADER.size or data[:8] != _MAGIC:
         log.warning("%s: not a vigild scan cache (damaged), ignored", path)
+        return None
+    _, version, n, stamp_len, setting, crc = _HEADER.unpack_from(data)
+    if version != _VERSION:
+        log.debug("%s: made by another version of vigild, not used", path)
+        return None
+    body = data[_HEADER.size :]
+    keys = body[stamp_len:]
+    if len(keys) != n * KEY_LEN or zlib.crc32(body) != crc:
+        log.warning("%s: damaged, ignored", path)
+        return None
+    stamp, limited = None, {}
+    try:
+        extra = json.loads(body[:stamp_len]) if stamp_len else {}
+        limited = {bytes.fromhex(k): str(v) for k, v in extra.get("limited", {}).items()}
+        stamp = Stamp.from_json(extra["stamp"]) if extra.get("stamp") else None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        log.warning("%s: damaged stamp (%s), ignored", path, e)
+    keyset = {keys[i : i + KEY_LEN] for i in range(0, len(keys), KEY_LEN)}
+    return Saved(setting, stamp, keyset, limited)
+
+
+def load(path: Path, setting: bytes) -> set[bytes]:
+    """The keys saved for ``setting``; empty when absent, untrusted, of another setting, or damaged."""
+    saved = read(path)
+    if saved is None:
         return set()
-    _, version, n, saved, crc = _HEADER.unpack_from(data)
-    keys = data[_HEADER.size :]
-    if version != _VERSION or saved != setting:
+    if saved.setting != setting:
         log.debug("%s: made for other rules or settings, not used", path)
         return set()
-    if len(keys) != n * KEY_LEN or zlib.crc32(keys) != crc:
-        log.warning("%s: damaged, ignored", path)
-        return set()
-    return {keys[i : i + KEY_LEN] for i in range(0, len(keys), KEY_LEN)}
+    return saved.keys
 
 
-def save(path: Path, setting: bytes, new: Iterable[bytes], old: Iterable[bytes]) -> int:
-    """Write ``new`` then ``old`` (up to MAX_ENTRIES) atomically; returns how many."""
+def save(
+    path: Path,
+    setting: bytes,
+    new: Iterable[bytes],
+    old: Iterable[bytes],
+    stamp: Stamp | None = None,
+    limited: dict[bytes, str] | None = None,
+) -> int:
+    """Write ``new`` then ``old`` (up to MAX_ENTRIES), ``limited`` and ``stamp``
+    atomically; returns how many keys."""
     keep = dict.fromkeys(new)
     for k in old:
         if len(keep) >= MAX_ENTRIES:
@@ -188,9 +262,17 @@ def save(path: Path, setting: bytes, new: Iterable[bytes], old: Iterable[bytes])
         keep.setdefault(k)
     keys = b"".join(list(keep)[:MAX_ENTRIES])
     n = len(keys) // KEY_LEN
+    extra = {
+        "stamp": stamp.to_json() if stamp is not None else None,
+        "limited": {k.hex(): v for k, v in list((limited or {}).items())[-MAX_LIMITED:]},
+    }
+    body = json.dumps(extra).encode()
+    stamp_len = len(body)
+    body += keys
+    head = _HEADER.pack(_MAGIC, _VERSION, n, stamp_len, setting, zlib.crc32(body))
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(_HEADER.pack(_MAGIC, _VERSION, n, setting, zlib.crc32(keys)) + keys)
+        f.write(head + body)
     os.replace(tmp, path)
     return n

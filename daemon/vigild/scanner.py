@@ -26,7 +26,9 @@ import importlib.util
 import io
 import logging
 import re
+import struct
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -445,18 +447,43 @@ def _boreal_rule_error(err: Exception, fallback: str) -> RuleError:
 
 
 RECOMPILE = b"vigild: compile the listed files again\n"
+# a saved boreal set in parts: this line, then per part a u64 length and its bytes
+PARTS = b"vigild: boreal scanners in parts\n"
+# boreal 1.4 loads back a saved scanner of at most this many rules
+_BOREAL_MAX_SAVED = 1024
 
 
 class BorealRules(YaraRules):
     """boreal's Scanner: thread-safe, and it releases the GIL while it scans.
-    Its Python API is yara-python's; the differences are the three hooks."""
+    Its Python API is yara-python's; the differences are the three hooks.
+
+    A set too big for boreal to load back once saved is saved, and loaded,
+    as several scanners of whole rule files (each file is its own namespace,
+    so no rule refers across them); a file is then scanned by each in turn,
+    each with the scan timeout."""
 
     engine = "boreal"
 
-    def __init__(self, rules: Any, timeout: int, warnings: list[RuleError] | None = None) -> None:
-        self._rules = rules
+    def __init__(
+        self,
+        rules: Any,
+        timeout: int,
+        warnings: list[RuleError] | None = None,
+        parts: Sequence[Any] = (),
+        source: tuple[Sequence[Path], Externals] | None = None,
+    ) -> None:
+        self._rules = rules  # the whole set as one scanner, or None when loaded in parts
+        self._parts = tuple(parts) or (rules,)
         self._timeout = timeout
         self.warnings = warnings or []
+        self._source = source  # the files and externals compiled, to save in parts
+
+    @property
+    def count(self) -> int:
+        return sum(1 for p in self._parts for _ in p)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(r.identifier for p in self._parts for r in p)
 
     @staticmethod
     def _engine() -> Any:
@@ -467,7 +494,11 @@ class BorealRules(YaraRules):
     def _find(self, data: Any, kwargs: dict[str, Any]) -> Any:
         # fast=False: every matching string is found, for the alert; boreal
         # takes bytes only (a copy of the buffer, as YARA-X needs too)
-        return self._rules.match(data=bytes(data), timeout=self._timeout, fast=False, **kwargs)
+        data = bytes(data)
+        found: list[Any] = []
+        for part in self._parts:
+            found += part.match(data=data, timeout=self._timeout, fast=False, **kwargs)
+        return found
 
     @staticmethod
     def _strings(m: Any) -> tuple[str, ...]:
@@ -475,21 +506,49 @@ class BorealRules(YaraRules):
         return tuple(dict.fromkeys(f"${s.identifier}" for s in m.strings))
 
     def save(self, path: str) -> None:
-        """The serialized scanner, once proven to load back; else RECOMPILE.
-
-        boreal 1.4 writes a scanner of more than 1,024 rules that its own
-        load refuses ("invalid value for CompilerProfile"): such a set is
-        compiled again from the saved file list (0.4 s for 1,206 rules)
-        rather than probed file by file again."""
+        """The serialized scanner, once proven to load back; else in parts
+        (boreal 1.4 writes a scanner of more than 1,024 rules that its own load
+        refuses: "invalid value for CompilerProfile"); else RECOMPILE, and the
+        saved file list is compiled again at each load."""
         import boreal
 
         data = self._rules.save(to_bytes=True)
         try:
             boreal.load(data=data)
         except boreal.Error:
-            data = RECOMPILE
+            data = self._in_parts()
         with open(path, "wb") as f:
             f.write(data)
+
+    def _in_parts(self) -> bytes:
+        """PARTS and the scanners of consecutive files of at most 1,024 rules each."""
+        import boreal
+
+        if self._source is None:
+            return RECOMPILE
+        files, externals = self._source
+        per_file = Counter(r.namespace for r in self._rules)
+        groups: list[list[Path]] = [[]]
+        n = 0
+        for f in files:
+            k = per_file.get(str(f), 0)
+            if groups[-1] and n + k > _BOREAL_MAX_SAVED:
+                groups.append([])
+                n = 0
+            groups[-1].append(f)
+            n += k
+        out = [PARTS]
+        for group in groups:
+            blob = boreal.compile(
+                filepaths={str(f): str(f) for f in group}, externals=dict(externals)
+            ).save(to_bytes=True)
+            assert blob is not None  # to_bytes: the bytes, not written to a file
+            try:
+                boreal.load(data=blob)
+            except boreal.Error:
+                return RECOMPILE  # one file of more than 1,024 rules
+            out += [struct.pack("<Q", len(blob)), blob]
+        return b"".join(out)
 
 
 class BorealBackend:
@@ -512,7 +571,7 @@ class BorealBackend:
         except (self._boreal.Error, OSError) as e:
             raise RuleError(fallback, None, str(e)) from e
         warnings = [_boreal_rule_error(Exception(w), "?") for w in rules.warnings]
-        return BorealRules(rules, self._timeout, warnings)
+        return BorealRules(rules, self._timeout, warnings, source=(tuple(files), dict(externals)))
 
     def modules(self) -> tuple[str, ...]:
         return tuple(m for m in self._boreal.modules if m in KNOWN_MODULES)
@@ -523,9 +582,21 @@ class BorealBackend:
                 data = f.read()
             if data == RECOMPILE:
                 raise Recompile(path)
+            if data.startswith(PARTS):
+                return BorealRules(None, self._timeout, parts=self._parts(data, path))
             return BorealRules(self._boreal.load(data=data), self._timeout)
         except (OSError, self._boreal.Error) as e:
             raise RuleError(path, None, f"cannot load compiled rules: {e}") from e
+
+    def _parts(self, data: bytes, path: str) -> list[Any]:
+        parts, at = [], len(PARTS)
+        while at < len(data):
+            if at + 8 > len(data):
+                raise RuleError(path, None, "cannot load compiled rules: truncated")
+            (n,) = struct.unpack_from("<Q", data, at)
+            parts.append(self._boreal.load(data=data[at + 8 : at + 8 + n]))
+            at += 8 + n
+        return parts
 
 
 _MODULE_OF = {Engine.YARA: "yara", Engine.YARA_X: "yara_x", Engine.BOREAL: "boreal"}

@@ -11,11 +11,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from vigild import textform
-from vigild.detector import Finding
-from vigild.verdict import Reason
+from vigild.reasons import Reason
+
+if TYPE_CHECKING:
+    from vigild.detector import Finding
 
 
 @dataclass
@@ -149,13 +151,23 @@ class Reporter:
             if self.show is not Show.QUIET:
                 self._emit(self._found(f))
         elif v.reason in _INCONCLUSIVE and self.show is Show.ALL:
-            word = _INCONCLUSIVE[v.reason]
-            if self.as_json:
-                self._emit(
-                    self._json(word.lower(), path=f.path, reason=v.reason.value, error=v.detail)
-                )
-            else:
-                self._emit(f"{f.path}: {word} {v.detail}")
+            self._inconclusive(f.path, v.reason, v.detail)
+
+    def limited(self, path: str, detail: str, scanned_bytes: int) -> None:
+        """An archive not fully unpacked, as the clean cache remembers it (no Finding)."""
+        with self.lock:
+            self.totals.files += 1
+            self.totals.bytes += scanned_bytes
+            self.totals.limited += 1
+        if self.show is Show.ALL:
+            self._inconclusive(path, Reason.UNPACK_LIMIT, detail)
+
+    def _inconclusive(self, path: str, reason: Reason, detail: str) -> None:
+        word = _INCONCLUSIVE[reason]
+        if self.as_json:
+            self._emit(self._json(word.lower(), path=path, reason=reason.value, error=detail))
+        else:
+            self._emit(f"{path}: {word} {detail}")
 
     def acted(self, path: str, action: str, what: str) -> None:
         """A finding moved, removed or quarantined: ``what`` says where to."""

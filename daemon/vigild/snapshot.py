@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from vigild import generations, interpreters, native, protect, ruleset
-from vigild.config import Config, EventKind, Fallback, RulesConfig
+from vigild.config import Config, EventKind, Fallback, RulesConfig, never_scanned
+from vigild.config import own_dirs as own_dirs  # re-exported
 from vigild.detector import Detector
 from vigild.scanner import RuleError
 from vigild.verdict import Action, Policy, Reason, Verdict
@@ -52,24 +53,6 @@ def worker_count(cfg: Config) -> int:
     """Worker threads: scan.workers (0: one per CPU), and never fewer than two, so
     that one is always left for small files while big ones hold the others."""
     return max(2, cfg.scan.workers or os.cpu_count() or 1)
-
-
-def own_dirs(cfg: Config) -> tuple[str, ...]:
-    """vigild's own files: never scanned (invariant 2).
-
-    Its state, runtime, quarantine and compiled directories, and its rules
-    and hash lists: a rule file holds the very strings it detects, so an
-    admin editing one on a watched filesystem would be denied.
-    """
-    dirs = [
-        cfg.daemon.state_dir,
-        cfg.daemon.runtime_dir,
-        cfg.daemon.quarantine_dir,
-        cfg.rules.compiled_dir,
-        *cfg.rules.rule_dirs(),
-        *cfg.rules.hashes,
-    ]
-    return tuple(os.path.realpath(d) for d in dirs)
 
 
 @dataclass(frozen=True)
@@ -182,7 +165,7 @@ def build(cfg: Config, clean: native.Cache | None, load: Loader = _load_rules) -
         policies={k: Policy.from_config(cfg.policy, k in oa.quarantine_on, k) for k in EventKind},
         detect_policy=replace(base, quarantine=True),
         scan_policy=base,
-        exclude_paths=tuple(os.path.realpath(p) for p in oa.exclude_paths) + own_dirs(cfg),
+        exclude_paths=never_scanned(cfg),
         exclude_executables=tuple(os.path.realpath(p) for p in oa.exclude_executables),
         remember_verdicts=remember,
         protected=protect.resolve(

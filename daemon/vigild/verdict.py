@@ -12,26 +12,9 @@ from enum import StrEnum
 
 from vigild.config import EventKind, Fallback, PolicyConfig
 from vigild.native import PrefilterResult, PreVerdict
+from vigild.reasons import Action as Action  # re-exported, as is Reason
+from vigild.reasons import Reason as Reason
 from vigild.scanner import RuleMatch
-
-
-class Action(StrEnum):
-    ALLOW = "allow"
-    DENY = "deny"
-    QUARANTINE = "quarantine"  # deny, and move the file to quarantine
-
-
-class Reason(StrEnum):
-    CLEAN = "clean"
-    CACHED_CLEAN = "cached-clean"  # same bytes scanned clean by these rules
-    CLEAN_TRUNCATED = "clean-truncated"  # over max_file_size: its head and tail scanned clean
-    KNOWN_BAD_HASH = "known-bad-hash"
-    RULE_MATCH = "rule-match"
-    SCAN_TIMEOUT = "scan-timeout"
-    SCAN_ERROR = "scan-error"
-    TOO_LARGE = "too-large"  # over max_file_size, not scanned
-    UNPACK_LIMIT = "unpack-limit"  # an archive limit stopped unpacking (or a member is encrypted)
-    PROTECTED = "protected"  # feed content matched a protected file: allowed (vigild.protect)
 
 
 class ScanStatus(StrEnum):
@@ -51,6 +34,7 @@ class ScanResult:
     member: str = ""  # the archive member that matched ("dir/shell.php")
     member_hash: str = ""  # the hash list entry a member is listed as
     unpack_limit: str = ""  # the archive limit that stopped unpacking (unpack.LIMITS)
+    member_failed: bool = False  # a member's scan failed or timed out too (beside the limit)
     # every match came from a rule reading the file's name, path or owner
     path_dependent: bool = False
     failed_rules: tuple[str, ...] = ()  # rules whose engine error isolation worked around

@@ -214,6 +214,27 @@ def test_the_count_is_what_the_engine_compiled(tmp_path: Path, engine: Engine) -
     assert again.from_cache and again.count == 3 and again.files == rs.files
 
 
+@pytest.mark.skipif(not available(Engine.BOREAL), reason="boreal not installed")
+def test_a_boreal_set_over_1024_rules_is_saved_in_parts_and_loads_without_a_compile(
+    tmp_path: Path,
+) -> None:
+    """boreal 1.4 cannot load back one saved scanner of more than 1,024 rules."""
+    for f in range(3):
+        rules = "".join(
+            f'rule R{f}_{i} {{ strings: $a = "<vigild-part-{f}-rule-{i}>" condition: $a }}\n'
+            for i in range(400)
+        )
+        _write(tmp_path / "r" / f"f{f}.yar", rules)
+    first = _snapshot(tmp_path, Engine.BOREAL, tmp_path / "r")
+    again = _snapshot(tmp_path, Engine.BOREAL, tmp_path / "r")
+    assert again.rules.from_cache and again.rules.count == first.rules.count == 1200
+    saved = list((tmp_path / "compiled").glob("rules-boreal-*.compiled"))
+    assert len(saved) == 1 and not saved[0].read_bytes().startswith(b"vigild: compile")
+    for f, i in ((0, 0), (1, 399), (2, 123)):
+        target = _write(tmp_path / "t" / f"{f}-{i}", f"x <vigild-part-{f}-rule-{i}> x")
+        assert _examine(again, target) == (Reason.RULE_MATCH, f"R{f}_{i}")
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_saved_compile_keeps_the_skipped_files_and_the_path_set(
     tmp_path: Path, engine: Engine
