@@ -190,8 +190,10 @@ def probe_all(engine: EngineBackend, files: Sequence[Path], defaults: Externals)
     return probes
 
 
-def _hash_file(h: hashlib._Hash, f: Path, seen: set[Path]) -> None:
-    """Feed ``f`` and, once each, every file it includes into ``h``."""
+def _hash_file(h: hashlib._Hash, f: Path, seen: set[Path], named: set[str]) -> None:
+    """Feed ``f`` and, once each, every file it includes into ``h``; ``named``
+    gets each path as written too (a symlink on the way may be swapped later)."""
+    named.add(str(f))
     key = f.resolve()
     if key in seen:
         return
@@ -203,8 +205,8 @@ def _hash_file(h: hashlib._Hash, f: Path, seen: set[Path]) -> None:
             raise RuleError(str(f), None, e.strerror or str(e)) from e
         return  # a missing include: the compile names it
     h.update(str(f).encode() + b"\0" + len(data).to_bytes(8, "little") + data)
-    for inc in included_files(f, data.decode("utf-8", "replace")):
-        _hash_file(h, inc, seen)
+    for inc in included_files(f, data.decode("utf-8", "replace"), resolve=False):
+        _hash_file(h, inc, seen, named)
 
 
 @dataclass(frozen=True)
@@ -213,19 +215,19 @@ class Sources:
     derives from it, and ``read`` names every file it depended on (includes too)."""
 
     digest: str
-    read: tuple[str, ...]  # resolved; an include that was missing too
+    read: tuple[str, ...]  # resolved and as written; an include that was missing too
 
 
 def sources_of(files: Sequence[Path], defaults: Externals) -> Sources:
     """Hash the rule ``files``, what they include and the declared externals, once."""
     h = hashlib.sha256(f"{_MANIFEST_VERSION}\0".encode())
     h.update(json.dumps(sorted(defaults.items())).encode())
-    read: set[Path] = set()
+    read: set[str] = set()
     for f in files:
         seen: set[Path] = set()
-        _hash_file(h, f, seen)
-        read |= seen
-    return Sources(h.hexdigest(), tuple(sorted(str(p) for p in read)))
+        _hash_file(h, f, seen, read)
+        read.update(str(p) for p in seen)
+    return Sources(h.hexdigest(), tuple(sorted(read)))
 
 
 def fingerprint_of(

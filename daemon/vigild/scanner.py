@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
+import os
 import re
 import struct
 import threading
@@ -116,14 +117,16 @@ def imports_of(path: Path, seen: set[Path] | None = None) -> dict[str, Path]:
     return found
 
 
-def included_files(path: Path, text: str | None = None) -> list[Path]:
-    """Files named by ``include`` in ``path``, relative to its directory."""
+def included_files(path: Path, text: str | None = None, resolve: bool = True) -> list[Path]:
+    """Files named by ``include`` in ``path``, relative to its directory: resolved,
+    or as written (absolute; what a later swap of a symlink on the way changes)."""
     if text is None:
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return []
-    return [(path.parent / name).resolve() for name in _INCLUDE.findall(text)]
+    named = [Path(os.path.abspath(path.parent / name)) for name in _INCLUDE.findall(text)]
+    return [p.resolve() for p in named] if resolve else named
 
 
 def explain_modules(err: RuleError, files: Sequence[Path], engine: EngineBackend) -> RuleError:
@@ -591,11 +594,13 @@ class BorealBackend:
     def _parts(self, data: bytes, path: str) -> list[Any]:
         parts, at = [], len(PARTS)
         while at < len(data):
-            if at + 8 > len(data):
+            (n,) = struct.unpack_from("<Q", data, at) if at + 8 <= len(data) else (None,)
+            if n is None or at + 8 + n > len(data):
                 raise RuleError(path, None, "cannot load compiled rules: truncated")
-            (n,) = struct.unpack_from("<Q", data, at)
             parts.append(self._boreal.load(data=data[at + 8 : at + 8 + n]))
             at += 8 + n
+        if not parts:
+            raise RuleError(path, None, "cannot load compiled rules: no parts")
         return parts
 
 

@@ -18,12 +18,9 @@ within the same clock tick can keep its ctime, so a stamp is neither saved
 nor used while any file in it changed within ``fresh_window_ms`` — of the
 rules' load, or of now.
 
-The ``engine = "auto"`` evidence is stamped by its directories only (a
-sample added, removed or renamed): stat-ing each of thousands of samples
-would cost a cached scan a tenth of its time. A sample edited in place is
-decided on at the next scan that loads the rules (any file the cache does
-not answer); that decision picks among engines that all agreed with
-yara-python on the evidence they were given.
+The ``engine = "auto"`` evidence is stamped file by file, as the daemon's
+auto key is: a sample edited in place may change which engine agrees with
+yara-python, and with it every verdict.
 """
 
 from __future__ import annotations
@@ -141,9 +138,9 @@ def sources(cfg: Config, rs: RuleSet) -> list[str]:
     found: dict[str, None] = dict.fromkeys(rs.sources)
     for top in (*rules.rule_dirs(), *rules.local_dirs, *rules.hashes):
         _below(top, found)
-    if rules.engine is Engine.AUTO:  # its directories: a sample added or removed
+    if rules.engine is Engine.AUTO:  # the samples its decision rests on, each
         for top in rules.engine_evidence:
-            _below(top, found, files=False)
+            _below(top, found)
     found[str(generations.update_dir(cfg) / "current")] = None
     compiled = owned.cache_dir(rules.compiled_dir)
     try:
@@ -156,8 +153,8 @@ def sources(cfg: Config, rs: RuleSet) -> list[str]:
     return list(found)
 
 
-def _below(top: str, found: dict[str, None], files: bool = True) -> None:
-    """``top`` and, for a directory, every directory (and file) below it."""
+def _below(top: str, found: dict[str, None]) -> None:
+    """``top`` and, for a directory, every directory and file below it."""
     found[top] = None
     stack = [top]
     while stack:
@@ -172,5 +169,4 @@ def _below(top: str, found: dict[str, None], files: bool = True) -> None:
                 continue
             if is_dir:
                 stack.append(e.path)
-            if is_dir or files:
-                found[e.path] = None
+            found[e.path] = None

@@ -235,6 +235,21 @@ def test_a_boreal_set_over_1024_rules_is_saved_in_parts_and_loads_without_a_comp
         assert _examine(again, target) == (Reason.RULE_MATCH, f"R{f}_{i}")
 
 
+@pytest.mark.skipif(not available(Engine.BOREAL), reason="boreal not installed")
+@pytest.mark.parametrize("damage", [b"", b"\xff" * 8 + b"short"], ids=["no-parts", "overlong"])
+def test_a_damaged_boreal_parts_file_is_compiled_again(tmp_path: Path, damage: bytes) -> None:
+    """Found by review: a parts file with no parts loaded as an empty set and
+    crashed at the first use. A part whose length overruns the data is refused too."""
+    from vigild.scanner import PARTS
+
+    _write(tmp_path / "r" / "a.yar", 'rule A { strings: $a = "<vigild-a>" condition: $a }\n')
+    first = _load(tmp_path, Engine.BOREAL, tmp_path / "r")
+    (saved,) = (tmp_path / "compiled").glob("rules-boreal-*.compiled")
+    saved.write_bytes(PARTS + damage)
+    again = _load(tmp_path, Engine.BOREAL, tmp_path / "r")
+    assert not again.from_cache and again.count == first.count == 1
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_saved_compile_keeps_the_skipped_files_and_the_path_set(
     tmp_path: Path, engine: Engine

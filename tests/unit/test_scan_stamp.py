@@ -160,3 +160,45 @@ def test_a_config_change_is_seen(tmp_path: Path) -> None:
     code, out = _scan(tmp_path, root)
     assert code == 0 and SHORTCUT not in out, out
     assert _answered(out) == "0 files answered by the scan cache, 5 added", out
+
+
+def test_an_include_reached_through_a_swapped_symlink_is_seen(tmp_path: Path) -> None:
+    """Found by review: the include's resolved path alone was stamped, so pointing
+    a symlink on its way elsewhere left the stamp holding and the old verdicts."""
+    root, rules = _setup(tmp_path)
+    shared = tmp_path / "shared"
+    for name, text in (("v1", _UNMATCHED), ("v2", (DATA / "rules" / "marker.yar").read_text())):
+        (shared / name).mkdir(parents=True)
+        (shared / name / "common.yar").write_text(text.replace("Vigild_Test_Marker", "Shared"))
+    (shared / "cur").symlink_to("v1")
+    (rules / "marker.yar").write_text(f'include "{shared / "cur" / "common.yar"}"\n')
+    (root / "f3.txt").write_bytes(MARKER + b" plain 3\n")
+    _old(*shared.rglob("*"), rules / "marker.yar", root / "f3.txt")
+    _scan(tmp_path, root)
+    _scan(tmp_path, root)
+    code, out = _scan(tmp_path, root)
+    assert code == 0 and SHORTCUT in out, out
+    (shared / "cur").unlink()
+    (shared / "cur").symlink_to("v2")
+    time.sleep(0.05)
+    code, out = _scan(tmp_path, root)
+    assert code == 1 and f"{root / 'f3.txt'}: FOUND Shared" in out, out
+
+
+def test_an_auto_evidence_file_edited_in_place_is_seen(tmp_path: Path) -> None:
+    """The engine auto picks rests on every sample, as the daemon's auto key does:
+    a sample rewritten in place (same directory entries) ends the shortcut."""
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    sample = evidence / "sample.bin"
+    sample.write_bytes(b"some sample\n")
+    root, _ = _setup(tmp_path, f'engine = "auto"\nengine_evidence = ["{evidence}"]\n')
+    _old(sample, evidence)
+    _scan(tmp_path, root)
+    _scan(tmp_path, root)
+    assert SHORTCUT in _scan(tmp_path, root)[1]
+    with open(sample, "r+b") as f:
+        f.write(b"SOME")
+    _old(sample)
+    code, out = _scan(tmp_path, root)
+    assert code == 0 and SHORTCUT not in out, out
