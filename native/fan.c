@@ -31,7 +31,7 @@ void vg_name_thread(const char *name)
 static int config_ok(const struct vg_fan_config *cfg)
 {
 	if (!cfg->queue_size || cfg->queue_size > MAX_QUEUE ||
-	    !cfg->cache_entries ||
+	    !cfg->cache_entries || cfg->settle_entries > MAX_QUEUE ||
 	    !(cfg->events & (VG_EV_OPEN | VG_EV_EXEC | VG_EV_CLOSE_WRITE)))
 		return -EINVAL;
 	return 0;
@@ -98,8 +98,9 @@ static int fan_init(struct vg_fan *fan, const struct vg_fan_config *cfg,
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&fan->q_cond, &ca);
 	pthread_cond_init(&fan->dl_cond, &ca);
-	pthread_mutex_init(&fan->settle_lock, NULL);
-	pthread_cond_init(&fan->settle_cond, &ca);
+	pthread_mutex_init(&fan->defer_lock, NULL);
+	pthread_mutex_init(&fan->store_lock, NULL);
+	fan->settle_wake = -1;
 	pthread_condattr_destroy(&ca);
 	fan->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fan->wake_fd < 0)
@@ -109,7 +110,9 @@ static int fan_init(struct vg_fan *fan, const struct vg_fan_config *cfg,
 		ret = vg_cache_new(DETECTED_ENTRIES, &fan->detected);
 	if (!ret)
 		ret = vg_cache_new(EXE_ENTRIES, &fan->exes);
-	return ret ? ret : jobs_init(fan);
+	if (!ret)
+		ret = jobs_init(fan);
+	return ret ? ret : settle_init(fan);
 }
 
 /* A handle around an already open group (or, in tests, a socket) @fd. */
@@ -333,8 +336,8 @@ void vg_fan_free(struct vg_fan *fan)
 		close(fan->wake_fd);
 	pthread_cond_destroy(&fan->q_cond);
 	pthread_cond_destroy(&fan->dl_cond);
-	pthread_cond_destroy(&fan->settle_cond);
-	pthread_mutex_destroy(&fan->settle_lock);
+	pthread_mutex_destroy(&fan->defer_lock);
+	pthread_mutex_destroy(&fan->store_lock);
 	pthread_mutex_destroy(&fan->q_lock);
 	pthread_mutex_destroy(&fan->cache_lock);
 	pthread_mutex_destroy(&fan->respond_lock);

@@ -45,8 +45,8 @@
  *    |    |         answered or queued
  *   jobs.c   |  q_lock: slots, FIFOs, deadline list, watcher, next/answer/done
  *    |    |  |
- *   settle.c    settle_lock: fresh clean verdicts waiting for their window;
- *    |          the settle thread that checks them (readers store them)
+ *   settle.c    fresh clean verdicts waiting for their window (rings); the
+ *    |          settle thread that checks them (readers store them)
  *   remember.c  cache_lock: verdict cache contents, write epochs, ignore
  *    |          marks, the settings swap
  *   respond.c   respond_lock: every write to a group fd, its close and
@@ -67,7 +67,8 @@
  * Lock order: q_lock -> respond_lock; cache_lock -> respond_lock;
  * cache_lock -> settings_lock (write, the swap); q_lock -> settings_lock
  * (read, briefly). q_lock and cache_lock are never held together, and
- * respond_lock is innermost. settle_lock is held with no other lock. One respond_lock covers every group.
+ * respond_lock is innermost. store_lock -> cache_lock (a reader storing
+ * checked verdicts); defer_lock alone. The settle thread takes no lock. One respond_lock covers every group.
  */
 #ifndef VIGILD_FAN_H
 #define VIGILD_FAN_H
@@ -81,10 +82,10 @@
 
 #define EPOCHS 4096		/* write-epoch counters, by (dev, ino) hash */
 #define DETECTED_ENTRIES 65536	/* inodes found malicious, kept apart from verdicts */
-#define SETTLE_MAX 256		/* fresh clean verdicts waiting (settle.c), an fd each */
 #define SETTLE_MAX_BYTES (4ull << 20)	/* bigger files are not read again to settle */
 #define SETTLE_MARGIN_NS 1000000ull	/* past the window before the check */
 #define SETTLE_BATCH_NS 10000000ull	/* the settle thread wakes at most this often */
+#define SETTLE_NICE 10		/* the settle thread's nice: a tenth of a CPU's share */
 #define SETTLE_MAX_WAIT_NS 2100000000ull	/* a second, the longest window, margin */
 #define EXE_ENTRIES 4096	/* programs known to be interpreters, or not */
 
@@ -163,7 +164,10 @@ struct verified {
 
 /* A fresh clean verdict waiting for its window to pass (settle.c). */
 struct settling {
-	struct slot slot;	/* the job's state; slot.job.fd is our dup */
+	int fd;			/* our dup of the job's event fd */
+	uint64_t size;		/* the job's state: size and ctime */
+	int64_t ctime_sec, ctime_nsec;
+	uint64_t fresh_ns;	/* the freshness window when it was kept */
 	uint64_t due_ns;	/* CLOCK_MONOTONIC */
 	uint64_t generation;
 	uint8_t sha256[32];	/* of the bytes the rules found clean */
@@ -228,13 +232,18 @@ struct vg_fan {
 	pthread_t watcher;
 	int started;
 
-	pthread_mutex_t settle_lock;	/* settle.c: the entries below */
-	pthread_cond_t settle_cond;
-	struct settling settling[SETTLE_MAX];
-	uint32_t n_settling;
-	struct verified verified[SETTLE_MAX];
-	uint32_t n_verified;		/* also read without the lock (atomic) */
-	int settle_stopping;
+	/* settle.c: two rings of cfg.settle_entries. incoming: workers add
+	 * (serialized by defer_lock), the settle thread takes; checked: the
+	 * settle thread adds, a reader takes (store_lock, try-locked). Heads
+	 * and tails are atomic; no lock is shared with the settle thread. */
+	pthread_mutex_t defer_lock;
+	pthread_mutex_t store_lock;
+	struct settling *incoming;
+	uint32_t in_head, in_tail;
+	struct verified *checked;
+	uint32_t out_head, out_tail;
+	int settle_wake;		/* eventfd: wakes the settle thread */
+	int settle_stopping;		/* atomic */
 	pthread_t settler;
 
 	struct vg_fan_stats stats;	/* counters updated atomically */
@@ -307,12 +316,12 @@ int remember_switch(struct vg_fan *fan, struct settings *s,
 		    struct settings **old);
 int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 		     uint64_t generation);
-int remember_verify(struct vg_fan *fan, const struct slot *s,
-		    const uint8_t *sha256, struct stat *st);
+int remember_verify(const struct settling *e, struct stat *st);
 int remember_store_settled(struct vg_fan *fan, const struct stat *st,
 			   uint32_t epoch, uint64_t generation);
 
 /* settle.c */
+int settle_init(struct vg_fan *fan);
 void settle_defer(struct vg_fan *fan, const struct slot *s,
 		  const uint8_t *sha256, uint64_t generation);
 void *settle_main(void *arg);	/* @arg: the struct vg_fan */

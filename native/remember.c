@@ -167,15 +167,23 @@ int remember_switch(struct vg_fan *fan, struct settings *s,
 	return ret;
 }
 
+/* 1 when the file behind @fd still has @size and ctime (@sec, @nsec); its
+ * current stat in @st. */
+static int same_state(int fd, uint64_t size, int64_t sec, int64_t nsec,
+		      struct stat *st)
+{
+	return !fstat(fd, st) && (uint64_t)st->st_size == size &&
+	       st->st_ctim.tv_sec == sec && st->st_ctim.tv_nsec == nsec;
+}
+
 /*
  * 1 when the file behind @s's fd still has the state it was queued with;
  * its current stat in @st.
  */
 static int unchanged(const struct slot *s, struct stat *st)
 {
-	return !fstat(s->job.fd, st) && (uint64_t)st->st_size == s->job.size &&
-	       st->st_ctim.tv_sec == s->job.ctime_sec &&
-	       st->st_ctim.tv_nsec == s->job.ctime_nsec;
+	return same_state(s->job.fd, s->job.size, s->job.ctime_sec,
+			  s->job.ctime_nsec, st);
 }
 
 /*
@@ -322,22 +330,24 @@ static int same_bytes(int fd, uint64_t size, const uint8_t *sha256)
 }
 
 /*
- * 1 when the clean verdict of @s, whose scanned bytes hashed to @sha256,
- * still holds now that its freshness window has passed (settle.c says why
- * this order of checks is enough): same ctime and size, the window passed
- * by now, no writer, the same bytes. The file's stat in @st. Takes no lock.
+ * 1 when the clean verdict of settling entry @e still holds now that its
+ * freshness window has passed (settle.c says why this order of checks is
+ * enough): the time first, then the same ctime and size, the window
+ * passed by that time, no writer, the same bytes (SHA-256 of what was
+ * scanned). The file's stat in @st. Takes no lock, not even the settings'
+ * (the window is the one the entry was kept under).
  */
-int remember_verify(struct vg_fan *fan, const struct slot *s,
-		    const uint8_t *sha256, struct stat *st)
+int remember_verify(const struct settling *e,
+		    struct stat *st)
 {
 	struct timespec now;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	return unchanged(s, st) &&
+	return same_state(e->fd, e->size, e->ctime_sec, e->ctime_nsec, st) &&
 	       settled((uint64_t)now.tv_sec * 1000000000ull +
 			       (uint64_t)now.tv_nsec,
-		       fresh_window(fan), st) &&
-	       no_writers(s->job.fd) && same_bytes(s->job.fd, s->job.size, sha256);
+		       e->fresh_ns, st) &&
+	       no_writers(e->fd) && same_bytes(e->fd, e->size, e->sha256);
 }
 
 /* Store a verified clean verdict (remember_verify) for the file of @st if

@@ -10,8 +10,9 @@
  * The settle thread then checks, in this order: the file still has the
  * ctime and size it was scanned with; nobody holds it open for writing (a
  * read lease is granted); its bytes, read again through the fd, have the
- * same SHA-256; the rules and the write epoch are the same. Only then is
- * the verdict stored, in the verdict cache, never as an ignore mark.
+ * same SHA-256. A reader then stores it, in the verdict cache, never as an
+ * ignore mark, if the rules are the same and no close-write of it came
+ * since the check (its write epoch).
  *
  * Why nothing but the scanned bytes can be answered by it (no kernel
  * event needs to have been seen, so writers this group never hears of,
@@ -34,16 +35,19 @@
  * and readers, and cache_lock is taken by the readers alone here. A check
  * that passed stays true until the store: a later write gets a new ctime.
  *
- * Owns the waiting entries, their fds and the checked ones, under
- * settle_lock (held with no other lock). Calls only remember.c and
- * settings.c. At most SETTLE_MAX wait: a burst beyond that, or one that
- * meets the lock taken, is scanned again at its next open, as without
- * this file; so is everything while the CPUs are never idle.
+ * Owns both rings and the fds of the waiting entries. Calls only
+ * remember.c and settings.c. At most cfg.settle_entries wait (the daemon
+ * gives it the fds its limit has room for, up to 4096): a burst beyond
+ * that is scanned again at its next open, as without this file; so is
+ * everything while the CPUs are never idle.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "fan.h"
@@ -57,162 +61,228 @@ static uint64_t wall_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Allocate both rings (cfg.settle_entries each) and the wake-up fd. */
+int settle_init(struct vg_fan *fan)
+{
+	uint32_t n = fan->cfg.settle_entries;
+
+	fan->settle_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fan->settle_wake < 0)
+		return -errno;
+	if (!n)
+		return 0;
+	fan->incoming = calloc(n, sizeof(*fan->incoming));
+	fan->checked = calloc(n, sizeof(*fan->checked));
+	return fan->incoming && fan->checked ? 0 : -ENOMEM;
+}
+
+/* Wake the settle thread (from its poll). */
+static void wake(struct vg_fan *fan)
+{
+	uint64_t one = 1;
+
+	if (write(fan->settle_wake, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is full, it is awake anyway */
+	}
+}
+
+/* Fill @e from job @s: our dup of its fd, its state, and when it is due. */
+static int fill(struct vg_fan *fan, struct settling *e, const struct slot *s,
+		const uint8_t *sha256, uint64_t generation)
+{
+	struct settings *set = settings_get(fan);
+	uint64_t fresh_ns = set->fresh_ns;
+	uint64_t due = fan_ctime_end_ns(s->job.ctime_sec, s->job.ctime_nsec) +
+		       fresh_ns + SETTLE_MARGIN_NS;
+	uint64_t now = wall_ns(), mono = fan_now_ns();
+	int local = settings_local_fs(set, s->job.fd);
+
+	settings_put(set);
+	if (!local || s->job.size > SETTLE_MAX_BYTES)
+		return -EINVAL;
+	e->fd = fcntl(s->job.fd, F_DUPFD_CLOEXEC, 0);
+	if (e->fd < 0)
+		return -errno;
+	e->size = s->job.size;
+	e->ctime_sec = s->job.ctime_sec;
+	e->ctime_nsec = s->job.ctime_nsec;
+	e->fresh_ns = fresh_ns;
+	/* at most a second and a window away: a ctime in the future (the
+	 * clock stepped back) fails the check then */
+	e->due_ns = mono + (due > now ? due - now : 0);
+	if (e->due_ns > mono + SETTLE_MAX_WAIT_NS)
+		e->due_ns = mono + SETTLE_MAX_WAIT_NS;
+	e->generation = generation;
+	memcpy(e->sha256, sha256, sizeof(e->sha256));
+	return 0;
+}
+
 /*
  * Keep the clean verdict of job @s, whose bytes hashed to @sha256, to be
- * stored at ctime + the freshness window under @generation. Nothing is
- * kept for a file too big, on a filesystem not listed, or beyond
- * SETTLE_MAX; the file is then scanned again at its next open.
+ * checked at ctime + the freshness window under @generation. Nothing is
+ * kept for a file too big, on a filesystem not listed, or with the ring
+ * full; the file is then scanned again at its next open. defer_lock is
+ * only ever held here, by workers.
  */
 void settle_defer(struct vg_fan *fan, const struct slot *s,
 		  const uint8_t *sha256, uint64_t generation)
 {
-	struct settings *set = settings_get(fan);
-	uint64_t due = fan_ctime_end_ns(s->job.ctime_sec, s->job.ctime_nsec) +
-		       set->fresh_ns + SETTLE_MARGIN_NS;
-	int local = settings_local_fs(set, s->job.fd);
-	uint64_t now = wall_ns();
-	struct settling *e;
-	int fd;
+	uint32_t n = fan->cfg.settle_entries, head, tail;
 
-	settings_put(set);
-	if (!local || s->job.size > SETTLE_MAX_BYTES ||
-	    pthread_mutex_trylock(&fan->settle_lock))
+	if (!n || __atomic_load_n(&fan->settle_stopping, __ATOMIC_RELAXED))
 		return;
-	if (fan->settle_stopping || fan->n_settling >= SETTLE_MAX) {
-		pthread_mutex_unlock(&fan->settle_lock);
-		return;
+	pthread_mutex_lock(&fan->defer_lock);
+	head = __atomic_load_n(&fan->in_head, __ATOMIC_ACQUIRE);
+	tail = fan->in_tail;
+	if (tail - head < n &&
+	    !fill(fan, &fan->incoming[tail % n], s, sha256, generation)) {
+		__atomic_store_n(&fan->in_tail, tail + 1, __ATOMIC_RELEASE);
+		if (tail == head)
+			wake(fan);
 	}
-	fd = fcntl(s->job.fd, F_DUPFD_CLOEXEC, 0);
-	if (fd >= 0) {
-		e = &fan->settling[fan->n_settling++];
-		e->slot = *s;
-		e->slot.job.fd = fd;
-		/* at most a second and a window away: a ctime in the
-		 * future (the clock stepped back) fails the check then */
-		e->due_ns = fan_now_ns() + (due > now ? due - now : 0);
-		if (e->due_ns > fan_now_ns() + SETTLE_MAX_WAIT_NS)
-			e->due_ns = fan_now_ns() + SETTLE_MAX_WAIT_NS;
-		e->generation = generation;
-		memcpy(e->sha256, sha256, sizeof(e->sha256));
-		if (fan->n_settling == 1)
-			pthread_cond_signal(&fan->settle_cond);
-	}
-	pthread_mutex_unlock(&fan->settle_lock);
-}
-
-/* The index of an entry due by @now, or -1; and the earliest due time in
- * @next (0: none waiting). Caller holds settle_lock. */
-static int due_entry(const struct vg_fan *fan, uint64_t now, uint64_t *next)
-{
-	*next = 0;
-	for (uint32_t i = 0; i < fan->n_settling; i++) {
-		uint64_t due = fan->settling[i].due_ns;
-
-		if (due <= now)
-			return (int)i;
-		if (!*next || due < *next)
-			*next = due;
-	}
-	return -1;
-}
-
-/* Check one entry taken off the list and hand it to the readers if it
- * holds; closes its fd. */
-static void settle_one(struct vg_fan *fan, struct settling *e)
-{
-	struct stat st;
-
-	if (remember_verify(fan, &e->slot, e->sha256, &st)) {
-		pthread_mutex_lock(&fan->settle_lock);
-		if (fan->n_verified < SETTLE_MAX) {
-			struct verified *v = &fan->verified[fan->n_verified];
-
-			v->st = st;
-			v->epoch = e->slot.epoch;
-			v->generation = e->generation;
-			__atomic_store_n(&fan->n_verified, fan->n_verified + 1,
-					 __ATOMIC_RELEASE);
-			fan_count(&fan->stats.settled);
-		}
-		pthread_mutex_unlock(&fan->settle_lock);
-	}
-	close(e->slot.job.fd);
+	pthread_mutex_unlock(&fan->defer_lock);
 }
 
 /*
- * The settle thread: sleeps until the earliest entry is due (batching
- * wake-ups), then checks every due entry, outside the lock. SCHED_IDLE:
- * it runs only on a CPU nothing else wants (see the top of this file).
+ * Check entry @e and hand it to the readers if it holds; closes its fd.
+ * The write epoch the store compares is read before the check, not at
+ * the job's queueing: the check proves the bytes whatever was written
+ * since (epochs are shared by hash, and a whole window of other files'
+ * close-writes would make false misses); a close-write from then until
+ * the store still stops it.
+ */
+static void settle_one(struct vg_fan *fan, const struct settling *e)
+{
+	uint32_t n = fan->cfg.settle_entries, tail = fan->out_tail, epoch;
+	struct stat st;
+
+	if (fstat(e->fd, &st)) {
+		close(e->fd);
+		return;
+	}
+	epoch = remember_epoch(fan, &st);
+	if (remember_verify(e, &st) &&
+	    tail - __atomic_load_n(&fan->out_head, __ATOMIC_ACQUIRE) < n) {
+		struct verified *v = &fan->checked[tail % n];
+
+		v->st = st;
+		v->epoch = epoch;
+		v->generation = e->generation;
+		__atomic_store_n(&fan->out_tail, tail + 1, __ATOMIC_RELEASE);
+		fan_count(&fan->stats.settled);
+	}
+	close(e->fd);
+}
+
+/*
+ * How long the settle thread may sleep, in ms for poll: until the oldest
+ * entry is due, but at least SETTLE_BATCH_NS (a burst of writes must not
+ * cost a thread wake-up per file); -1 with nothing waiting. Entries are
+ * checked in the order they came, which is near the order they are due.
+ */
+static int sleep_ms(struct vg_fan *fan, uint64_t now)
+{
+	uint32_t head = fan->in_head;
+	uint64_t wait;
+
+	if (head == __atomic_load_n(&fan->in_tail, __ATOMIC_ACQUIRE))
+		return -1;
+	wait = fan->incoming[head % fan->cfg.settle_entries].due_ns;
+	wait = wait > now ? wait - now : 0;
+	if (wait < SETTLE_BATCH_NS)
+		wait = SETTLE_BATCH_NS;
+	return (int)(wait / 1000000ull);
+}
+
+/* Check every entry due by now, oldest first; 1 if any was. */
+static int check_due(struct vg_fan *fan)
+{
+	uint32_t n = fan->cfg.settle_entries, head = fan->in_head;
+	uint64_t now = fan_now_ns();
+	int any = 0;
+
+	while (head != __atomic_load_n(&fan->in_tail, __ATOMIC_ACQUIRE) &&
+	       fan->incoming[head % n].due_ns <= now &&
+	       !__atomic_load_n(&fan->settle_stopping, __ATOMIC_RELAXED)) {
+		settle_one(fan, &fan->incoming[head % n]);
+		__atomic_store_n(&fan->in_head, ++head, __ATOMIC_RELEASE);
+		any = 1;
+	}
+	return any;
+}
+
+/*
+ * The settle thread: checks what is due, then sleeps in poll on its
+ * eventfd until the oldest entry is due or a worker adds to an empty
+ * ring. At nice SETTLE_NICE (see the top of this file).
  */
 void *settle_main(void *arg)
 {
-	static const struct sched_param idle = { .sched_priority = 0 };
 	struct vg_fan *fan = arg;
+	struct pollfd pfd = { .fd = fan->settle_wake, .events = POLLIN };
+	uint64_t drained;
 
 	pthread_setname_np(pthread_self(), "vigild-settle");
-	pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
-	pthread_mutex_lock(&fan->settle_lock);
-	while (!fan->settle_stopping) {
-		uint64_t now = fan_now_ns(), next;
-		int i = due_entry(fan, now, &next);
-
-		if (i >= 0) {
-			struct settling e = fan->settling[i];
-
-			fan->settling[i] = fan->settling[--fan->n_settling];
-			pthread_mutex_unlock(&fan->settle_lock);
-			settle_one(fan, &e);
-			pthread_mutex_lock(&fan->settle_lock);
-		} else if (next) {
-			/* wake for a batch, not for each entry: a burst of
-			 * writes must not cost a thread wake-up per file */
-			uint64_t wait = next - now;
-			struct timespec until = fan_after_ns(
-				wait > SETTLE_BATCH_NS ? wait : SETTLE_BATCH_NS);
-
-			pthread_cond_timedwait(&fan->settle_cond,
-					       &fan->settle_lock, &until);
-		} else {
-			pthread_cond_wait(&fan->settle_cond, &fan->settle_lock);
+	setpriority(PRIO_PROCESS, (id_t)gettid(), SETTLE_NICE);
+	while (!__atomic_load_n(&fan->settle_stopping, __ATOMIC_RELAXED)) {
+		if (fan->cfg.settle_entries && check_due(fan))
+			continue;
+		if (poll(&pfd, 1, fan->cfg.settle_entries ?
+				     sleep_ms(fan, fan_now_ns()) : -1) > 0 &&
+		    read(fan->settle_wake, &drained, sizeof(drained)) < 0) {
+			/* EAGAIN: another wake-up took it */
 		}
 	}
-	pthread_mutex_unlock(&fan->settle_lock);
 	return NULL;
 }
 
 /*
- * In a reader, before it handles what it read: store the verdicts the
- * settle thread checked. Never waits: with the lock taken, next time.
+ * In a reader, before it handles what it read: store every verdict the
+ * settle thread checked (at most cfg.settle_entries, a fraction of a
+ * microsecond each), so that the opens just read find them. Never waits:
+ * with another reader storing, next time.
  */
 void settle_store(struct vg_fan *fan)
 {
-	struct verified got[SETTLE_MAX];
-	uint32_t n;
+	uint32_t n = fan->cfg.settle_entries, head, tail;
 
-	if (!__atomic_load_n(&fan->n_verified, __ATOMIC_ACQUIRE) ||
-	    pthread_mutex_trylock(&fan->settle_lock))
+	if (!n || __atomic_load_n(&fan->out_head, __ATOMIC_RELAXED) ==
+			  __atomic_load_n(&fan->out_tail, __ATOMIC_ACQUIRE) ||
+	    pthread_mutex_trylock(&fan->store_lock))
 		return;
-	n = fan->n_verified;
-	memcpy(got, fan->verified, n * sizeof(got[0]));
-	__atomic_store_n(&fan->n_verified, 0, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&fan->settle_lock);
-	for (uint32_t i = 0; i < n; i++)
-		remember_store_settled(fan, &got[i].st, got[i].epoch,
-				       got[i].generation);
+	head = fan->out_head;
+	tail = __atomic_load_n(&fan->out_tail, __ATOMIC_ACQUIRE);
+	for (; head != tail; head++) {
+		const struct verified *v = &fan->checked[head % n];
+
+		remember_store_settled(fan, &v->st, v->epoch, v->generation);
+	}
+	__atomic_store_n(&fan->out_head, head, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&fan->store_lock);
 }
 
 /* Stop the settle thread (it finishes the entry in hand); idempotent. */
 void settle_stop(struct vg_fan *fan)
 {
-	pthread_mutex_lock(&fan->settle_lock);
-	fan->settle_stopping = 1;
-	pthread_cond_broadcast(&fan->settle_cond);
-	pthread_mutex_unlock(&fan->settle_lock);
+	__atomic_store_n(&fan->settle_stopping, 1, __ATOMIC_RELAXED);
+	if (fan->settle_wake >= 0)
+		wake(fan);
 }
 
-/* Close every waiting entry's fd (after the thread was joined). */
+/* Close the fds of the entries still waiting and free the rings (after
+ * the thread was joined). */
 void settle_free(struct vg_fan *fan)
 {
-	while (fan->n_settling)
-		close(fan->settling[--fan->n_settling].slot.job.fd);
+	uint32_t n = fan->cfg.settle_entries;
+
+	for (uint32_t i = fan->in_head; fan->incoming && i != fan->in_tail; i++)
+		close(fan->incoming[i % n].fd);
+	fan->in_head = fan->in_tail = 0;
+	free(fan->incoming);
+	free(fan->checked);
+	fan->incoming = NULL;
+	fan->checked = NULL;
+	if (fan->settle_wake >= 0)
+		close(fan->settle_wake);
+	fan->settle_wake = -1;
 }

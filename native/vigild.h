@@ -203,6 +203,9 @@ struct vg_fan_config {
 	uint32_t events;	/* VG_EV_* to act on */
 	uint32_t queue_size;	/* events waiting or being scanned */
 	uint32_t cache_entries;	/* verdict cache */
+	uint32_t settle_entries;	/* fresh clean verdicts that may wait
+					 * for their window (settle.c), an fd
+					 * each; 0: none wait */
 };
 
 #define VG_MAX_MARK_FS 16

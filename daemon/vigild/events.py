@@ -84,6 +84,7 @@ class FanotifySource:
 
     cfg: Config
     watch: Watch
+    settle_entries: int = 256  # fresh clean verdicts that may wait (service.settle_entries)
     fan: native.Fanotify = field(init=False)
     marked: list[str] = field(default_factory=list)
 
@@ -102,6 +103,7 @@ class FanotifySource:
                 events=events,
                 queue_size=oa.queue_size,
                 cache_entries=oa.verdict_cache_entries,
+                settle_entries=self.settle_entries,
             )
         )
         try:

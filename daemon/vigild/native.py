@@ -399,6 +399,8 @@ class FanConfig:
     events: int  # EV_* bits
     queue_size: int
     cache_entries: int
+    # fresh clean verdicts that may wait out their window (native/settle.c), an fd each
+    settle_entries: int = 256
 
 
 @dataclass(frozen=True)
@@ -507,6 +509,7 @@ class Fanotify:
     ) -> None:
         c = ffi.new("struct vg_fan_config *")
         c.events, c.queue_size, c.cache_entries = cfg.events, cfg.queue_size, cfg.cache_entries
+        c.settle_entries = cfg.settle_entries
         out = ffi.new("struct vg_fan **")
         if fd is None:
             _check(lib.vg_fan_open(c, out), "fanotify_init")

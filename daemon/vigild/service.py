@@ -82,7 +82,9 @@ def _raise_nofile() -> None:
 
 
 _SPARE_FDS = 512  # our own files: journal, rules, sockets, quarantine, workers
-_SETTLING_FDS = 256  # native/settle.c: SETTLE_MAX fresh clean verdicts, an fd each
+# native/settle.c: fresh clean verdicts waiting out their window, an fd each; they
+# get what the fd limit leaves after the queue, up to this many
+_SETTLE_MAX = 4096
 # reader.c: one read() of READ_BUF (16 KiB) opens an fd for every 24-byte event
 # record it returns, before any is answered; each group's reader may do so at once
 _FDS_PER_READ = 16384 // 24
@@ -97,14 +99,26 @@ def _marked_filesystems(watch: tuple[str, ...]) -> int:
     return max(1, len(devs))
 
 
+def settle_entries(cfg: Config) -> int:
+    """How many fresh clean verdicts may wait out their window (native/settle.c):
+    the fds the limit leaves once the queue and the spare are counted, at most
+    _SETTLE_MAX. Fewer only means more files scanned again at their next open."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return _SETTLE_MAX
+    groups = _marked_filesystems(cfg.onaccess.watch)
+    left = soft - _SPARE_FDS - _FDS_PER_READ * groups - cfg.onaccess.queue_size
+    return max(0, min(_SETTLE_MAX, left))
+
+
 def _fit_queue_to_fds(cfg: Config) -> Config:
     """Keep queue_size well below the fd limit: every queued event holds an fd,
     and when the kernel cannot open one for an event it denies that open (and a
-    close-write it cannot open is lost). Spare: our own files, the verdicts
-    waiting to settle, and one read's worth of event fds per group."""
+    close-write it cannot open is lost). Spare: our own files, and one read's
+    worth of event fds per group."""
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     groups = _marked_filesystems(cfg.onaccess.watch)
-    room = max(16, soft - _SPARE_FDS - _SETTLING_FDS - _FDS_PER_READ * groups)
+    room = max(16, soft - _SPARE_FDS - _FDS_PER_READ * groups)
     oa = cfg.onaccess
     if soft == resource.RLIM_INFINITY or oa.queue_size <= room:
         return cfg
@@ -221,7 +235,7 @@ class Daemon:
         assert self.workers is not None and self.snap is not None
         mode = self.cfg.daemon.mode
         if mode is not Mode.DETECT:
-            fan = FanotifySource(self.cfg, self.watch)
+            fan = FanotifySource(self.cfg, self.watch, settle_entries(self.cfg))
             try:
                 fan.open(self.snap)
             except native.NativeError as e:

@@ -481,7 +481,7 @@ static void *configurer_main(void *arg)
 static int race_round(const char *dir, int n, int hold)
 {
 	struct vg_fan_config cfg = { VG_EV_OPEN | VG_EV_EXEC | VG_EV_CLOSE_WRITE,
-				     32, 256 };
+				     32, 256, 8 };
 	struct race r = { .n_events = n, .hold = hold };
 	struct peer_reader pr[2] = { { &r, 0 }, { &r, 1 } };
 	pthread_t workers[4], resp[2], feeder, conf;

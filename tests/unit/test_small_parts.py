@@ -89,7 +89,13 @@ def test_the_queue_leaves_a_reads_worth_of_fds_per_marked_filesystem(
     cfg = Config()
     cfg = replace(cfg, onaccess=replace(cfg.onaccess, watch=(str(tmp_path),), queue_size=4096))
     fitted = service._fit_queue_to_fds(cfg)
-    spare = 512 + 256  # our own files, verdicts waiting to settle
+    spare = 512  # our own files
     assert fitted.onaccess.queue_size == 4096 - spare - 16384 // 24  # one filesystem: one group
     two = replace(cfg, onaccess=replace(cfg.onaccess, watch=(str(tmp_path), "/proc")))
     assert service._fit_queue_to_fds(two).onaccess.queue_size == 4096 - spare - 2 * (16384 // 24)
+    # the verdicts waiting to settle get what the queue leaves, up to 4096
+    assert service.settle_entries(fitted) == 0
+    monkeypatch.setattr(service.resource, "getrlimit", lambda _: (65536, 65536))
+    assert service.settle_entries(cfg) == 4096
+    monkeypatch.setattr(service.resource, "getrlimit", lambda _: (6000, 6000))
+    assert service.settle_entries(cfg) == 6000 - 512 - 16384 // 24 - 4096
