@@ -239,9 +239,9 @@ struct vg_fan {
 	pthread_mutex_t defer_lock;
 	pthread_mutex_t store_lock;
 	struct settling *incoming;
-	uint32_t in_head, in_tail;
+	uint64_t in_head, in_tail;	/* counts, never wrap: slot = count % n */
 	struct verified *checked;
-	uint32_t out_head, out_tail;
+	uint64_t out_head, out_tail;
 	int settle_wake;		/* eventfd: wakes the settle thread */
 	int settle_stopping;		/* atomic */
 	pthread_t settler;

@@ -127,7 +127,7 @@ static int fill(struct vg_fan *fan, struct settling *e, const struct slot *s,
 void settle_defer(struct vg_fan *fan, const struct slot *s,
 		  const uint8_t *sha256, uint64_t generation)
 {
-	uint32_t n = fan->cfg.settle_entries, head, tail;
+	uint64_t n = fan->cfg.settle_entries, head, tail;
 
 	if (!n || __atomic_load_n(&fan->settle_stopping, __ATOMIC_RELAXED))
 		return;
@@ -153,7 +153,8 @@ void settle_defer(struct vg_fan *fan, const struct slot *s,
  */
 static void settle_one(struct vg_fan *fan, const struct settling *e)
 {
-	uint32_t n = fan->cfg.settle_entries, tail = fan->out_tail, epoch;
+	uint64_t n = fan->cfg.settle_entries, tail = fan->out_tail;
+	uint32_t epoch;
 	struct stat st;
 
 	if (fstat(e->fd, &st)) {
@@ -182,8 +183,7 @@ static void settle_one(struct vg_fan *fan, const struct settling *e)
  */
 static int sleep_ms(struct vg_fan *fan, uint64_t now)
 {
-	uint32_t head = fan->in_head;
-	uint64_t wait;
+	uint64_t head = fan->in_head, wait;
 
 	if (head == __atomic_load_n(&fan->in_tail, __ATOMIC_ACQUIRE))
 		return -1;
@@ -197,7 +197,7 @@ static int sleep_ms(struct vg_fan *fan, uint64_t now)
 /* Check every entry due by now, oldest first; 1 if any was. */
 static int check_due(struct vg_fan *fan)
 {
-	uint32_t n = fan->cfg.settle_entries, head = fan->in_head;
+	uint64_t n = fan->cfg.settle_entries, head = fan->in_head;
 	uint64_t now = fan_now_ns();
 	int any = 0;
 
@@ -244,7 +244,7 @@ void *settle_main(void *arg)
  */
 void settle_store(struct vg_fan *fan)
 {
-	uint32_t n = fan->cfg.settle_entries, head, tail;
+	uint64_t n = fan->cfg.settle_entries, head, tail;
 
 	if (!n || __atomic_load_n(&fan->out_head, __ATOMIC_RELAXED) ==
 			  __atomic_load_n(&fan->out_tail, __ATOMIC_ACQUIRE) ||
@@ -273,9 +273,9 @@ void settle_stop(struct vg_fan *fan)
  * the thread was joined). */
 void settle_free(struct vg_fan *fan)
 {
-	uint32_t n = fan->cfg.settle_entries;
+	uint64_t n = fan->cfg.settle_entries;
 
-	for (uint32_t i = fan->in_head; fan->incoming && i != fan->in_tail; i++)
+	for (uint64_t i = fan->in_head; fan->incoming && i != fan->in_tail; i++)
 		close(fan->incoming[i % n].fd);
 	fan->in_head = fan->in_tail = 0;
 	free(fan->incoming);
