@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vigild import ruleset
+from vigild import owned, ruleset
 from vigild.config import Engine, RulesConfig
 from vigild.detector import externals as externals_of
 from vigild.ruleset import Compiled
@@ -96,20 +96,12 @@ def evidence_files(rule_files: Sequence[Path], extra: Sequence[str]) -> Evidence
 
 
 def _files_below(top: str) -> Iterator[tuple[str, os.stat_result]]:
-    stack = [top]
-    while stack:
+    for e in owned.entries_below(top):
         try:
-            entries = list(os.scandir(stack.pop()))
+            if e.is_file(follow_symlinks=False):
+                yield e.path, e.stat(follow_symlinks=False)
         except OSError:
-            continue
-        for e in entries:
-            try:
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-                elif e.is_file(follow_symlinks=False):
-                    yield e.path, e.stat(follow_symlinks=False)
-            except OSError:
-                continue  # gone since it was listed
+            continue  # gone since it was listed
 
 
 def _key(fingerprint: str, files: Evidence) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger("vigild.ruleset")
@@ -51,3 +52,21 @@ def cache_dir(configured: str) -> Path | None:
             return candidate
     log.debug("no usable directory for compiled rules (%s): not saving them", configured)
     return None
+
+
+def entries_below(top: str) -> Iterator[os.DirEntry[str]]:
+    """Every entry below the directory ``top``, depth first, symlinks not
+    followed; directories that cannot be listed are passed over."""
+    stack = [top]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+            except OSError:
+                continue  # gone since it was listed
+            yield e

@@ -156,17 +156,4 @@ def sources(cfg: Config, rs: RuleSet) -> list[str]:
 def _below(top: str, found: dict[str, None]) -> None:
     """``top`` and, for a directory, every directory and file below it."""
     found[top] = None
-    stack = [top]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                is_dir = e.is_dir(follow_symlinks=False)
-            except OSError:
-                continue
-            if is_dir:
-                stack.append(e.path)
-            found[e.path] = None
+    found.update((e.path, None) for e in owned.entries_below(top))
