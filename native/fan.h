@@ -68,7 +68,8 @@
  * cache_lock -> settings_lock (write, the swap); q_lock -> settings_lock
  * (read, briefly). q_lock and cache_lock are never held together, and
  * respond_lock is innermost. store_lock -> cache_lock (a reader storing
- * checked verdicts); defer_lock alone. The settle thread takes no lock. One respond_lock covers every group.
+ * checked verdicts); defer_lock -> settings_lock (read, briefly). The
+ * settle thread takes no lock. One respond_lock covers every group.
  */
 #ifndef VIGILD_FAN_H
 #define VIGILD_FAN_H

@@ -27,13 +27,15 @@
  * our clock), and files up to SETTLE_MAX_BYTES.
  *
  * Who does what: the settle thread checks (it reads files, which must
- * never delay a reader or the deadline watcher) and runs as SCHED_IDLE,
- * so a burst of writes pays for it only with CPU time nobody wants; the
- * readers store what it checked, at their next read (before handling
- * those events), so no lock another thread waits on is ever held by an
- * idle-class thread: settle_lock is only ever try-locked by the workers
- * and readers, and cache_lock is taken by the readers alone here. A check
- * that passed stays true until the store: a later write gets a new ctime.
+ * never delay a reader or the deadline watcher) at nice SETTLE_NICE, so a
+ * burst of writes pays for it mostly with CPU time nobody wants. It takes
+ * none of our locks (not even the settings': the window travels with the
+ * entry), so a starved low-priority thread never holds one that another
+ * waits on: the workers hand it entries through one ring, it hands what
+ * passed to the readers through another, and a reader stores them at its
+ * next read, before handling those events (a check that passed stays true
+ * until the store: a later write gets a new ctime). Not SCHED_IDLE: it
+ * would starve for as long as any task is runnable.
  *
  * Owns both rings and the fds of the waiting entries. Calls only
  * remember.c and settings.c. At most cfg.settle_entries wait (the daemon
@@ -136,8 +138,12 @@ void settle_defer(struct vg_fan *fan, const struct slot *s,
 	tail = fan->in_tail;
 	if (tail - head < n &&
 	    !fill(fan, &fan->incoming[tail % n], s, sha256, generation)) {
-		__atomic_store_n(&fan->in_tail, tail + 1, __ATOMIC_RELEASE);
-		if (tail == head)
+		/* wake the thread if it may have seen the ring empty: it
+		 * stores in_head, then loads in_tail, both seq_cst; so either
+		 * it sees this entry or this load sees its head (the head read
+		 * above is too old: it may have emptied the ring since) */
+		__atomic_store_n(&fan->in_tail, tail + 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&fan->in_head, __ATOMIC_SEQ_CST) == tail)
 			wake(fan);
 	}
 	pthread_mutex_unlock(&fan->defer_lock);
@@ -185,7 +191,7 @@ static int sleep_ms(struct vg_fan *fan, uint64_t now)
 {
 	uint64_t head = fan->in_head, wait;
 
-	if (head == __atomic_load_n(&fan->in_tail, __ATOMIC_ACQUIRE))
+	if (head == __atomic_load_n(&fan->in_tail, __ATOMIC_SEQ_CST))
 		return -1;
 	wait = fan->incoming[head % fan->cfg.settle_entries].due_ns;
 	wait = wait > now ? wait - now : 0;
@@ -205,7 +211,7 @@ static int check_due(struct vg_fan *fan)
 	       fan->incoming[head % n].due_ns <= now &&
 	       !__atomic_load_n(&fan->settle_stopping, __ATOMIC_RELAXED)) {
 		settle_one(fan, &fan->incoming[head % n]);
-		__atomic_store_n(&fan->in_head, ++head, __ATOMIC_RELEASE);
+		__atomic_store_n(&fan->in_head, ++head, __ATOMIC_SEQ_CST);
 		any = 1;
 	}
 	return any;
