@@ -83,7 +83,7 @@
 
 #define EPOCHS 4096		/* write-epoch counters, by (dev, ino) hash */
 #define DETECTED_ENTRIES 65536	/* inodes found malicious, kept apart from verdicts */
-#define SETTLE_MAX_BYTES (4ull << 20)	/* bigger files are not read again to settle */
+#define SETTLE_MAX_BYTES (64ull << 20)	/* bigger files are not read again to settle */
 #define SETTLE_MARGIN_NS 1000000ull	/* past the window before the check */
 #define SETTLE_BATCH_NS 10000000ull	/* the settle thread wakes at most this often */
 #define SETTLE_NICE 10		/* the settle thread's nice: a tenth of a CPU's share */
