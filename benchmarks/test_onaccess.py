@@ -60,6 +60,7 @@ import pytest
 
 from bench_clamav import ONACCESS_MAX_FILE, Peer
 from bench_corpus import EICAR, Corpus
+from bench_inproc import SMALL, hash_and_rules_us
 from bench_namespace import PrivateTmpfs, fanotify_unavailable, stop
 from bench_report import SKIP, Figure, Row, Summary, check_targets, verdict
 from bench_timing import ROUNDS, Contest, Timed
@@ -398,6 +399,59 @@ def _eperm_row(section: str, what: str, ms: list[float] | None, floor: Pass, tar
     )
 
 
+BOUND_X = 1.2  # issue 12: within the floor's added latency + 1.2x in-process hash + rules
+
+
+def _bound_rows(
+    section: str, bench: Bench, config: Path, rules: Path, passes: dict[str, Pass], eperm: Any
+) -> list[Row]:
+    """Issue 12 item 2, per scanned small file (not EICAR, at most SMALL bytes): vigild's
+    added open() time at p50 against the floor listener's added time plus BOUND_X times
+    that file's in-process read + hash + rules time; and the EPERM of a fresh EICAR
+    against the floor's open() plus BOUND_X times the EICAR's in-process time."""
+    base, floor, first = passes[NO_SCANNER], passes[FLOOR], passes[VIGILD]
+    small = [
+        i for i, (r, n) in enumerate(zip(bench.rel, bench.sizes, strict=True))
+        if n <= SMALL and not r.startswith("eicar/")
+    ]  # fmt: skip
+    eicar = bench.tmp / "inproc-eicar.com"
+    eicar.write_bytes(EICAR)
+    paths = [bench.corpus.path / bench.rel[i] for i in small] + [eicar]
+    inproc = hash_and_rules_us(config, rules, paths)
+    ours = [(first.open_ns[i] - base.open_ns[i]) / 1e3 for i in small]
+    bound = [
+        (floor.open_ns[i] - base.open_ns[i]) / 1e3 + BOUND_X * us
+        for i, us in zip(small, inproc, strict=False)
+    ]
+    ours50, bound50, in50 = (statistics.median(v) for v in (ours, bound, inproc[:-1]))
+    eperm_us = statistics.median(eperm) * 1e3 if eperm else math.nan
+    eperm_bound = floor.pct_us(0.5) + BOUND_X * inproc[-1]
+    return [
+        Row(
+            section,
+            f"added per scanned small file (<= {SMALL // 1024} KiB), p50: vigild vs bound",
+            Figure(ours50, "us p50"),
+            Figure(bound50, "us p50", f"floor + {BOUND_X:g}x in-process"),
+            bound50 / ours50,
+            f"<= floor + {BOUND_X:g}x hash+rules",
+            verdict(ours50 <= bound50),
+            note=f"{len(small):,} files; in-process read + hash + rules p50 {in50:.1f} us "
+            f"(best of 3, this process, caches warm); vigild over the bound by "
+            f"{ours50 - bound50:+.1f} us at p50",
+        ),
+        Row(
+            section,
+            "time to EPERM, fresh 68-byte EICAR: vigild vs bound",
+            Figure(eperm_us, "us"),
+            Figure(eperm_bound, "us", f"floor open() p50 + {BOUND_X:g}x in-process"),
+            eperm_bound / eperm_us if eperm else None,
+            f"<= floor + {BOUND_X:g}x hash+rules",
+            verdict(bool(eperm) and eperm_us <= eperm_bound),
+            note=f"the EICAR's in-process read + hash + rules: {inproc[-1]:.1f} us",
+        ),
+    ]
+
+
 def _unexpected_denials(contest: Contest, expected: set[int], rel: list[str]) -> list[str]:
     """Passes whose failed opens are not exactly ``expected`` (vigild) or none (the rest
     but clamonacc, whose subset of the rules is reported in its own row)."""
@@ -677,6 +731,9 @@ def test_onaccess(
                     ),
                 )
             )
+    passes = {NO_SCANNER: base, FLOOR: floor, VIGILD: first}
+    eperm = _eperm_ms([r.eicar for r in rounds])
+    rows += _bound_rows(section, bench, bench.tmp / "compile" / "vigild.toml", rules, passes, eperm)
     if isinstance(clamav, Peer):
         rows += _clamonacc_rows(section, contest, (first, second, vr), bench, clamav)
     else:
