@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +26,28 @@ def rigs(fd_room: None) -> Iterator[list[Rig]]:
     yield made
     for rig in made:
         rig.close()
+
+
+@pytest.fixture
+def whole_seconds(tmp_path: Path) -> Iterator[Path]:
+    """An ext4 with 128-byte inodes (no room for nanoseconds, as ext2/3 and small
+    filesystems made before e2fsprogs 1.46.4), loop-mounted in ``tmp_path``."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a loop filesystem needs root")
+    if shutil.which("mkfs.ext4") is None:
+        pytest.skip("mkfs.ext4 not installed (Debian package: e2fsprogs)")
+    image, mnt = tmp_path / "ext4.img", tmp_path / "mnt"
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    made = subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-I", "128", str(image)], capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"no loop mount here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from vigild.owned import trusted
-from vigild.scanstamp import Stamp
+from vigild.scanstamp import Stamp, ctime_end_ns
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class Keys:
             before.st_ino,
         ):
             return None  # changed while it was read
-        if read_at_ns < now.st_ctime_ns + self.fresh_ns or not no_writers(fd):
+        if read_at_ns < ctime_end_ns(now.st_ctime_ns) + self.fresh_ns or not no_writers(fd):
             return None
         return self.key(now, vfs, extra)
 

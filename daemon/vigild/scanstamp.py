@@ -53,8 +53,17 @@ def config_text(cfg: Config) -> str:
     return f"{__version__}|{where}|{cfg!r}"
 
 
+def ctime_end_ns(ctime_ns: int) -> int:
+    """When a ctime stops being reusable by a rewrite, freshness window aside: the
+    ctime itself, or for a filesystem that keeps whole seconds only (ext2/3, ext4
+    with 128-byte inodes: the ctime ends in .000000000) the end of that second,
+    which a rewrite keeps on every kernel (native/fan.h fan_ctime_end_ns)."""
+    return ctime_ns if ctime_ns % 1_000_000_000 else ctime_ns + 1_000_000_000
+
+
 def digest(text: str, paths: list[str]) -> tuple[bytes, int]:
-    """(16-byte digest of ``text`` and the stat of ``paths``, the newest ctime among them)."""
+    """(16-byte digest of ``text`` and the stat of ``paths``, the newest ctime among
+    them, as ctime_end_ns gives it)."""
     h = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16)
     h.update("\0".join(paths).encode("utf-8", "surrogateescape"))
     fields: list[bytes] = []
@@ -65,7 +74,7 @@ def digest(text: str, paths: list[str]) -> tuple[bytes, int]:
             st = lstat(p)
             if stat.S_ISLNK(st.st_mode):
                 fields.append(os.readlink(p).encode("utf-8", "surrogateescape"))
-                newest = max(newest, st.st_ctime_ns)
+                newest = max(newest, ctime_end_ns(st.st_ctime_ns))
                 st = os.stat(p)
         except OSError as e:
             fields.append(b"missing %d" % (e.errno or 0))
@@ -73,8 +82,8 @@ def digest(text: str, paths: list[str]) -> tuple[bytes, int]:
         fields.append(
             pack(st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         )
-        if st.st_ctime_ns > newest:
-            newest = st.st_ctime_ns
+        if ctime_end_ns(st.st_ctime_ns) > newest:
+            newest = ctime_end_ns(st.st_ctime_ns)
     h.update(b"\0".join(fields))
     return h.digest(), newest
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -110,31 +108,6 @@ def test_a_writer_that_opened_meanwhile_keeps_it_from_settling(make: Make, tmp_p
 
 
 # A filesystem that keeps whole seconds only -------------------------------
-
-
-@pytest.fixture
-def whole_seconds(tmp_path: Path) -> Iterator[Path]:
-    """An ext4 with 128-byte inodes (no room for nanoseconds, as ext2/3 and small
-    filesystems made before e2fsprogs 1.46.4), loop-mounted in ``tmp_path``."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a loop filesystem needs root")
-    if shutil.which("mkfs.ext4") is None:
-        pytest.skip("mkfs.ext4 not installed (Debian package: e2fsprogs)")
-    image, mnt = tmp_path / "ext4.img", tmp_path / "mnt"
-    with open(image, "wb") as f:
-        f.truncate(16 << 20)
-    made = subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-I", "128", str(image)], capture_output=True, text=True
-    )
-    assert made.returncode == 0, made.stderr
-    mnt.mkdir()
-    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"no loop mount here: {mounted.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def _early_in_a_second() -> None:

@@ -124,6 +124,21 @@ def test_a_file_changed_within_the_window_of_its_read_is_not_remembered(tmp_path
         os.close(fd)
 
 
+def test_a_whole_second_ctime_is_not_remembered_within_its_second(whole_seconds: Path) -> None:
+    """Found by review (the daemon had it too): a filesystem that keeps whole seconds
+    only keeps a ctime for the rest of its second, so the window counts from its end."""
+    f = whole_seconds / "f"
+    f.write_bytes(b"clean")
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        assert st.st_ctime_ns % 1_000_000_000 == 0, "not a whole-seconds ctime"
+        assert _keys().after_clean(fd, st, st.st_ctime_ns + 900_000_000) is None
+        assert _keys().after_clean(fd, st, st.st_ctime_ns + 1_025_000_000) is not None
+    finally:
+        os.close(fd)
+
+
 def test_a_file_open_for_writing_is_not_remembered(tmp_path: Path) -> None:
     f = tmp_path / "f"
     f.write_bytes(b"clean")
