@@ -335,10 +335,16 @@ def _duration_ms(value: Any) -> int:
 
 
 def _window_ms(value: Any) -> int:
-    """A duration up to one second; 0 turns the window off."""
+    """A duration from 10 ms up to one second; 0 turns the window off. Less than
+    a kernel clock tick (10 ms at HZ=100) would let a rewrite within the tick
+    keep the ctime of bytes already remembered."""
     ms = 0 if value == 0 else _duration_ms(value)
     if ms > 1000:
         raise ValueError(f"must be at most 1s, got {value!r}")
+    if 0 < ms < 10:
+        raise ValueError(
+            f"must be 0 (off) or at least 10ms, a kernel clock tick at HZ=100, got {value!r}"
+        )
     return ms
 
 

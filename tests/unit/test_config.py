@@ -95,6 +95,7 @@ def test_dropins_apply_in_name_order_and_replace_lists(tmp_path: Path) -> None:
             "expected one of auto, yara, yara-x, boreal",
         ),
         ('[policy]\non_error = "maybe"\n', "policy.on_error", "expected one of allow, deny"),
+        ('[onaccess]\nfresh_window = "5ms"\n', "onaccess.fresh_window", "at least 10ms"),
         ("scan = 3\n", "scan", "expected a [section] table"),
     ],
 )
