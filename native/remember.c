@@ -167,23 +167,15 @@ int remember_switch(struct vg_fan *fan, struct settings *s,
 	return ret;
 }
 
-/* 1 when the file behind @fd still has @size and ctime (@sec, @nsec); its
- * current stat in @st. */
-static int same_state(int fd, uint64_t size, int64_t sec, int64_t nsec,
-		      struct stat *st)
-{
-	return !fstat(fd, st) && (uint64_t)st->st_size == size &&
-	       st->st_ctim.tv_sec == sec && st->st_ctim.tv_nsec == nsec;
-}
-
 /*
  * 1 when the file behind @s's fd still has the state it was queued with;
  * its current stat in @st.
  */
 static int unchanged(const struct slot *s, struct stat *st)
 {
-	return same_state(s->job.fd, s->job.size, s->job.ctime_sec,
-			  s->job.ctime_nsec, st);
+	return !fstat(s->job.fd, st) && (uint64_t)st->st_size == s->job.size &&
+	       st->st_ctim.tv_sec == s->job.ctime_sec &&
+	       st->st_ctim.tv_nsec == s->job.ctime_nsec;
 }
 
 /*
@@ -330,20 +322,21 @@ static int same_bytes(int fd, uint64_t size, const uint8_t *sha256)
 }
 
 /*
- * 1 when the clean verdict of settling entry @e still holds now that its
- * freshness window has passed (settle.c says why this order of checks is
- * enough): the time first, then the same ctime and size, the window
- * passed by that time, no writer, the same bytes (SHA-256 of what was
- * scanned). The file's stat in @st. Takes no lock, not even the settings'
- * (the window is the one the entry was kept under).
+ * 1 when the clean verdict of settling entry @e holds for the file as it
+ * is now (settle.c says why this order of checks is enough): the time
+ * first, then the file's stat (into @st), its freshness window passed by
+ * that time, no writer, and its bytes, read again, those that were scanned
+ * (their SHA-256, and their size). The ctime may differ from the scan's: a
+ * rename or a chmod since sets a new one, and the bytes are compared
+ * anyway. Takes no lock, not even the settings' (the window is the one
+ * the entry was kept under).
  */
-int remember_verify(const struct settling *e,
-		    struct stat *st)
+int remember_verify(const struct settling *e, struct stat *st)
 {
 	struct timespec now;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	return same_state(e->fd, e->size, e->ctime_sec, e->ctime_nsec, st) &&
+	return !fstat(e->fd, st) && (uint64_t)st->st_size == e->size &&
 	       settled((uint64_t)now.tv_sec * 1000000000ull +
 			       (uint64_t)now.tv_nsec,
 		       e->fresh_ns, st) &&

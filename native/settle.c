@@ -7,10 +7,11 @@
  * 6.13 a rewrite within the same clock tick can keep its ctime
  * (remember.c). Such a verdict waits here, with a duplicate of the job's
  * fd and the SHA-256 of the bytes the rules saw, until ctime + window.
- * The settle thread then checks, in this order: the file still has the
- * ctime and size it was scanned with; nobody holds it open for writing (a
- * read lease is granted); its bytes, read again through the fd, have the
- * same SHA-256. A reader then stores it, in the verdict cache, never as an
+ * The settle thread then checks, in this order: the file's stat now, and
+ * its window passed since the ctime it has now (a rename or chmod since
+ * the scan gave it a new one: fine, the bytes are compared); nobody holds
+ * it open for writing (a read lease is granted); its bytes, read again
+ * through the fd, have the scanned size and SHA-256. A reader then stores it, in the verdict cache, never as an
  * ignore mark, if the rules are the same and no close-write of it came
  * since the check (its write epoch).
  *
@@ -19,9 +20,9 @@
  * through another mount, an overlay or lost events, are covered too):
  * every byte written before the lease check was written by a writer that
  * has closed (else the lease fails), so it is in the file when it is read
- * again, and the hash compares it; a write after the check comes a whole
- * window after the ctime, so it gets a new ctime and the key no longer
- * matches; a shared writable mapping counts as a writer, and a new one
+ * again, and the hash compares it; a write after the stat comes a whole
+ * window after the ctime it read, so it gets a new ctime and the key (from
+ * that stat) no longer matches; a shared writable mapping counts as a writer, and a new one
  * faults on its first write, which sets the ctime. Only local filesystems
  * of the types listed for ignore marks (a remote server's ctime is not on
  * our clock), and files up to SETTLE_MAX_BYTES.

@@ -66,6 +66,26 @@ def test_a_fresh_clean_verdict_answers_the_next_open_once_its_window_passed(
     assert rig.fan.next(50) is None
 
 
+def test_a_file_renamed_after_its_scan_settles_under_its_new_ctime(
+    make: Make, tmp_path: Path
+) -> None:
+    """git writes index.lock, closes it and renames it to index: the rename sets
+    a new ctime after the scan. The bytes are compared, so the verdict holds for
+    the file as it is now, and the next open is answered without a scan."""
+    rig = make()
+    path = tmp_path / "file0"
+    content = b"written, scanned, then renamed\n"
+    _fresh_scan(rig, path, content, hashlib.sha256(content).digest())
+    scanned_ctime = os.stat(path).st_ctime_ns
+    os.rename(path, tmp_path / "renamed")
+    assert os.stat(tmp_path / "renamed").st_ctime_ns != scanned_ctime
+    rig.settle("settled", 1)
+    hit = rig.send()
+    assert rig.wait(2)[-1] == (hit, ALLOW)
+    rig.settle("cache_allow", 1)
+    assert rig.fan.next(50) is None
+
+
 def test_bytes_other_than_those_scanned_are_never_stored(make: Make, tmp_path: Path) -> None:
     """What a same-tick rewrite leaves on a kernel before 6.13: the ctime and
     size the scan saw, other bytes. The file is read again and hashed."""
