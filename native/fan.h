@@ -166,8 +166,7 @@ struct verified {
 /* A fresh clean verdict waiting for its window to pass (settle.c). */
 struct settling {
 	int fd;			/* our dup of the job's event fd */
-	uint64_t size;		/* the job's state: size and ctime */
-	int64_t ctime_sec, ctime_nsec;
+	uint64_t size;		/* of the bytes scanned */
 	uint64_t fresh_ns;	/* the freshness window when it was kept */
 	uint64_t due_ns;	/* CLOCK_MONOTONIC */
 	uint64_t generation;
@@ -317,7 +316,8 @@ int remember_switch(struct vg_fan *fan, struct settings *s,
 		    struct settings **old);
 int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 		     uint64_t generation);
-int remember_verify(const struct settling *e, struct stat *st);
+int remember_verify(struct vg_fan *fan, const struct settling *e,
+		    struct stat *st, uint32_t *epoch);
 int remember_store_settled(struct vg_fan *fan, const struct stat *st,
 			   uint32_t epoch, uint64_t generation);
 

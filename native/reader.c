@@ -327,14 +327,13 @@ void *reader_main(void *arg)
 		alive(g);
 		if (pfd[1].revents)
 			break;
-		settle_store(fan);
+		settle_store(fan);	/* before the opens about to be read */
 		if (!(pfd[0].revents & (POLLIN | POLLHUP)))
 			continue;
 		n = read(pfd[0].fd, buf, sizeof(buf));
 		alive(g);
 		if (n > 0) {
 			fan_count(&fan->stats.reads);
-			settle_store(fan);	/* before the opens just read */
 			handle_batch(g, buf, n);
 		} else if (n == 0 || errno == EBADF) {
 			break;	/* a test's socket closed; never a live group */

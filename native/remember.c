@@ -324,19 +324,23 @@ static int same_bytes(int fd, uint64_t size, const uint8_t *sha256)
 /*
  * 1 when the clean verdict of settling entry @e holds for the file as it
  * is now (settle.c says why this order of checks is enough): the time
- * first, then the file's stat (into @st), its freshness window passed by
- * that time, no writer, and its bytes, read again, those that were scanned
- * (their SHA-256, and their size). The ctime may differ from the scan's: a
- * rename or a chmod since sets a new one, and the bytes are compared
- * anyway. Takes no lock, not even the settings' (the window is the one
- * the entry was kept under).
+ * first, then the file's stat (into @st) and its write epoch (into
+ * @epoch), its freshness window passed by that time, no writer, and its
+ * bytes, read again, those that were scanned (their SHA-256, and their
+ * size). The ctime may differ from the scan's: a rename or a chmod since
+ * sets a new one, and the bytes are compared anyway. Takes no lock, not
+ * even the settings' (the window is the one the entry was kept under).
  */
-int remember_verify(const struct settling *e, struct stat *st)
+int remember_verify(struct vg_fan *fan, const struct settling *e,
+		    struct stat *st, uint32_t *epoch)
 {
 	struct timespec now;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	return !fstat(e->fd, st) && (uint64_t)st->st_size == e->size &&
+	if (fstat(e->fd, st))
+		return 0;
+	*epoch = remember_epoch(fan, st);
+	return (uint64_t)st->st_size == e->size &&
 	       settled((uint64_t)now.tv_sec * 1000000000ull +
 			       (uint64_t)now.tv_nsec,
 		       e->fresh_ns, st) &&

@@ -107,8 +107,6 @@ static int fill(struct vg_fan *fan, struct settling *e, const struct slot *s,
 	if (e->fd < 0)
 		return -errno;
 	e->size = s->job.size;
-	e->ctime_sec = s->job.ctime_sec;
-	e->ctime_nsec = s->job.ctime_nsec;
 	e->fresh_ns = fresh_ns;
 	/* at most a second and a window away: a ctime in the future (the
 	 * clock stepped back) fails the check then */
@@ -152,11 +150,11 @@ void settle_defer(struct vg_fan *fan, const struct slot *s,
 
 /*
  * Check entry @e and hand it to the readers if it holds; closes its fd.
- * The write epoch the store compares is read before the check, not at
- * the job's queueing: the check proves the bytes whatever was written
- * since (epochs are shared by hash, and a whole window of other files'
- * close-writes would make false misses); a close-write from then until
- * the store still stops it.
+ * The write epoch the store compares is the one the check read, not the
+ * job's: the check proves the bytes whatever was written since (epochs
+ * are shared by hash, and a whole window of other files' close-writes
+ * would make false misses); a close-write from then until the store
+ * still stops it.
  */
 static void settle_one(struct vg_fan *fan, const struct settling *e)
 {
@@ -164,12 +162,7 @@ static void settle_one(struct vg_fan *fan, const struct settling *e)
 	uint32_t epoch;
 	struct stat st;
 
-	if (fstat(e->fd, &st)) {
-		close(e->fd);
-		return;
-	}
-	epoch = remember_epoch(fan, &st);
-	if (remember_verify(e, &st) &&
+	if (remember_verify(fan, e, &st, &epoch) &&
 	    tail - __atomic_load_n(&fan->out_head, __ATOMIC_ACQUIRE) < n) {
 		struct verified *v = &fan->checked[tail % n];
 
