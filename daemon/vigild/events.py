@@ -84,7 +84,8 @@ class FanotifySource:
 
     cfg: Config
     watch: Watch
-    settle_entries: int = 256  # fresh clean verdicts that may wait (service.settle_entries)
+    # fresh clean verdicts that may wait (service.settle_entries)
+    settle_entries: int = native.FanConfig.settle_entries
     fan: native.Fanotify = field(init=False)
     marked: list[str] = field(default_factory=list)
 

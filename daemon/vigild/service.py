@@ -99,16 +99,23 @@ def _marked_filesystems(watch: tuple[str, ...]) -> int:
     return max(1, len(devs))
 
 
+def _event_fds(cfg: Config) -> tuple[int, int | None]:
+    """(the fd limit, the fds it leaves for events once our own files and one
+    read's worth of event fds per group are counted; None without a limit)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return soft, None
+    return soft, soft - _SPARE_FDS - _FDS_PER_READ * _marked_filesystems(cfg.onaccess.watch)
+
+
 def settle_entries(cfg: Config) -> int:
     """How many fresh clean verdicts may wait out their window (native/settle.c):
     the fds the limit leaves once the queue and the spare are counted, at most
     _SETTLE_MAX. Fewer only means more files scanned again at their next open."""
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft == resource.RLIM_INFINITY:
+    left = _event_fds(cfg)[1]
+    if left is None:
         return _SETTLE_MAX
-    groups = _marked_filesystems(cfg.onaccess.watch)
-    left = soft - _SPARE_FDS - _FDS_PER_READ * groups - cfg.onaccess.queue_size
-    return max(0, min(_SETTLE_MAX, left))
+    return max(0, min(_SETTLE_MAX, left - cfg.onaccess.queue_size))
 
 
 def _fit_queue_to_fds(cfg: Config) -> Config:
@@ -116,11 +123,10 @@ def _fit_queue_to_fds(cfg: Config) -> Config:
     and when the kernel cannot open one for an event it denies that open (and a
     close-write it cannot open is lost). Spare: our own files, and one read's
     worth of event fds per group."""
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    groups = _marked_filesystems(cfg.onaccess.watch)
-    room = max(16, soft - _SPARE_FDS - _FDS_PER_READ * groups)
+    soft, left = _event_fds(cfg)
     oa = cfg.onaccess
-    if soft == resource.RLIM_INFINITY or oa.queue_size <= room:
+    room = oa.queue_size if left is None else max(16, left)
+    if oa.queue_size <= room:
         return cfg
     log.warning(
         "onaccess.queue_size %d lowered to %d: the fd limit is %d", oa.queue_size, room, soft
