@@ -117,12 +117,6 @@ class Keys:
             h.update(extra.encode("utf-8", "surrogateescape"))
         return h.digest()
 
-    def remembered(self, path: str, follow: bool, known: set[bytes], extra: str = "") -> int | None:
-        """The size of ``path`` if ``known`` holds it as it is now, else None
-        (one stat, and one statvfs per device)."""
-        found = self.lookup(path, follow, known, {}, extra)
-        return found[0] if found is not None else None
-
     def lookup(
         self, path: str, follow: bool, known: set[bytes], limited: dict[bytes, str], extra: str = ""
     ) -> tuple[int, str | None] | None:
@@ -232,17 +226,6 @@ def read(path: Path) -> Saved | None:
         log.warning("%s: damaged stamp (%s), ignored", path, e)
     keyset = {keys[i : i + KEY_LEN] for i in range(0, len(keys), KEY_LEN)}
     return Saved(setting, stamp, keyset, limited)
-
-
-def load(path: Path, setting: bytes) -> set[bytes]:
-    """The keys saved for ``setting``; empty when absent, untrusted, of another setting, or damaged."""
-    saved = read(path)
-    if saved is None:
-        return set()
-    if saved.setting != setting:
-        log.debug("%s: made for other rules or settings, not used", path)
-        return set()
-    return saved.keys
 
 
 def save(

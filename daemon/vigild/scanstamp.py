@@ -82,8 +82,7 @@ def digest(text: str, paths: list[str]) -> tuple[bytes, int]:
         fields.append(
             pack(st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         )
-        if ctime_end_ns(st.st_ctime_ns) > newest:
-            newest = ctime_end_ns(st.st_ctime_ns)
+        newest = max(newest, ctime_end_ns(st.st_ctime_ns))
     h.update(b"\0".join(fields))
     return h.digest(), newest
 
