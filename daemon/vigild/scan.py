@@ -127,11 +127,6 @@ class WalkOptions:
     mounts: Mounts = field(default_factory=Mounts)
 
 
-def under_any(path: str, prefixes: tuple[str, ...]) -> bool:
-    """Whether ``path`` is one of ``prefixes`` or lies under one (all resolved)."""
-    return under(prefixes)(path)
-
-
 def under(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
     """Whether a path is one of ``prefixes`` or lies under one (all resolved): one
     set look-up and one startswith a path, however many prefixes."""
