@@ -222,22 +222,22 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 def _auto_pick(cfg: Config, dirs: list[str]) -> str:
     """engine = "auto": which engine these rules get and why (decided, or the saved decision)."""
-    from vigild import enginepick, ruleset
+    from vigild import enginepick, owned, ruleset
 
     rules = replace(cfg.rules, dirs=tuple(dirs), local_dirs=())
     files = ruleset.rule_files(dirs)
-    pick = enginepick.pick(rules, cfg.scan.timeout, files, ruleset.cache_dir(rules.compiled_dir))
+    pick = enginepick.pick(rules, cfg.scan.timeout, files, owned.cache_dir(rules.compiled_dir))
     return f"engine auto: {pick.why}"
 
 
 def cmd_rules_compile(args: argparse.Namespace) -> int:
-    from vigild import ruleset
+    from vigild import owned, ruleset
 
     cfg = _load_config(args)
     rules_cfg = cfg.rules
     if args.output:
         rules_cfg = replace(rules_cfg, compiled_dir=os.path.abspath(args.output))
-    where = ruleset.cache_dir(rules_cfg.compiled_dir)
+    where = owned.cache_dir(rules_cfg.compiled_dir)
     if where is None or (args.output and where != Path(rules_cfg.compiled_dir)):
         raise UsageError(f"{rules_cfg.compiled_dir}: cannot write compiled rules there")
     rs = ruleset.load(rules_cfg, cfg.scan.timeout)

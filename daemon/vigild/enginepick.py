@@ -294,7 +294,7 @@ def _save(directory: Path | None, key: str, p: Pick) -> None:
 
 def _load(directory: Path | None, key: str) -> Pick | None:
     """The decision saved for ``key``; None when absent, untrusted, stale or damaged."""
-    if directory is None or not ruleset.trusted(_path(directory, key)):
+    if directory is None or not owned.trusted(_path(directory, key)):
         return None
     path = _path(directory, key)
     try:

@@ -39,9 +39,7 @@ from pathlib import Path
 from vigild import hashes, native
 from vigild.config import Engine, RulesConfig
 from vigild.isolation import PerFile
-from vigild.owned import cache_dir as cache_dir  # re-exported, as are the next two
-from vigild.owned import trusted as trusted
-from vigild.owned import trusted_dir as trusted_dir
+from vigild.owned import cache_dir, trusted
 from vigild.scanner import (
     EXTERNALS,
     PATH_EXTERNALS,
