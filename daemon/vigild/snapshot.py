@@ -20,7 +20,6 @@ from functools import cached_property
 
 from vigild import generations, interpreters, native, protect, ruleset
 from vigild.config import Config, EventKind, Fallback, RulesConfig, never_scanned
-from vigild.config import own_dirs as own_dirs  # re-exported
 from vigild.detector import Detector
 from vigild.scanner import RuleError
 from vigild.verdict import Action, Policy, Reason, Verdict
