@@ -15,6 +15,10 @@ Contenders, each a fresh process timed end to end with ``time.perf_counter``
 * vigild and ``yara -p 2`` on an empty directory: start-up and rules load
   alone, so the reader can tell fixed cost from per-byte cost.
 
+Where a rule set has a yara-forced target, one more row gives its floor:
+the CPU time yara-python alone takes, in this process, to read and match
+every corpus file (``_yara_python_cpu``), against ``yara -p 1``'s.
+
 vigild keeps its compiled rules in a scratch ``compiled_dir`` (set by a
 config file, and given to ``vigild scan --compiled-dir``, which otherwise
 keeps its own) and fills it with ``vigild rules compile`` before timing; each
@@ -190,6 +194,49 @@ def _target_rows(
                 )
             )
     return rows
+
+
+def _yara_python_cpu(rules: Rules, corpus: Path, rounds: int = 2) -> float:
+    """CPU seconds (best of ``rounds``) for yara-python alone, in this process, to
+    match ``rules`` against every regular file of ``corpus``: read, match, nothing
+    else. ``vigild scan`` with yara forced does this and more (hashes, archive
+    members), so its CPU cannot go below this."""
+    import yara  # the reference engine, a dependency of vigild
+
+    externals: dict[str, str | int] = dict.fromkeys(EXTERNALS, "")
+    compiled = yara.compile(
+        filepaths={str(i): str(f) for i, f in enumerate(rules.files)}, externals=externals
+    )
+    files = [
+        os.path.join(d, n)
+        for d, _, names in os.walk(corpus)
+        for n in names
+        if os.path.isfile(os.path.join(d, n)) and not os.path.islink(os.path.join(d, n))
+    ]
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.process_time()
+        for path in files:
+            with open(path, "rb") as f:
+                compiled.match(data=f.read())
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def _floor_row(section: str, seconds: float, cpu: dict[str, list[float]]) -> Row:
+    ref = min(cpu["yara -p 1"])
+    return Row(
+        section,
+        "CPU time: yara-python alone, one process (floor under the yara-forced row)",
+        Figure(seconds, "s"),
+        Figure(ref, "s"),
+        ref / seconds,
+        "",
+        verdict(None),
+        note=f"matching every corpus file in yara-python takes {seconds / ref:.2f}x yara -p 1's "
+        "CPU time; a yara-forced CPU target below that cannot be met by a vigild that "
+        "scans with yara-python",
+    )
 
 
 def _cache_row(section: str, contest: Contest, seconds: list[float]) -> Row:
@@ -400,6 +447,9 @@ def test_scan_vs_yara(
         summary.add(_speed_row(section, AUTO, REFERENCE, mbps, None, note=pick)),
     ]
     rows += _target_rows(summary, section, contest, cpu, TARGETS[name])
+    if VIGILD in TARGETS[name]:
+        floor = _yara_python_cpu(rules, corpus.path)
+        summary.add(_floor_row(section, floor, cpu))
     rows.append(summary.add(_cache_row(section, contest, second_scans)))
     if yarax_error is None:
         rows.append(summary.add(_speed_row(section, YARAX, REFERENCE, mbps, None)))
