@@ -11,6 +11,7 @@ SIGKILL).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -93,6 +94,13 @@ class Daemon:
         code = stop(self.proc)
         self.proc = None
         return code
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the running daemon has used so far (every thread)."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def log(self) -> str:
         return self.log_path.read_text()[-3000:] if self.log_path.exists() else ""

@@ -30,6 +30,12 @@ jobs handed to its workers, files scanned, next to the files written.
 clamonacc scans at open and read only (never at close-write), and marks new
 directories from an inotify watch, after they appear.
 
+A third row per workload puts vigild's CPU time (its own, from the
+workload's start until its queue drained, ``/proc/PID/stat``) beside the
+workload's (getrusage of its processes), and says how much CPU the
+wall-time target leaves vigild on this machine: the target is out of reach
+when vigild needs more than that.
+
 After each vigild round every file written is read back once (``cat``,
 untimed, ``SETTLE_WAIT`` after the workload): issue 12 wants the verdict of
 the scan after a write to answer that open, so the row's target is no file
@@ -38,6 +44,8 @@ scanned again.
 
 from __future__ import annotations
 
+import os
+import resource
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -76,7 +84,9 @@ class Workload:
 class Run:
     seconds: float
     files: int  # regular files in the tree written
+    cpu: float  # s: the workload's own user + system time (its processes)
     counters: dict[str, int] | None = None  # vigild's, after minus before
+    scanner_cpu: float | None = None  # s: vigild's, from the workload's start to drained
 
 
 @dataclass
@@ -165,12 +175,16 @@ def _workloads(tmp: Path, repo: Path) -> dict[str, Workload]:
 # ------------------------------------------------------------- contenders
 
 
-def _timed(site: Site, w: Workload, dest: Path) -> float:
+def _timed(site: Site, w: Workload, dest: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of the workload (CPU: every process it waited for)."""
     if w.mkdir:
         site.ns.run(["mkdir", str(dest)])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     site.ns.run(w.argv(dest), timeout=RUN_TIMEOUT)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def _count_and_remove(site: Site, dest: Path) -> int:
@@ -184,10 +198,10 @@ def _bare(site: Site, w: Workload) -> Callable[[], Timed]:
     def run() -> Timed:
         dest = site.dest(w.name)
         try:
-            seconds = _timed(site, w, dest)
+            seconds, cpu = _timed(site, w, dest)
         finally:
             files = _count_and_remove(site, dest)
-        return Timed(seconds, Run(seconds, files))
+        return Timed(seconds, Run(seconds, files, cpu))
 
     return run
 
@@ -230,15 +244,17 @@ def _vigild(site: Site, w: Workload, compiled: Path, rules: Path) -> Callable[[]
         try:
             daemon.start()
             before = _counters(daemon.status())
-            seconds = _timed(site, w, dest)
+            used = daemon.cpu_seconds()
+            seconds, cpu = _timed(site, w, dest)
             after = _counters(_drained(daemon))
+            used = daemon.cpu_seconds() - used
             delta = {k: after[k] - before[k] for k in after}
             delta.update(_read_back(site, daemon, dest))
         finally:
             code = daemon.stop()
             files = _count_and_remove(site, dest)
         assert code == 0, f"vigild exited {code} at SIGTERM: {daemon.log()}"
-        return Timed(seconds, Run(seconds, files, delta))
+        return Timed(seconds, Run(seconds, files, cpu, delta, used))
 
     return run
 
@@ -248,10 +264,10 @@ def _clamonacc(site: Site, w: Workload, peer: Peer) -> Callable[[], Timed]:
         dest = site.dest(w.name)
         try:
             with peer.watching(site.ns):
-                seconds = _timed(site, w, dest)
+                seconds, cpu = _timed(site, w, dest)
         finally:
             files = _count_and_remove(site, dest)
-        return Timed(seconds, Run(seconds, files))
+        return Timed(seconds, Run(seconds, files, cpu))
 
     return run
 
@@ -318,6 +334,28 @@ def _read_back_row(w: Workload, files: set[int], runs: list[Run]) -> Row:
     )
 
 
+def _cpu_row(w: Workload, files: int, bare: list[Run], ours: list[Run]) -> Row:
+    """Where the wall-time target's room goes: vigild's CPU time beside the
+    workload's. On n CPUs a workload that takes T alone leaves at most
+    n x WORKLOAD_MAX x T - its own CPU time for everything vigild does."""
+    base = min(bare, key=lambda r: r.seconds)
+    mine = sorted(r.scanner_cpu or 0.0 for r in ours)[len(ours) // 2]
+    cpus = os.cpu_count() or 1
+    room = cpus * WORKLOAD_MAX * base.seconds - base.cpu
+    return Row(
+        SECTION,
+        f"{w.name}: CPU time, vigild's (workload to drained) vs the workload's own",
+        Figure(mine * 1e3, "ms", f"= {mine / max(files, 1) * 1e6:.0f} us a file"),
+        Figure(base.cpu * 1e3, "ms", NO_SCANNER),
+        base.cpu / mine if mine else None,
+        "",
+        verdict(None),
+        note=f"median of {len(ours)} rounds; with {cpus} CPUs, {WORKLOAD_MAX:g}x the no-scanner "
+        f"time ({base.seconds * 1e3:.0f} ms) leaves at most {room * 1e3:.0f} ms of CPU for "
+        "vigild, with perfect overlap",
+    )
+
+
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("name", ["untar", "git-clone", "git-clone-sources"])
 def test_workload(
@@ -362,6 +400,8 @@ def test_workload(
         )
     ]
     rows.append(_read_back_row(w, files[NO_SCANNER], runs[VIGILD]))
+    written = next(iter(files[NO_SCANNER]))
+    rows.append(_cpu_row(w, written, runs[NO_SCANNER], runs[VIGILD]))
     if isinstance(clamav, Peer):
         theirs = contest.best(CLAMONACC)
         rows.append(
