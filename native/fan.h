@@ -150,6 +150,7 @@ struct slot {
 	int large;		/* in a large lane (jobs.c) */
 	uint32_t seq;		/* bumped on reuse: stale ids are refused */
 	uint32_t epoch;		/* write epoch of the inode at enqueue */
+	int writers_clear;	/* no writer when a worker took it (remember.c) */
 	uint64_t deadline_ns;
 	uint64_t queued_rt_ns;	/* CLOCK_REALTIME at enqueue, for ctime checks */
 	struct slot *q_next;	/* FIFO link while queued */
@@ -314,6 +315,7 @@ void remember_forget_all(struct vg_fan *fan);
 int remember_detected(struct vg_fan *fan, const struct stat *st);
 int remember_switch(struct vg_fan *fan, struct settings *s,
 		    struct settings **old);
+int remember_no_writers(int fd);
 int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 		     uint64_t generation);
 int remember_verify(struct vg_fan *fan, const struct settling *e,

@@ -223,6 +223,7 @@ int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t group,
 	s->on_deadline = set->on_deadline[policy_of(job->kind)];
 	s->large = set->large_lanes && job->size > set->large_bytes;
 	s->epoch = epoch;
+	s->writers_clear = 0;	/* vg_fan_next finds out */
 	s->deadline_ns = job->queued_ns + set->deadline_ns;
 	s->queued_rt_ns = realtime_ns();
 	fan->in_flight++;
@@ -267,6 +268,9 @@ int vg_fan_next(struct vg_fan *fan, struct vg_job *job, int timeout_ms)
 		*job = s->job;
 	}
 	pthread_mutex_unlock(&fan->q_lock);
+	/* before the worker reads a byte (remember.c); the slot is ours now */
+	if (s)
+		s->writers_clear = remember_no_writers(job->fd);
 	return s != NULL;
 }
 

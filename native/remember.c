@@ -203,8 +203,17 @@ static int settled(uint64_t since_rt_ns, uint64_t fresh_ns,
  * dirtied before the scan is rewritten without a fault), so a clean
  * verdict is not cached then. Needs CAP_LEASE for others' files; any
  * failure (a filesystem without leases) also means "not proven".
+ *
+ * Asked twice for a verdict that is cached: when a worker takes the job,
+ * before it reads a byte (jobs.c: slot.writers_clear), and again when the
+ * verdict is stored. The second alone proves nothing about the read: a
+ * writer holding a mapping it dirtied before can rewrite what was read
+ * with no new ctime and close before the store, unseen where its
+ * close-write is not (a mount mark, a writer in another mount). With no
+ * writer before the read, any writer since had to open the file again and
+ * write to it, or fault a page of a new mapping, which sets a new ctime.
  */
-static int no_writers(int fd)
+int remember_no_writers(int fd)
 {
 	if (fcntl(fd, F_SETLEASE, F_RDLCK))
 		return 0;
@@ -303,10 +312,12 @@ int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 	int allow = s->response == VG_ALLOW;
 	struct stat st;
 
-	if (!unchanged(s, &st) || (allow && !no_writers(s->job.fd)))
+	if (!unchanged(s, &st) || (allow && !remember_no_writers(s->job.fd)))
 		return 0;
 	if (allow && !settled(s->queued_rt_ns, fresh_window(fan), &st))
 		return -EAGAIN;
+	if (allow && !s->writers_clear)
+		return 0;	/* maybe rewritten during the read, ctime kept */
 	return store(fan, s, &st, generation, cache & VG_CACHE_MARK);
 }
 
@@ -344,7 +355,7 @@ int remember_verify(struct vg_fan *fan, const struct settling *e,
 	       settled((uint64_t)now.tv_sec * 1000000000ull +
 			       (uint64_t)now.tv_nsec,
 		       e->fresh_ns, st) &&
-	       no_writers(e->fd) && same_bytes(e->fd, e->size, e->sha256);
+	       remember_no_writers(e->fd) && same_bytes(e->fd, e->size, e->sha256);
 }
 
 /* Store a verified clean verdict (remember_verify) for the file of @st if

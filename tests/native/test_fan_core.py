@@ -7,6 +7,7 @@ kernel, counted per event.
 
 from __future__ import annotations
 
+import mmap
 import os
 import random
 import threading
@@ -297,3 +298,41 @@ def test_large_jobs_never_hold_more_than_their_lanes(make: Make, tmp_path: Path)
             rig.fan.done(job)
     finally:
         os.close(bigfd)
+
+
+def _past_the_window(path: Path) -> None:
+    """Wait until ``path``'s ctime is older than the freshness window (the end of
+    its second, on a filesystem that keeps whole seconds)."""
+    ctime = os.stat(path).st_ctime_ns
+    end = ctime if ctime % 1_000_000_000 else ctime + 1_000_000_000
+    while time.time_ns() < end + 50_000_000:
+        time.sleep(0.01)
+
+
+def test_a_writer_during_the_scan_keeps_its_verdict_out_of_the_cache(
+    make: Make, tmp_path: Path
+) -> None:
+    """A writer that dirtied a shared mapping before the scan rewrites bytes the
+    worker has read, with no fault and so no new ctime, and closes before the
+    verdict is stored. Where its close-write is not seen (a mount mark, a writer
+    through another mount) only a check for writers before the read tells."""
+    rig = make()
+    path = tmp_path / "file0"
+    writer = os.open(path, os.O_RDWR)
+    mapping = mmap.mmap(writer, 0)
+    mapping[0:1] = b"c"  # the page is dirty and writable from now on
+    _past_the_window(path)
+    rig.send()
+    job = rig.job()  # a worker takes it and reads the file: clean
+    ctime = os.stat(path).st_ctime_ns
+    mapping[0:7] = b"MALWARE"
+    mapping.close()
+    os.close(writer)
+    if os.stat(path).st_ctime_ns != ctime:
+        pytest.skip(f"{tmp_path}: a write to a dirty mapped page set a new ctime here")
+    rig.fan.answer(job, True, native.CACHE_VERDICT, 0)
+    rig.fan.done(job)
+    again = rig.send()
+    job = rig.fan.next(2000)
+    assert job is not None and job.fd == again, "a verdict on bytes since rewritten was cached"
+    assert rig.fan.stats()["cache_allow"] == 0
