@@ -344,7 +344,9 @@ class CleanCache:
     warm: bool = False  # the stamp held: the rules are loaded at the first miss only
 
     def extra(self, path: str) -> str:
-        return path if self.by_path else ""
+        """What a key holds beyond the file's state: the path the rules see
+        (the detector's ``filepath``, absolute), when some rule reads it."""
+        return os.path.abspath(path) if self.by_path else ""
 
 
 class Lazy:
@@ -393,12 +395,14 @@ def examine_path(snap: Snapshot, path: str, follow: bool) -> Outcome:
     key = None
     try:
         read_at = time.time_ns()
+        # before a byte is read, or a writer could change it unseen (Keys.after_clean)
+        clear = _CACHE is not None and scancache.no_writers(fd)
         finding = snap.detector.examine(fd, path, snap.scan_policy, st.st_size)
         if _CACHE is not None and finding.verdict.reason in _REMEMBERED:
-            key = _CACHE.keys.after_clean(fd, st, read_at, _CACHE.extra(path))
+            key = _CACHE.keys.after_clean(fd, st, read_at, clear, _CACHE.extra(path))
         elif _CACHE is not None and _repeats(finding):
             extra = _CACHE.extra(path) + scancache.LIMITED
-            key = _CACHE.keys.after_clean(fd, st, read_at, extra)
+            key = _CACHE.keys.after_clean(fd, st, read_at, clear, extra)
     except Exception as e:  # one bad file must not end the scan
         return ("error", (path, f"internal error: {e!r}"))
     finally:

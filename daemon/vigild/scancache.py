@@ -142,13 +142,25 @@ class Keys:
         return vfs
 
     def after_clean(
-        self, fd: int, before: os.stat_result, read_at_ns: int, extra: str = ""
+        self,
+        fd: int,
+        before: os.stat_result,
+        read_at_ns: int,
+        writers_clear: bool,
+        extra: str = "",
     ) -> bytes | None:
         """The key to remember for a clean file, or None when the daemon would not cache it.
 
         ``before``: its fstat when opened; ``read_at_ns``: CLOCK_REALTIME
-        before its bytes were read (ctime is in the same clock).
+        before its bytes were read (ctime is in the same clock);
+        ``writers_clear``: no_writers(fd) said so after that time, before
+        the first byte was read. A writer holding a mapping it dirtied
+        before can rewrite what was read with no new ctime and close before
+        this check, so only that earlier one proves the bytes: any writer
+        since had to open the file again and write, which sets a new ctime.
         """
+        if not writers_clear:
+            return None
         try:
             now = os.fstat(fd)
             vfs = self._statvfs(now.st_dev, f"/proc/self/fd/{fd}")

@@ -2,20 +2,26 @@
 
 A second scan of an unchanged tree opens nothing it found clean; a file
 edited since, a different rule set, a file changed too recently for its
-ctime to prove anything (kernels before 6.13), or one held open for
-writing is scanned again. A damaged cache file is ignored with a warning.
+ctime to prove anything (kernels before 6.13), one held open for writing
+before or after its read, or one a path rule sees under another absolute
+path is scanned again. A damaged cache file is ignored with a warning.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
+import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from support import DATA, MARKER, vigild
-from vigild import scancache
+from support import DATA, MARKER, VIGILD, vigild
+from vigild import scan, scancache, snapshot
+from vigild.config import Config, RulesConfig
 
 MARKER_RULES = DATA / "rules"
 
@@ -118,8 +124,8 @@ def test_a_file_changed_within_the_window_of_its_read_is_not_remembered(tmp_path
     try:
         st = os.fstat(fd)
         # read 5 ms after its last change: a rewrite in that tick could keep the ctime
-        assert _keys().after_clean(fd, st, st.st_ctime_ns + 5_000_000) is None
-        assert _keys().after_clean(fd, st, st.st_ctime_ns + 25_000_000) is not None
+        assert _keys().after_clean(fd, st, st.st_ctime_ns + 5_000_000, True) is None
+        assert _keys().after_clean(fd, st, st.st_ctime_ns + 25_000_000, True) is not None
     finally:
         os.close(fd)
 
@@ -133,8 +139,8 @@ def test_a_whole_second_ctime_is_not_remembered_within_its_second(whole_seconds:
     try:
         st = os.fstat(fd)
         assert st.st_ctime_ns % 1_000_000_000 == 0, "not a whole-seconds ctime"
-        assert _keys().after_clean(fd, st, st.st_ctime_ns + 900_000_000) is None
-        assert _keys().after_clean(fd, st, st.st_ctime_ns + 1_025_000_000) is not None
+        assert _keys().after_clean(fd, st, st.st_ctime_ns + 900_000_000, True) is None
+        assert _keys().after_clean(fd, st, st.st_ctime_ns + 1_025_000_000, True) is not None
     finally:
         os.close(fd)
 
@@ -147,8 +153,8 @@ def test_a_file_open_for_writing_is_not_remembered(tmp_path: Path) -> None:
         st = os.fstat(fd)
         later = st.st_ctime_ns + 10**9
         with open(f, "r+b"):  # a writer (it could write through a shared mapping)
-            assert _keys().after_clean(fd, st, later) is None
-        assert _keys().after_clean(fd, st, later) is not None
+            assert _keys().after_clean(fd, st, later, True) is None
+        assert _keys().after_clean(fd, st, later, True) is not None
     finally:
         os.close(fd)
 
@@ -160,9 +166,72 @@ def test_a_file_changed_while_read_is_not_remembered(tmp_path: Path) -> None:
     try:
         st = os.fstat(fd)
         f.write_bytes(b"dirty!")
-        assert _keys().after_clean(fd, st, time.time_ns() + 10**9) is None
+        assert _keys().after_clean(fd, st, time.time_ns() + 10**9, True) is None
     finally:
         os.close(fd)
+
+
+def test_a_writer_that_changed_the_file_during_its_read_is_not_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: a writer holding a mapping it dirtied before the scan
+    rewrites what was read (no fault, so no new ctime) and closes before the
+    scan checks for writers; the cache then answered for the rewritten file.
+    Writers are looked for before the first byte is read."""
+    rules = RulesConfig(
+        dirs=(str(MARKER_RULES),), local_dirs=(), compiled_dir=str(tmp_path / "compiled")
+    )
+    snap = snapshot.build(replace(Config(), rules=rules), None)
+    f = tmp_path / "f"
+    f.write_bytes(b"." * 4096)
+    writer = os.open(f, os.O_RDWR)
+    mapping = mmap.mmap(writer, 0)
+    mapping[0:1] = b"."  # dirty and writable from now on: the fault set the ctime
+    time.sleep(0.05)  # older than the freshness window
+    examine = snap.detector.examine
+
+    def rewritten_during_the_read(*args: Any) -> Any:
+        finding = examine(*args)  # the clean bytes, read and scanned
+        mapping[0 : len(MARKER)] = MARKER
+        mapping.close()
+        os.close(writer)
+        return finding
+
+    monkeypatch.setattr(snap.detector, "examine", rewritten_during_the_read)
+    monkeypatch.setattr(scan, "_CACHE", scan.CleanCache(tmp_path / "c", _keys(), set(), False))
+    ctime = f.stat().st_ctime_ns
+    kind, (_, key) = scan.examine_path(snap, str(f), False)
+    assert kind == "clean" and f.read_bytes().startswith(MARKER)
+    if f.stat().st_ctime_ns != ctime:
+        pytest.skip(f"{tmp_path}: a write to a dirty mapped page set a new ctime here")
+    assert key is None, "a file rewritten during its scan was remembered clean"
+
+
+def test_a_path_rule_verdict_is_keyed_on_the_path_the_rule_saw(tmp_path: Path) -> None:
+    """Found by review: the key held the path as typed, relative for ``vigild scan
+    dir``, while a rule reads the absolute path. The same inode at the same relative
+    path from another directory (a hard link here, a bind mount alike) was answered
+    clean without the rule ever seeing the other absolute path."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "path.yar").write_text('rule under_b { condition: filepath contains "/b/" }\n')
+    for d in ("a", "b"):
+        (tmp_path / d / "sub").mkdir(parents=True)
+    (tmp_path / "a" / "sub" / "f").write_bytes(b"plain\n")
+    os.link(tmp_path / "a" / "sub" / "f", tmp_path / "b" / "sub" / "f")
+    time.sleep(0.05)  # the link set the ctime: wait out the freshness window
+    config = tmp_path / "vigild.toml"
+    config.write_text(f'[rules]\ncompiled_dir = "{tmp_path / "daemon"}"\nlocal_dirs = []\n')
+
+    def scan_sub(cwd: str) -> subprocess.CompletedProcess[str]:
+        argv = [VIGILD, "scan", "--config", str(config), "--compiled-dir", str(tmp_path / "scan")]
+        argv += ["--rules", str(rules), "--no-progress", "--infected", "sub"]
+        return subprocess.run(argv, cwd=tmp_path / cwd, capture_output=True, text=True, timeout=120)
+
+    first = scan_sub("a")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = scan_sub("b")
+    assert second.returncode == 1 and "under_b" in second.stdout, second.stdout + second.stderr
 
 
 @pytest.mark.parametrize("fstype", ["ext4", "btrfs", "xfs", "tmpfs"])
