@@ -65,12 +65,21 @@ static int group_add(struct vg_fan *fan, int fd)
  * finds it full is silently allowed by the kernel. Permission events
  * hold their openers, so the queue cannot grow past the processes that
  * open; close-write notifications can, and are small.
+ *
+ * O_NONBLOCK for the event fds, which the kernel opens inside the reader's
+ * read(): that open breaks leases like any other, and against a write
+ * lease (any owner may put one on their own file) a blocking one waits
+ * for the holder, up to fs.lease-break-time (45 s), with no event of the
+ * group read meanwhile, every opener on the filesystem held. Non-blocking,
+ * the open fails at once: the kernel denies that event if it holds an
+ * opener, drops it otherwise, and read() says EAGAIN (reader.c counts it).
  */
 static int group_open(void)
 {
 	int fd = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK |
 				       FAN_UNLIMITED_QUEUE,
-			       O_RDONLY | O_LARGEFILE | O_CLOEXEC | O_NOATIME);
+			       O_RDONLY | O_LARGEFILE | O_CLOEXEC | O_NOATIME |
+				       O_NONBLOCK);
 
 	return fd < 0 ? -errno : fd;
 }

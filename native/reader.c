@@ -305,7 +305,10 @@ static void alive(struct group *g)
  * failed read is counted and retried after a millisecond. EMFILE: the
  * kernel could not open an event fd for us, and it denies that event
  * (its opener gets an error); the daemon keeps queue_size well below
- * RLIMIT_NOFILE so it does not happen. poll wakes at least every
+ * RLIMIT_NOFILE so it does not happen. EAGAIN after poll said readable:
+ * the same for a file under a write lease (fan.c group_open), counted in
+ * stats.unopened (only when it is the first event of a read: the kernel
+ * returns what it copied before a failed event). poll wakes at least every
  * ALIVE_MS, so a reader idle in poll always looks alive (vg_fan_stats).
  * Each time it comes back it stores what the settle thread checked.
  */
@@ -337,7 +340,12 @@ void *reader_main(void *arg)
 			handle_batch(g, buf, n);
 		} else if (n == 0 || errno == EBADF) {
 			break;	/* a test's socket closed; never a live group */
-		} else if (errno != EAGAIN && errno != EINTR) {
+		} else if (errno == EAGAIN) {
+			/* readable, yet nothing read: the kernel could not
+			 * open the first event's file for us (fan.c
+			 * group_open) and dropped or denied that event */
+			fan_count(&fan->stats.unopened);
+		} else if (errno != EINTR) {
 			fan_count(&fan->stats.errors);
 			nanosleep(&pause, NULL);
 		}

@@ -290,6 +290,9 @@ struct vg_fan_stats {
 	uint64_t settled;	/* clean verdicts on just-written files checked
 				 * once their window passed, stored by the
 				 * readers at their next read (settle.c) */
+	uint64_t unopened;	/* events whose file the kernel could not
+				 * open for us (a write lease on it): an
+				 * opener denied, a close-write not scanned */
 	uint64_t queue_depth;	/* waiting now */
 	uint64_t in_flight;	/* waiting or being scanned now */
 	uint64_t reads;		/* read() calls that returned, all groups */

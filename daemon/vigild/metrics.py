@@ -97,6 +97,12 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
         "Kernel event queue overflows.",
         ("events", "overflows"),
     ),
+    (
+        "vigild_unopened_events",
+        "counter",
+        "Events whose file the kernel could not open for vigild (a write lease on it).",
+        ("events", "unopened"),
+    ),
     ("vigild_detections", "counter", "Malicious files found.", ("workers", "detections")),
     ("vigild_quarantined", "counter", "Files moved to quarantine.", ("workers", "quarantined")),
     (

@@ -200,7 +200,9 @@ class Workers:
         must never open it. A program that cannot be read is taken for an
         interpreter: the file is scanned, which costs a scan and lets nothing by."""
         try:
-            fd = os.open(f"/proc/{job.pid}/exe", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+            # O_NONBLOCK: a write lease on it makes the open fail, not wait (fan.c)
+            flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+            fd = os.open(f"/proc/{job.pid}/exe", flags)
         except OSError:
             return replace(job, kind=native.EV_EXEC)
         try:

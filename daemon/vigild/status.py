@@ -45,6 +45,7 @@ class EventCounters:
     exe_learned: int = 0  # programs hashed and remembered (interpreter or not)
     empty: int = 0  # empty files answered at once (just created or truncated)
     settled: int = 0  # clean verdicts on just-written files, stored once their window passed
+    unopened: int = 0  # events the kernel could not open the file of (a write lease on it)
     queue_depth: int = 0  # waiting now
     in_flight: int = 0  # waiting or being scanned now
     reads: int = 0  # reads from the kernel that returned (every group)
@@ -71,6 +72,8 @@ OVERFLOWS = {
     "queue_full": "opens answered by policy: the queue was full",
     "notify_dropped": "close-write scans dropped: the queue was full",
     "overflows": "kernel event queue overflowed: caches flushed",
+    "unopened": "events whose file the kernel could not open for vigild (a write lease held "
+    "on it): opens denied, close-write scans lost",
     "dropped": "scans dropped: the queue was full",
 }
 
