@@ -33,7 +33,7 @@ from typing import IO, ClassVar
 
 from vigild import journal, textform
 from vigild.fields import Field
-from vigild.spool import Spool
+from vigild.spool import Gap, Spool
 
 SYSLOG_IDENTIFIER = "vigild"
 DEFAULT_SPOOL = 16 << 20  # bytes; the daemon's comes from daemon.alert_spool_size
@@ -187,18 +187,29 @@ class JournalChannel:
 
         if self.spool.pending and not self.spool.deliver(send):
             return False
-        lost, detections = self.spool.take_gap()
-        if lost:
-            msg = (
-                f"{lost} alerts ({detections} detections) were not kept while journald "
-                f"was unavailable: the alert spool ({self.spool.max_bytes} bytes) was full"
-            )
+        gap = self.spool.take_gap()
+        if gap.lost:
             fields: dict[str, str] = {
-                Field.COUNT: str(lost),
-                Field.DETECTIONS_LOST: str(detections),
+                Field.COUNT: str(gap.lost),
+                Field.DETECTIONS_LOST: str(gap.detections),
             }
-            self(Alert(Kind.ALERTS_LOST, msg, fields))
+            self(Alert(Kind.ALERTS_LOST, self._gap_message(gap), fields))
         return True
+
+    def _gap_message(self, gap: Gap) -> str:
+        """Why the alerts were lost: no room (raise the size) or a torn file (a crash)."""
+        why: list[str] = []
+        if gap.lost > gap.unreadable:
+            why.append(f"the alert spool ({self.spool.max_bytes} bytes) was full")
+        if gap.unreadable:
+            why.append(
+                f"{gap.unreadable} could not be read back from a spool file torn "
+                "by an earlier run that ended in the middle of writing it"
+            )
+        return (
+            f"{gap.lost} alerts ({gap.detections} detections) were not kept while journald "
+            f"was unavailable: {'; '.join(why)}"
+        )
 
 
 def _now_iso() -> str:

@@ -89,7 +89,7 @@ MEANING: dict[Field, str] = {
     Field.SUPPRESSED: "how many alerts of one kind the flood limit held back",
     Field.SUPPRESSED_KIND: "the kind of those alerts",
     Field.RAISED_AT: "when an alert delivered late from the spool was raised (journald stamps the delivery)",
-    Field.DETECTIONS_LOST: "how many of the alerts the full spool dropped were detections",
+    Field.DETECTIONS_LOST: "how many of the alerts the spool lost were detections",
     Field.FEED: "the [[update.feed]] name an update entry is about (repeated for a rollback)",
     Field.FEED_URL: "that feed's URL",
     Field.FEED_KEY: 'the fingerprint of the key that signed the feed, or "insecure"',

@@ -153,13 +153,13 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
     (
         "vigild_alerts_spool_lost",
         "counter",
-        "Alerts dropped because the spool was full.",
+        "Alerts the spool lost: it was full, or a crash tore one in its file.",
         ("alerts", "spool_lost"),
     ),
     (
         "vigild_detections_spool_lost",
         "counter",
-        "Detection alerts dropped because the spool was full.",
+        "Detection alerts the spool lost: it was full, or a crash tore one in its file.",
         ("alerts", "spool_lost_detections"),
     ),
     (

@@ -20,22 +20,29 @@ File: ``state_dir/alerts.spool``, records of ``<QQBI`` (sequence, raise
 time in us, critical, payload length) + the native-protocol payload.
 Appended with write(2) (no fsync: the spool is for journald outages, and
 the page cache survives a crash of the daemon); rewritten whole after a
-partial delivery or an eviction. A torn last record (a crash mid-append)
-is ignored on load.
+partial delivery or an eviction. A half record would hide every record
+behind it, so a failed or short append (a full disk) is cut back off, and
+what did not reach the disk is appended by the next add or delivery; when
+the cut fails too, or a rewrite does, nothing is appended to the file
+until one of them has rewritten it whole. A torn last record is then left
+only by a daemon that died mid-append: load counts it lost (``ALERTS_LOST``
+reports it with the rest) and rewrites the file without it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 _HEAD = struct.Struct("<QQBI")
+_CRITICAL_AT = struct.calcsize("<QQ")  # offset of the critical byte in a header
 
 
 @dataclass(frozen=True)
@@ -57,9 +64,18 @@ class Record:
 class SpoolCounters:
     spooled: int = 0  # entries put in the spool
     delivered: int = 0  # spooled entries journald took later
-    lost: int = 0  # dropped because the spool was full
+    lost: int = 0  # dropped because the spool was full, or torn in the file at load
     lost_detections: int = 0
     disk_errors: int = 0  # writes of the spool file that failed (entries kept in memory)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Entries dropped and not yet reported."""
+
+    lost: int = 0
+    detections: int = 0  # of them, detections
+    unreadable: int = 0  # of them, torn in the file an earlier run left (the rest: no room)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -68,15 +84,24 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _records(data: bytes) -> Iterable[Record]:
+def _records(data: bytes) -> tuple[list[Record], int]:
+    """The whole records ``data`` starts with, and the offset where they end."""
+    out: list[Record] = []
     at = 0
     while at + _HEAD.size <= len(data):
         seq, raised, critical, n = _HEAD.unpack_from(data, at)
-        if at + _HEAD.size + n > len(data):
-            return  # torn by a crash mid-append
         start = at + _HEAD.size
-        yield Record(seq, raised, bool(critical), data[start : start + n])
+        if start + n > len(data):
+            break
+        out.append(Record(seq, raised, bool(critical), data[start : start + n]))
         at = start + n
+    return out, at
+
+
+def _torn_was_detection(tail: bytes) -> bool:
+    """Whether the torn record ``tail`` starts was a detection; yes when its header is
+    torn too: better a search for nothing than a detection nobody looks for."""
+    return len(tail) <= _CRITICAL_AT or tail[_CRITICAL_AT] != 0
 
 
 class Spool:
@@ -90,7 +115,8 @@ class Spool:
         self._bytes = 0
         self._seq = 0
         self._lock = threading.Lock()
-        self._unreported = (0, 0)  # (lost, lost detections) not yet journaled
+        self._unreported = Gap()
+        self._on_disk: int | None = 0  # head of _pending the file holds; None: rewrite it
 
     # ------------------------------------------------------------ state
 
@@ -114,11 +140,16 @@ class Spool:
         except OSError:
             self.counters.disk_errors += 1
             return 0
+        records, end = _records(data)
         with self._lock:
-            for r in _records(data):
+            for r in records:
                 self._pending.append(r)
                 self._bytes += r.size
                 self._seq = max(self._seq, r.seq + 1)
+            self._on_disk = len(self._pending)
+            if end < len(data):
+                self._note_lost(1, int(_torn_was_detection(data[end:])), unreadable=1)
+                self._rewrite()  # nothing may land behind it, nor the next run count it again
         return len(self._pending)
 
     # ------------------------------------------------------------ adding
@@ -134,7 +165,7 @@ class Spool:
             self._pending.append(r)
             self._bytes += r.size
             self.counters.spooled += 1
-            self._append(r)
+            self._sync()
             return True
 
     def _make_room(self, r: Record) -> bool:
@@ -159,11 +190,13 @@ class Spool:
         return True
 
     def _count_lost(self, records: list[Record]) -> None:
-        crit = sum(r.critical for r in records)
-        self.counters.lost += len(records)
-        self.counters.lost_detections += crit
-        lost, lost_crit = self._unreported
-        self._unreported = (lost + len(records), lost_crit + crit)
+        self._note_lost(len(records), sum(r.critical for r in records))
+
+    def _note_lost(self, n: int, detections: int, unreadable: int = 0) -> None:
+        self.counters.lost += n
+        self.counters.lost_detections += detections
+        g = self._unreported
+        self._unreported = Gap(g.lost + n, g.detections + detections, g.unreadable + unreadable)
 
     # ---------------------------------------------------------- delivery
 
@@ -185,42 +218,83 @@ class Spool:
             self.counters.delivered += sent
             if sent:
                 self._rewrite()
+            else:
+                self._sync()  # what a full disk refused may fit now
             return not self._pending
 
-    def take_gap(self) -> tuple[int, int]:
-        """(entries, detections) dropped and not yet reported; resets them."""
+    def take_gap(self) -> Gap:
+        """Entries dropped and not yet reported; resets them."""
         with self._lock:
-            gap, self._unreported = self._unreported, (0, 0)
+            gap, self._unreported = self._unreported, Gap()
             return gap
 
     # -------------------------------------------------------------- disk
 
-    def _append(self, r: Record) -> None:
-        if self.path is None:
+    def _sync(self) -> None:
+        """Bring the file level with ``_pending``: append what it lacks, or rewrite it."""
+        if self.path is None or self._on_disk == len(self._pending):
             return
+        if self._on_disk is None:
+            self._rewrite()
+            return
+        missing = itertools.islice(self._pending, self._on_disk, None)
+        if self._append(self.path, b"".join(r.encoded() for r in missing)):
+            self._on_disk = len(self._pending)
+
+    def _append(self, path: Path, data: bytes) -> bool:
+        """Append ``data``; True when all of it went. What a failed or short write
+        left is cut back off: a half record would hide every record behind it."""
+        end = None
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
             try:
-                _write_all(fd, r.encoded())
+                end = os.lseek(fd, 0, os.SEEK_END)
+                _write_all(fd, data)
+                return True
+            except OSError:
+                self._cut(fd, end)
+                raise
             finally:
                 os.close(fd)
         except OSError:  # kept in memory; no log line: it would come back here
             self.counters.disk_errors += 1
+            return False
+
+    def _cut(self, fd: int, end: int | None) -> None:
+        """Truncate the file back to ``end``; if that fails too, rewrite it next time."""
+        if end is None:
+            return
+        try:
+            os.ftruncate(fd, end)
+        except OSError:
+            self._on_disk = None
 
     def _rewrite(self) -> None:
+        """Replace the file with ``_pending`` (remove it when empty); on failure the
+        file is stale and the next add or delivery rewrites it again."""
         if self.path is None:
             return
-        if not self._pending:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-            return
-        tmp = self.path.with_name(self.path.name + ".new")
+        try:
+            if self._pending:
+                self._replace(self.path)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+            self._on_disk = len(self._pending)
+        except OSError:
+            self.counters.disk_errors += 1
+            self._on_disk = None
+
+    def _replace(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".new")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             try:
                 _write_all(fd, b"".join(r.encoded() for r in self._pending))
             finally:
                 os.close(fd)
-            os.replace(tmp, self.path)
+            os.replace(tmp, path)
         except OSError:
-            self.counters.disk_errors += 1
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # on a full disk it holds what little room is left
+            raise

@@ -112,7 +112,7 @@ class AlertStatus:
     spool_pending: int  # waiting in the spool now
     spool_bytes: int
     spool_delivered: int  # spooled entries journald took later
-    spool_lost: int  # dropped because the spool was full
+    spool_lost: int  # dropped because the spool was full, or torn in its file by a crash
     spool_lost_detections: int
 
 
