@@ -28,9 +28,14 @@ def zip_of(files: dict[str, bytes], deflate: bool = True, encrypt_flag: bool = F
     return bytes(raw)
 
 
-def tar_of(files: dict[str, bytes], compress: str = "") -> bytes:
+def tar_of(files: dict[str, bytes], compress: str = "", dirs: int = 0) -> bytes:
+    """A tar of ``files``, after ``dirs`` empty directories."""
     b = io.BytesIO()
     with tarfile.open(fileobj=b, mode=f"w:{compress}") as t:
+        for i in range(dirs):
+            info = tarfile.TarInfo(f"d{i}")
+            info.type = tarfile.DIRTYPE
+            t.addfile(info)
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)

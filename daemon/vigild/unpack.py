@@ -13,7 +13,7 @@ member can be counted.
 
 Every limit is explicit, and hitting one ends the walk with a ``Stop``
 saying which (the caller applies the policy for it): depth, member
-count (a zip's directories count too), total unpacked bytes,
+count (directories and links count too), total unpacked bytes,
 compression ratio (bombs), encrypted members, time. A member larger
 than ``member_size`` is scanned by its head. A malformed archive is not
 an error of the scan: the walk just ends with ``Stop("could not
@@ -254,9 +254,11 @@ def _zip(data: Buffer, walk: _Walk) -> Iterator[Member]:
 def _tar(data: Buffer, walk: _Walk) -> Iterator[Member]:
     with tarfile.open(fileobj=_View(data), mode="r:") as t:
         for info in t:
+            # every kind counts: tarfile keeps each header it reads, so a tar of
+            # nothing but directories would otherwise cost memory and time unbounded
+            walk.count(info.name)
             if not info.isfile():
                 continue
-            walk.count(info.name)
             f = t.extractfile(info)
             if f is None:
                 continue

@@ -96,9 +96,15 @@ def test_a_zip_of_long_names_within_the_limit_is_read_whole() -> None:
     assert len(got) == 40 and stops == []
 
 
-def test_a_zips_directories_count_as_members() -> None:
-    """ZipFile holds them as it holds files: they count against the same limit."""
-    data = zip_of({**{f"d{i}/": b"" for i in range(2000)}, "a": b"x"})
+@pytest.mark.parametrize("fmt", ["zip", "tar"])
+def test_directories_count_as_members(fmt: str) -> None:
+    """Review finding: a tar's directories were never counted, so one of
+    120,000 empty directories (a 564 KB .tar.gz) cost vigild scan 135 MB and
+    1.5 s and came out clean."""
+    if fmt == "tar":
+        data = tar_of({"a": b"x"}, dirs=2000)
+    else:
+        data = zip_of({**{f"d{i}/": b"" for i in range(2000)}, "a": b"x"})
     _, stops = _walk(data, Limits(members=100))
     assert [s.limit for s in stops] == ["members"]
 
