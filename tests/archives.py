@@ -6,8 +6,10 @@ import bz2
 import gzip
 import io
 import lzma
+import struct
 import tarfile
 import zipfile
+import zlib
 
 
 def zip_of(files: dict[str, bytes], deflate: bool = True, encrypt_flag: bool = False) -> bytes:
@@ -26,9 +28,14 @@ def zip_of(files: dict[str, bytes], deflate: bool = True, encrypt_flag: bool = F
     return bytes(raw)
 
 
-def tar_of(files: dict[str, bytes], compress: str = "") -> bytes:
+def tar_of(files: dict[str, bytes], compress: str = "", dirs: int = 0) -> bytes:
+    """A tar of ``files``, after ``dirs`` empty directories."""
     b = io.BytesIO()
     with tarfile.open(fileobj=b, mode=f"w:{compress}") as t:
+        for i in range(dirs):
+            info = tarfile.TarInfo(f"d{i}")
+            info.type = tarfile.DIRTYPE
+            t.addfile(info)
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -60,3 +67,25 @@ def zip_first_member_damaged(files: dict[str, bytes], how: str) -> bytes:
     elif how == "size":
         raw[cd + 24 : cd + 28] = (0x7FFFFFFF).to_bytes(4, "little")  # uncompressed size
     return bytes(raw)
+
+
+def zip_listing(entries: int, said: int | None = None) -> bytes:
+    """A zip whose central directory lists ``entries`` entries, all pointing at
+    one local header (as the reviewer's crafted file did). Its end records say
+    ``said`` entries (default: the truth), in a zip64 record when over 65535."""
+    name, body = b"a", b"x"
+    crc = zlib.crc32(body)
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, crc, 1, 1, 1, 0) + name + body
+    entry = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, crc, 1, 1, 1, *[0] * 6)
+    directory = (entry + name) * entries
+    said = entries if said is None else said
+    at = len(local)  # where the directory starts
+    end64 = b""
+    if said > 0xFFFF:  # the 16-bit counts say "see the zip64 record"
+        end64 = struct.pack(
+            "<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, said, said, len(directory), at
+        )
+        end64 += struct.pack("<4sLQL", b"PK\x06\x07", 0, at + len(directory), 1)
+    short = min(said, 0xFFFF)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, short, short, len(directory), at, 0)
+    return local + directory + end64 + end

@@ -7,15 +7,17 @@ themselves: zip (and jar, war, apk, docx, xlsx, which are zips), tar, and
 gzip, bzip2 and xz alone or around a tar. Only the standard library is
 used: zipfile, tarfile, zlib, bz2 and lzma are the reference readers of
 these formats, and a hand-written parser would be the riskiest code in
-the scanner.
+the scanner. The one exception reads no member: ``zipdir`` reads a zip's
+end records first, because ZipFile holds its whole directory before a
+member can be counted.
 
 Every limit is explicit, and hitting one ends the walk with a ``Stop``
 saying which (the caller applies the policy for it): depth, member
-count, total unpacked bytes, compression ratio (bombs), encrypted
-members, time. A member larger than ``member_size`` is scanned by its
-head. A malformed archive is not an error of the scan: the walk just
-ends with ``Stop("could not unpack", ...)`` and the container has been
-scanned as bytes already.
+count (directories and links count too), total unpacked bytes,
+compression ratio (bombs), encrypted members, time. A member larger
+than ``member_size`` is scanned by its head. A malformed archive is not
+an error of the scan: the walk just ends with ``Stop("could not
+unpack", ...)`` and the container has been scanned as bytes already.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, NoReturn
+
+from vigild import zipdir
 
 _CHUNK = 1 << 20
 Buffer = bytes | bytearray | memoryview
@@ -158,7 +162,14 @@ class _Walk:
     def count(self, name: str) -> None:
         self.members += 1
         if self.members > self.limits.members:
-            raise Halt(Stop("members", f"more than {self.limits.members} members ({name})"))
+            self.too_many(name)
+
+    def room(self) -> int:
+        """Members that may still be looked at."""
+        return self.limits.members - self.members
+
+    def too_many(self, what: str) -> NoReturn:
+        raise Halt(Stop("members", f"more than {self.limits.members} members ({what})"))
 
     def take(self, n: int) -> None:
         self.unpacked += n
@@ -211,12 +222,15 @@ def _zip(data: Buffer, walk: _Walk) -> Iterator[Member]:
     """Every member that can be read; one that cannot (encrypted, damaged) is
     noted and the walk goes on. Sizes in the headers are the archive's word,
     not a fact: the ratio is measured on the bytes actually read."""
+    listed = zipdir.too_many(data, walk.room())
+    if listed:  # ZipFile would hold every entry before one could be counted
+        walk.too_many(listed)
     raw = _View(data)
     with zipfile.ZipFile(raw) as z:
         for info in z.infolist():
+            walk.count(info.filename)  # a directory too: ZipFile held it all the same
             if info.is_dir():
                 continue
-            walk.count(info.filename)
             if info.flag_bits & 0x1:
                 walk.problems.append(Stop("encrypted", f"encrypted member {info.filename}"))
                 continue
@@ -240,9 +254,11 @@ def _zip(data: Buffer, walk: _Walk) -> Iterator[Member]:
 def _tar(data: Buffer, walk: _Walk) -> Iterator[Member]:
     with tarfile.open(fileobj=_View(data), mode="r:") as t:
         for info in t:
+            # every kind counts: tarfile keeps each header it reads, so a tar of
+            # nothing but directories would otherwise cost memory and time unbounded
+            walk.count(info.name)
             if not info.isfile():
                 continue
-            walk.count(info.name)
             f = t.extractfile(info)
             if f is None:
                 continue

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
-from archives import compressed, tar_of, zip_of
+from archives import compressed, tar_of, zip_listing, zip_of
 from vigild import unpack
 from vigild.unpack import Limits
 
@@ -57,8 +59,54 @@ def test_depth_limit() -> None:
 
 
 def test_member_count_limit() -> None:
-    got, stops = _walk(zip_of({f"m{i}": b"x" for i in range(20)}), Limits(members=5))
+    """A tar is read as it goes: its first members are scanned. A zip's
+    directory says up front that it is over the limit: none is."""
+    files = {f"m{i}": b"x" for i in range(20)}
+    got, stops = _walk(tar_of(files), Limits(members=5))
     assert len(got) == 5 and [s.limit for s in stops] == ["members"]
+    got, stops = _walk(zip_of(files), Limits(members=5))
+    assert got == {} and [s.limit for s in stops] == ["members"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [zip_listing(200_000), zip_listing(200_000, said=1), b"#!/bin/sh\n" + zip_listing(200_000)],
+    ids=["zip64 count", "count that lies", "behind a stub"],
+)
+def test_a_zip_listing_more_than_the_limit_is_stopped_before_its_directory_is_read(
+    data: bytes,
+) -> None:
+    """Review finding: ZipFile held every entry of the directory before the
+    limit counted one, so a 47 MB zip listing 1.3M entries took 449 MB."""
+    tracemalloc.start()
+    try:
+        got, stops = _walk(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 << 20, f"peak {peak} bytes"
+    assert got == {} and [s.limit for s in stops] == ["members"], stops[:2]
+
+
+def test_a_zip_of_long_names_within_the_limit_is_read_whole() -> None:
+    """Its directory is bigger than the limit's worth of the smallest entries;
+    walking it shows it lists no more than the limit."""
+    files = {"d/" * 50 + f"m{i}": b"x" for i in range(40)}
+    got, stops = _walk(zip_of(files), Limits(members=50))
+    assert len(got) == 40 and stops == []
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar"])
+def test_directories_count_as_members(fmt: str) -> None:
+    """Review finding: a tar's directories were never counted, so one of
+    120,000 empty directories (a 564 KB .tar.gz) cost vigild scan 135 MB and
+    1.5 s and came out clean."""
+    if fmt == "tar":
+        data = tar_of({"a": b"x"}, dirs=2000)
+    else:
+        data = zip_of({**{f"d{i}/": b"" for i in range(2000)}, "a": b"x"})
+    _, stops = _walk(data, Limits(members=100))
+    assert [s.limit for s in stops] == ["members"]
 
 
 def test_total_unpacked_limit() -> None:
@@ -92,8 +140,14 @@ def test_time_limit() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"PK\x03\x04garbage", b"\x1f\x8bgarbage", zip_of({"a": b"x" * 1000})[:-30], b"BZh9nope"],
-    ids=["zip header only", "gzip header only", "truncated zip", "bad bzip2"],
+    [
+        b"PK\x03\x04garbage",
+        b"\x1f\x8bgarbage",
+        zip_of({"a": b"x" * 1000})[:-30],
+        b"BZh9nope",
+        zip_of({"a": b"x"})[:-10] + (1 << 30).to_bytes(4, "little") + bytes(6),
+    ],
+    ids=["zip header only", "gzip header only", "truncated zip", "bad bzip2", "huge directory"],
 )
 def test_a_malformed_archive_is_could_not_unpack_never_an_exception(data: bytes) -> None:
     _, stops = _walk(data)
