@@ -185,7 +185,7 @@ def answering_workers(
                     continue
                 ok = allow(job.fd)
                 verdict[job.fd] = native.ALLOW if ok else native.DENY
-                assert rig.fan.answer(job, ok, 0, 0) is False
+                assert rig.fan.answer(job, ok, 0, 0) is native.Answered.NOW
                 rig.fan.done(job)
         except native.Shutdown:
             pass

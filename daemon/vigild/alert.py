@@ -63,6 +63,7 @@ class Kind(Enum):
     FEED_UPDATE_FAILED = ("b8c0cca1c5db4a21a5766bb0af25ebfd", 3)
     FEED_ROLLED_BACK = ("e2e2ff6dba8f47d287a59d1e45a9c6ea", 4)
     PROTECTED_ALLOWED = ("3b9b610e106d480e8c8a346c7f137bc7", 2)
+    SCAN_INTERRUPTED = ("89a158961b52414f8ab58ba5e53a0026", 4)
     LOG = ("", 6)  # ordinary log lines: no MESSAGE_ID
 
     @property

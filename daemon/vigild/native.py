@@ -491,6 +491,14 @@ def _c_settings(s: FanSettings, keep: list[Any]) -> Any:
     return c
 
 
+class Answered(IntEnum):
+    """Who answered a job's opener (Fanotify.answer); falsy only for this call."""
+
+    NOW = 0  # this answer, the verdict's
+    DEADLINE = 1  # the deadline watcher, by policy, before the verdict
+    AT_STOP = 2  # the kernel, which allows what a group holds when it closes
+
+
 class Fanotify:
     """fanotify permission groups with their reader threads, one queue and caches.
 
@@ -575,12 +583,13 @@ class Fanotify:
 
     def answer(
         self, job: Job, allow: bool, cache: int, generation: int, sha256: bytes = b""
-    ) -> bool:
+    ) -> Answered:
         """Answer ``job``, first caching the verdict as ``cache`` says (CACHE_* bits)
-        if the rules are still ``generation``; True when the deadline had already
-        answered it (the result is late). ``sha256``: of the whole file, every byte
-        scanned and found clean; a file changed too recently to be cached at once
-        is then checked again and cached once its freshness window has passed."""
+        if the rules are still ``generation``; who gave the answer the opener got
+        (truthy when it was not this one: the result is late). ``sha256``: of the
+        whole file, every byte scanned and found clean; a file changed too recently
+        to be cached at once is then checked again and cached once its freshness
+        window has passed."""
         if sha256 and len(sha256) != SHA256_LEN:
             raise ValueError("sha256 must be 32 bytes")
         digest = sha256 if sha256 else ffi.NULL
@@ -588,8 +597,8 @@ class Fanotify:
             self._fan, job.id, ALLOW if allow else DENY, cache, generation, digest
         )
         if ret == -errno.ESHUTDOWN:
-            return False  # the kernel allowed it when the group closed
-        return bool(_check(ret, "answering"))
+            return Answered.AT_STOP
+        return Answered.DEADLINE if _check(ret, "answering") else Answered.NOW
 
     def classify(self, job: Job, exe_fd: int, sha256: bytes) -> bool:
         """Tell C what ``job``'s opener runs: the program open at ``exe_fd``, whose

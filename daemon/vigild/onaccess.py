@@ -103,6 +103,8 @@ class Workers:
         self.counters = Counters()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        # (kind, path) of the file each worker is scanning now, by thread
+        self._busy: dict[int, tuple[EventKind, str]] = {}
 
     # -------------------------------------------------------------- running
 
@@ -133,6 +135,11 @@ class Workers:
 
     def alive(self) -> int:
         return sum(t.is_alive() for t in self._threads)
+
+    def unfinished(self) -> list[tuple[EventKind, str]]:
+        """(kind, path) of each file a worker is scanning now: after ``stop``,
+        the scans the daemon is about to end without a verdict."""
+        return list(self._busy.values())
 
     def _tick(self) -> None:
         self.counters.last_progress = time.monotonic()
@@ -173,6 +180,8 @@ class Workers:
             self._tick()
 
     def _handle_job(self, fan: native.Fanotify, job: native.Job) -> None:
+        me = threading.get_ident()
+        self._busy[me] = (KIND_OF[job.kind], job.path)
         try:
             snap = self.current()
             if job.flags & native.JOB_CLASSIFY:
@@ -184,13 +193,18 @@ class Workers:
             verdict, finding = self._examine(snap, job.fd, job.path, snap.policies[kind], job.size)
             who = process_fields(job.pid) if verdict.malicious else {}
             allow = verdict.action is Action.ALLOW
-            late = fan.answer(
+            answered = fan.answer(
                 job, allow, snap.cache_bits(verdict), snap.generation, _whole_clean(snap, finding)
             )
             self.counters.scanned += 1
-            outcome = Outcome(kind, job.path, verdict, finding, snap.generation, late, who)
+            late = answered is native.Answered.DEADLINE
+            # the kernel allowed the opener when the group closed at stop (no opener
+            # waits on a close-write)
+            at_stop = answered is native.Answered.AT_STOP and kind is not EventKind.CLOSE_WRITE
+            outcome = Outcome(kind, job.path, verdict, finding, snap.generation, late, who, at_stop)
             self.reporter.hand_over(outcome, job.fd)
         finally:
+            self._busy.pop(me, None)
             fan.done(job)
 
     def _classify(self, fan: native.Fanotify, snap: Snapshot, job: native.Job) -> native.Job:
@@ -225,12 +239,15 @@ class Workers:
                 self._tick()
                 continue
             self._tick()
+            me = threading.get_ident()
+            self._busy[me] = (EventKind.CLOSE_WRITE, path)
             try:
                 self._handle_path(path)
             except Exception:
                 self.counters.internal_errors += 1
                 log.exception("%s: scan failed", path)
             finally:
+                self._busy.pop(me, None)
                 source.done(path)
 
     def _handle_path(self, path: str) -> None:

@@ -38,6 +38,7 @@ class Outcome:
     generation: int
     late: bool = False  # the deadline policy answered before the verdict
     who: Mapping[str, str] = field(default_factory=dict)  # the opener, for detections
+    allowed_at_stop: bool = False  # the kernel allowed the opener as the daemon stopped
 
 
 @dataclass
@@ -90,6 +91,8 @@ def detection_alert(o: Outcome, fields: Fields, quarantined: str | None) -> Aler
     written = o.kind is EventKind.CLOSE_WRITE
     if o.late:
         kind, action = Kind.DETECTED_LATE, "allowed by the deadline policy, then detected"
+    elif o.allowed_at_stop:
+        kind, action = Kind.DETECTED_LATE, "allowed as vigild stopped, then detected"
     elif quarantined:
         kind, action = (
             Kind.DETECTED_QUARANTINED,
@@ -103,7 +106,8 @@ def detection_alert(o: Outcome, fields: Fields, quarantined: str | None) -> Aler
     if quarantined:
         action += f" as {quarantined}"
         fields[Field.QUARANTINE_ID] = quarantined
-    fields[Field.ACTION] = "quarantine" if quarantined else ("allow" if o.late else "deny")
+    allowed = o.late or o.allowed_at_stop
+    fields[Field.ACTION] = "quarantine" if quarantined else ("allow" if allowed else "deny")
     return Alert(kind, f"{o.path}: {what} ({o.kind.value}): {action}", fields)
 
 
@@ -172,7 +176,7 @@ class Reporter:
         self.tally.detections += 1
         fields = detection_fields(o)
         quarantined = None
-        if o.verdict.action is Action.QUARANTINE or o.late:
+        if o.verdict.action is Action.QUARANTINE or o.late or o.allowed_at_stop:
             quarantined = self._quarantine(o, fd)
         self.alerts.emit(detection_alert(o, fields, quarantined))
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from vigild import cleancache, config, journal, native, snapshot
 from vigild.alert import Alert, AlertLogHandler, Alerts, Kind
-from vigild.config import Config, ConfigError, Mode
+from vigild.config import Config, ConfigError, EventKind, Mode
 from vigild.control import AlreadyRunning, ControlServer, RuntimeLock
 from vigild.events import UNAVAILABLE, FanotifySource, InotifySource, Source, Watch, existing
 from vigild.fields import Field
@@ -365,6 +365,7 @@ class Daemon:
             # every opener has its answer once the group is closed: a worker
             # deep in a YARA scan is not waited for (cmd_run then _exits)
             self.workers.stop(STOP_WAIT)
+            self._unfinished_alerts()
         if self.source is not None and (self.workers is None or not self.workers.alive()):
             self.source.close()  # a worker still in C would use it after it is freed
         if self.snap is not None:
@@ -376,6 +377,25 @@ class Daemon:
             self.control.stop()
         self.lock.release()
         self.alerts.stop()
+
+    def _unfinished_alerts(self) -> None:
+        """Say, before the alerts stop, what the stop leaves without a verdict: each
+        scan a worker is still in, and how many events no worker had taken. The
+        kernel allowed their openers when the group closed; a written file is
+        scanned at its next open."""
+        assert self.workers is not None
+        for kind, path in self.workers.unfinished():
+            what = "not scanned" if kind is EventKind.CLOSE_WRITE else "allowed unscanned"
+            msg = f"{path}: vigild stopped before its scan finished ({kind.value}): {what}"
+            fields: dict[str, str] = {Field.PATH: path, Field.EVENT: kind.value}
+            self.alerts.emit(Alert(Kind.SCAN_INTERRUPTED, msg, fields))
+        waiting = int(self.source.counters().get("queue_depth", 0)) if self.source else 0
+        if waiting:
+            msg = (
+                f"{waiting} events were waiting for a worker when vigild stopped: "
+                "opens allowed unscanned, close-writes not scanned"
+            )
+            self.alerts.emit(Alert(Kind.SCAN_INTERRUPTED, msg, {Field.COUNT: str(waiting)}))
 
 
 def exit_code(e: BaseException) -> int:

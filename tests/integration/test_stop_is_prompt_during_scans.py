@@ -36,3 +36,26 @@ def test_sigterm_while_workers_scan(ns: Namespace, daemon: OnAccess) -> None:
     assert code == 0, daemon.log()
     assert released < 2, released
     assert stopped < 5, f"the daemon took {stopped:.1f} s to stop"
+
+
+SCAN_INTERRUPTED = "89a158961b52414f8ab58ba5e53a0026"
+
+
+def test_a_scan_the_stop_cuts_short_is_alerted(ns: Namespace, daemon: OnAccess) -> None:
+    """Found by review: a stop during a scan ended it without a word, and the
+    opener the kernel had allowed got no alert at all."""
+    ns.start_journald()
+    slow = ns.mnt / "slow.bin"
+    _slow_file(ns, slow, 30)
+    daemon.start(
+        [SLOW_RULES], extra='[scan]\ntimeout = 120\nworkers = 2\n[onaccess]\ndeadline = "120s"\n'
+    )
+    openers = _openers(ns, slow, 1)
+    daemon.wait_for(lambda: daemon.events()["in_flight"] >= 1, what="a worker to be scanning")
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert openers[0].wait(5) == 0  # allowed by the kernel when the group closed
+    assert daemon.proc.wait(15) == 0, daemon.log()
+    alerts = ns.journal(f"MESSAGE_ID={SCAN_INTERRUPTED}")
+    assert [(a["VIGILD_PATH"], a["VIGILD_EVENT"]) for a in alerts] == [(str(slow), "open")]
+    assert "allowed unscanned" in alerts[0]["MESSAGE"]

@@ -147,7 +147,7 @@ def test_a_job_never_done_is_answered_by_the_watcher(make: Make) -> None:
     assert rig.wait(1, timeout=2) == [(fd, DENY)]
     assert time.monotonic() - t0 < 1.0
     rig.settle("deadline_passed", 1)
-    assert rig.fan.answer(job, True, 0, 0) is True  # late
+    assert rig.fan.answer(job, True, 0, 0) is native.Answered.DEADLINE  # late
     rig.fan.done(job)
     time.sleep(0.05)
     assert rig.answers_for(fd) == [DENY]
@@ -178,7 +178,7 @@ def test_stop_wakes_workers_and_nothing_is_written_after_it(make: Make) -> None:
     rig.fan.stop()
     t.join(2)
     assert woke and time.monotonic() - t0 < 1.0, "next() was not woken by stop()"
-    assert rig.fan.answer(taken, False, native.CACHE_VERDICT, 0) is False
+    assert rig.fan.answer(taken, False, native.CACHE_VERDICT, 0) is native.Answered.AT_STOP
     rig.fan.done(taken)
     with pytest.raises(native.Shutdown):
         rig.fan.next(10)

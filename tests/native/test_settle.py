@@ -48,7 +48,7 @@ def _fresh_scan(rig: Rig, path: Path, content: bytes, digest: bytes) -> None:
     rig.send()
     job = rig.job()
     assert job.size == len(content)
-    assert rig.fan.answer(job, True, native.CACHE_VERDICT, 0, digest) is False
+    assert rig.fan.answer(job, True, native.CACHE_VERDICT, 0, digest) is native.Answered.NOW
     rig.fan.done(job)
 
 
@@ -151,7 +151,7 @@ def test_whole_second_ctimes_are_not_remembered_within_their_second(
     time.sleep(WINDOW * 2.5)  # past the freshness window
     rig.send()
     job = rig.job()
-    assert rig.fan.answer(job, True, native.CACHE_VERDICT, 0) is False
+    assert rig.fan.answer(job, True, native.CACHE_VERDICT, 0) is native.Answered.NOW
     rig.fan.done(job)
     rig.send()
     assert rig.job(timeout_ms=1000) is not None, "the verdict was cached within its second"

@@ -84,6 +84,27 @@ def test_quarantine_by_policy_names_the_item(tmp_path: Path, captured: Captured)
     assert not Path(path).exists()
 
 
+def test_a_detection_the_kernel_allowed_at_stop_is_said_allowed_and_quarantined(
+    tmp_path: Path, captured: Captured
+) -> None:
+    """Found by review: the opener the kernel let through as vigild stopped got a
+    detection worded "denied", action deny, and no quarantine."""
+    path, fd = _file(tmp_path)
+    store = Store(str(tmp_path / "q"))
+    store.prepare()
+    reporter = Reporter(captured.alerts, store)
+    o = _outcome(path)
+    reporter.hand_over(
+        Outcome(o.kind, o.path, o.verdict, o.finding, 0xFF, allowed_at_stop=True), fd
+    )
+    os.close(fd)
+    (alert,) = captured.all()
+    assert alert.kind is Kind.DETECTED_LATE
+    assert "allowed as vigild stopped, then detected" in alert.message
+    assert alert.fields[Field.ACTION] == "quarantine"
+    assert not Path(path).exists()
+
+
 def test_an_exception_after_the_answer_never_loses_the_detection_alert(
     tmp_path: Path, captured: Captured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
