@@ -5,7 +5,9 @@ An archive member is refused, and the whole feed with it, when it would
 land outside that directory (an absolute name, ``..``), is anything but a
 regular file or a directory (links, devices, FIFOs), or when the members
 unpack to more than ``update.max_unpacked`` bytes or ``MAX_MEMBERS``
-files: the bytes written are counted, not the sizes the archive claims.
+files and directories (a zip's directory is counted before zipfile reads
+it, vigild.zipdir): the bytes written are counted, not the sizes the
+archive claims.
 
 A hashes feed becomes one ClamAV-style list, ``feed.hsb``, every entry
 named ``feed/<feed>/<its name>``: that prefix is how a detection is known
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from vigild import zipdir
 from vigild.generations import HASH_PREFIX
 
 MAX_MEMBERS = 100_000
@@ -46,6 +49,12 @@ class _Budget:
         if self.left < 0:
             raise ContentError("unpacks to more than update.max_unpacked (an archive bomb?)")
 
+    def member(self) -> None:
+        """Count one more member, a directory too: each costs an inode on disk."""
+        self.members += 1
+        if self.members > MAX_MEMBERS:
+            raise ContentError(f"more than {MAX_MEMBERS} archive members")
+
 
 def _safe_name(name: str) -> PurePosixPath:
     p = PurePosixPath(name)
@@ -55,9 +64,7 @@ def _safe_name(name: str) -> PurePosixPath:
 
 
 def _copy(src: IO[bytes] | gzip.GzipFile, dst: Path, budget: _Budget) -> None:
-    budget.members += 1
-    if budget.members > MAX_MEMBERS:
-        raise ContentError(f"more than {MAX_MEMBERS} archive members")
+    budget.member()
     dst.parent.mkdir(parents=True, exist_ok=True)
     with open(dst, "xb") as out:
         while chunk := src.read(1 << 16):
@@ -70,6 +77,7 @@ def _tar_members(tf: tarfile.TarFile, into: Path, budget: _Budget) -> None:
     for m in tf:
         name = _safe_name(m.name)
         if m.isdir():
+            budget.member()
             (into / name).mkdir(parents=True, exist_ok=True)
             continue
         if not m.isreg():
@@ -85,6 +93,7 @@ def _zip_members(zf: zipfile.ZipFile, into: Path, budget: _Budget) -> None:
         name = _safe_name(info.filename)
         mode = info.external_attr >> 16
         if info.is_dir():
+            budget.member()
             (into / name).mkdir(parents=True, exist_ok=True)
             continue
         if stat.S_IFMT(mode) and not stat.S_ISREG(mode):  # no type bits: a plain file
@@ -101,6 +110,9 @@ def unpack(data: bytes, into: Path, max_unpacked: int, single: str = "feed.txt")
     into.mkdir(parents=True, exist_ok=True)
     try:
         if data[:4] == b"PK\x03\x04":
+            listed = zipdir.too_many(data, MAX_MEMBERS)
+            if listed:  # ZipFile would hold every entry before one is counted
+                raise ContentError(f"more than {MAX_MEMBERS} archive members ({listed})")
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 _zip_members(zf, into, budget)
             return
