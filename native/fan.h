@@ -145,6 +145,7 @@ struct slot {
 	uint32_t group;		/* index of the group the event came from */
 	enum slot_state state;
 	int answered;		/* 1 once the kernel has its answer */
+	int expired;		/* that answer was the deadline policy's */
 	int response;		/* the answer given (VG_ALLOW / VG_DENY) */
 	int on_deadline;	/* the policy answer, from the settings at enqueue */
 	int large;		/* in a large lane (jobs.c) */

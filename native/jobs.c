@@ -219,6 +219,7 @@ int jobs_enqueue(struct vg_fan *fan, const struct vg_job *job, uint32_t group,
 	s->group = group;
 	s->state = SLOT_QUEUED;
 	s->answered = 0;
+	s->expired = 0;
 	s->response = VG_ALLOW;
 	s->on_deadline = set->on_deadline[policy_of(job->kind)];
 	s->large = set->large_lanes && job->size > set->large_bytes;
@@ -320,8 +321,9 @@ static void answer_job(struct vg_fan *fan, const struct slot *s, int fd,
  * given; NULL: not.
  * Returns 0 when this call answered (or, for a close-write job, recorded
  * the verdict), 1 when the deadline watcher had already answered by
- * policy (the result is late), -ESHUTDOWN when stopping (the kernel
- * answered), -ESTALE for a bad id.
+ * policy (the result is late, also when stopping since), -ESHUTDOWN when
+ * stopping otherwise (the kernel allowed it as the group closed), -ESTALE
+ * for a bad id.
  */
 int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 		  uint64_t generation, const uint8_t *sha256)
@@ -332,8 +334,11 @@ int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 	pthread_mutex_lock(&fan->q_lock);
 	s = taken(fan, id);
 	if (!s || fan->stopping) {
+		/* stopping: the deadline's answer if it gave one, else the
+		 * kernel's allow when the group closed */
+		late = s && s->expired;
 		pthread_mutex_unlock(&fan->q_lock);
-		return s ? -ESHUTDOWN : -ESTALE;
+		return !s ? -ESTALE : late ? 1 : -ESHUTDOWN;
 	}
 	late = s->answered;
 	s->answered = 1;
@@ -440,6 +445,7 @@ static void expire_head(struct vg_fan *fan)
 	struct slot *s = fan->dl_head;
 
 	s->answered = 1;
+	s->expired = 1;
 	s->response = s->on_deadline;
 	dl_remove(fan, s);
 	respond(fan, s->group, s->job.fd, s->on_deadline);

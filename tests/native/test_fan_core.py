@@ -336,3 +336,15 @@ def test_a_writer_during_the_scan_keeps_its_verdict_out_of_the_cache(
     job = rig.fan.next(2000)
     assert job is not None and job.fd == again, "a verdict on bytes since rewritten was cached"
     assert rig.fan.stats()["cache_allow"] == 0
+
+
+def test_a_deadline_answer_is_still_the_answer_after_a_stop(make: Make) -> None:
+    """Found by review: once stopping, every answer said "the kernel allowed it
+    at stop", also for an exec the deadline policy had denied before."""
+    rig = make(settings=FanSettings(deadline_ms=50, on_deadline_exec=DENY))
+    fd = rig.send(FAN_OPEN_EXEC_PERM)
+    job = rig.job()
+    assert rig.wait(1) == [(fd, DENY)]  # the deadline policy denied the exec
+    rig.fan.stop()
+    assert rig.fan.answer(job, True, 0, 0) is native.Answered.DEADLINE
+    rig.fan.done(job)
