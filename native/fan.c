@@ -228,6 +228,8 @@ int vg_fan_mark(struct vg_fan *fan, const char *path, int how)
 	g = group_for(fan, st.st_dev);
 	if (g < 0)
 		return g;
+	if (how == VG_MARK_MOUNT)	/* before any event: see remember.c */
+		__atomic_store_n(&fan->groups[g].mount_marked, 1, __ATOMIC_RELAXED);
 	/* close-write always: it is how a changed file loses its cached state */
 	return respond_mark(fan, (uint32_t)g, flags,
 			    fan->perm_mask | FAN_CLOSE_WRITE, AT_FDCWD, path);

@@ -162,12 +162,14 @@ struct slot {
 struct verified {
 	struct stat st;
 	uint32_t epoch;
+	int value;		/* to cache: remember_clean_value */
 	uint64_t generation;
 };
 
 /* A fresh clean verdict waiting for its window to pass (settle.c). */
 struct settling {
 	int fd;			/* our dup of the job's event fd */
+	uint32_t group;		/* the job's */
 	uint64_t size;		/* of the bytes scanned */
 	uint64_t fresh_ns;	/* the freshness window when it was kept */
 	uint64_t due_ns;	/* CLOCK_MONOTONIC */
@@ -189,6 +191,8 @@ struct group {
 	uint32_t index;		/* in fan->groups */
 	uint64_t dev;		/* st_dev of the marked filesystem */
 	int claimed;		/* dev is set: a mark chose this group */
+	int mount_marked;	/* some mark is a mount's: other mounts' writes
+				 * (and their close-writes) go unseen */
 	int running;		/* its reader thread was started */
 	uint64_t alive_ns;	/* atomic: the reader last came back from
 				 * poll() or read() (or was started) */
@@ -308,7 +312,7 @@ uint64_t respond_pending(struct vg_fan *fan, uint32_t group);
 
 /* remember.c */
 uint32_t remember_epoch(struct vg_fan *fan, const struct stat *st);
-int remember_lookup(struct vg_fan *fan, const struct settings *set,
+int remember_lookup(struct vg_fan *fan, const struct settings *set, int fd,
 		    const struct stat *st, int *response);
 void remember_invalidate(struct vg_fan *fan, uint32_t group, int fd,
 			 const struct stat *st);
@@ -317,12 +321,13 @@ int remember_detected(struct vg_fan *fan, const struct stat *st);
 int remember_switch(struct vg_fan *fan, struct settings *s,
 		    struct settings **old);
 int remember_no_writers(int fd);
+int remember_clean_value(struct vg_fan *fan, uint32_t group, int fd);
 int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 		     uint64_t generation);
 int remember_verify(struct vg_fan *fan, const struct settling *e,
 		    struct stat *st, uint32_t *epoch);
 int remember_store_settled(struct vg_fan *fan, const struct stat *st,
-			   uint32_t epoch, uint64_t generation);
+			   uint32_t epoch, uint64_t generation, int value);
 
 /* settle.c */
 int settle_init(struct vg_fan *fan);

@@ -164,7 +164,7 @@ static int decide_now(struct group *g, const struct settings *set,
 		answer_now(g, m->fd, VG_ALLOW, &fan->stats.excluded, t0);
 		return 1;
 	}
-	if (remember_lookup(fan, set, st, &response)) {
+	if (remember_lookup(fan, set, m->fd, st, &response)) {
 		answer_now(g, m->fd, response,
 			   response == VG_ALLOW ? &fan->stats.cache_allow
 						: &fan->stats.cache_deny, t0);

@@ -18,10 +18,19 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <time.h>
 
 #include "fan.h"
+
+/*
+ * In a cached clean verdict: the file is on a filesystem whose shared
+ * mappings are not write-notified, so it holds only while nobody has the
+ * file open for writing (remember_clean_value). Never sent to the kernel.
+ */
+#define CHECK_WRITERS 0x80
 
 /* The verdict cache key of a file's state under rules @generation. */
 static void file_key(uint8_t *key, const struct stat *st, uint64_t generation)
@@ -60,8 +69,10 @@ static void epoch_bump(struct vg_fan *fan, uint32_t i)
 	__atomic_add_fetch(&fan->epochs[i], 1, __ATOMIC_RELAXED);
 }
 
-/* Look @st up under @set's generation; 1 and @response on a hit. */
-int remember_lookup(struct vg_fan *fan, const struct settings *set,
+/* Look @st (open at @fd) up under @set's generation; 1 and @response on
+ * a hit. A clean verdict that holds only without writers is a miss while
+ * anyone has the file open for writing: the file is scanned as it is. */
+int remember_lookup(struct vg_fan *fan, const struct settings *set, int fd,
 		    const struct stat *st, int *response)
 {
 	uint8_t key[VG_KEY_LEN], value;
@@ -69,7 +80,9 @@ int remember_lookup(struct vg_fan *fan, const struct settings *set,
 	file_key(key, st, set->generation);
 	if (!vg_cache_get(fan->verdicts, key, &value))
 		return 0;
-	*response = value;
+	if ((value & CHECK_WRITERS) && !remember_no_writers(fd))
+		return 0;
+	*response = value & ~CHECK_WRITERS;
 	return 1;
 }
 
@@ -222,6 +235,40 @@ int remember_no_writers(int fd)
 }
 
 /*
+ * 1 when writes through a shared mapping of @fd's file may set no ctime:
+ * tmpfs, ramfs and hugetlbfs map a page writable at its first fault, read
+ * or write, and mark nothing later (no write notification: no
+ * page_mkwrite, no file_update_time), so a writer can change cached bytes
+ * and keep the ctime that keys them. Unknown: assume so.
+ */
+static int unnotified_writes(int fd)
+{
+	struct statfs sfs;
+
+	if (fstatfs(fd, &sfs))
+		return 1;
+	return sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC ||
+	       sfs.f_type == HUGETLBFS_MAGIC;
+}
+
+/*
+ * The verdict cache value of a clean verdict on the file open at @fd, read
+ * by group @group; -1 when none may be kept. On a filesystem whose mapped
+ * writes set no ctime (found by review) the verdict holds only while
+ * nobody has the file open for writing, checked at each hit; and with a
+ * mount mark not at all, since a writer through another mount could
+ * change the bytes and close unseen (no close-write reaches us).
+ */
+int remember_clean_value(struct vg_fan *fan, uint32_t group, int fd)
+{
+	if (!unnotified_writes(fd))
+		return VG_ALLOW;
+	if (__atomic_load_n(&fan->groups[group].mount_marked, __ATOMIC_RELAXED))
+		return -1;
+	return VG_ALLOW | CHECK_WRITERS;
+}
+
+/*
  * 1 when a clean file may get a kernel ignore mark. The mark hides every
  * later open, the open of a writer included, and a write through a shared
  * mmap does not clear it: so only files that only root can write, on a
@@ -272,7 +319,7 @@ static int put_locked(struct vg_fan *fan, const struct stat *st,
 	file_key(key, st, generation);
 	vg_cache_put(fan->verdicts, key, (uint8_t)response);
 	inode_key(key, st);
-	if (response == VG_ALLOW)
+	if ((response & ~CHECK_WRITERS) == VG_ALLOW)
 		vg_cache_del(fan->detected, key);
 	else
 		vg_cache_put(fan->detected, key, 1);
@@ -287,9 +334,16 @@ static int store(struct vg_fan *fan, const struct slot *s,
 	struct settings *set;
 	int stored;
 
+	int value = s->response;
+
+	if (value == VG_ALLOW) {
+		value = remember_clean_value(fan, s->group, s->job.fd);
+		if (value < 0)
+			return 0;
+	}
 	pthread_mutex_lock(&fan->cache_lock);
 	set = fan->settings;
-	stored = put_locked(fan, st, s->epoch, generation, s->response);
+	stored = put_locked(fan, st, s->epoch, generation, value);
 	if (stored && s->response == VG_ALLOW && mark && set->ignore_marks &&
 	    markable(set, s->job.fd, st))
 		mark_clean(fan, s);
@@ -358,16 +412,17 @@ int remember_verify(struct vg_fan *fan, const struct settling *e,
 	       remember_no_writers(e->fd) && same_bytes(e->fd, e->size, e->sha256);
 }
 
-/* Store a verified clean verdict (remember_verify) for the file of @st if
- * the rules and its write epoch are still @generation and @epoch. Verdict
- * cache only: never an ignore mark. 1 when stored. */
+/* Store a verified clean verdict (remember_verify) for the file of @st,
+ * as @value (remember_clean_value), if the rules and its write epoch are
+ * still @generation and @epoch. Verdict cache only: never an ignore mark.
+ * 1 when stored. */
 int remember_store_settled(struct vg_fan *fan, const struct stat *st,
-			   uint32_t epoch, uint64_t generation)
+			   uint32_t epoch, uint64_t generation, int value)
 {
 	int stored;
 
 	pthread_mutex_lock(&fan->cache_lock);
-	stored = put_locked(fan, st, epoch, generation, VG_ALLOW);
+	stored = put_locked(fan, st, epoch, generation, value);
 	pthread_mutex_unlock(&fan->cache_lock);
 	return stored;
 }

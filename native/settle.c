@@ -107,6 +107,7 @@ static int fill(struct vg_fan *fan, struct settling *e, const struct slot *s,
 	if (e->fd < 0)
 		return -errno;
 	e->size = s->job.size;
+	e->group = s->group;
 	e->fresh_ns = fresh_ns;
 	/* at most a second and a window away: a ctime in the future (the
 	 * clock stepped back) fails the check then */
@@ -162,12 +163,15 @@ static void settle_one(struct vg_fan *fan, const struct settling *e)
 	uint32_t epoch;
 	struct stat st;
 
-	if (remember_verify(fan, e, &st, &epoch) &&
+	int value = remember_clean_value(fan, e->group, e->fd);
+
+	if (value >= 0 && remember_verify(fan, e, &st, &epoch) &&
 	    tail - __atomic_load_n(&fan->out_head, __ATOMIC_ACQUIRE) < n) {
 		struct verified *v = &fan->checked[tail % n];
 
 		v->st = st;
 		v->epoch = epoch;
+		v->value = value;
 		v->generation = e->generation;
 		__atomic_store_n(&fan->out_tail, tail + 1, __ATOMIC_RELEASE);
 		fan_count(&fan->stats.settled);
@@ -255,7 +259,8 @@ void settle_store(struct vg_fan *fan)
 	for (; head != tail; head++) {
 		const struct verified *v = &fan->checked[head % n];
 
-		remember_store_settled(fan, &v->st, v->epoch, v->generation);
+		remember_store_settled(fan, &v->st, v->epoch, v->generation,
+				       v->value);
 	}
 	__atomic_store_n(&fan->out_head, head, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&fan->store_lock);

@@ -38,6 +38,18 @@ def vigild(
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def skip_where_the_scan_cache_keeps_nothing(path: Path) -> None:
+    """Skip a test of ``vigild scan``'s clean cache on tmpfs, ramfs or hugetlbfs:
+    writes through a mapping set no ctime there, so no key is kept (scancache)."""
+    import pytest
+
+    from vigild import scan, scancache
+
+    fstype = scan.read_mounts().by_dev.get(os.stat(path).st_dev)
+    if fstype in scancache.UNNOTIFIED:
+        pytest.skip(f"{path} is on {fstype}, where vigild scan keeps no clean-cache key")
+
+
 def fanotify_unavailable() -> str | None:
     """None when this process can use fanotify permission events, else why not (a skip reason)."""
     if os.geteuid() != 0:

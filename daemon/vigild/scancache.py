@@ -72,6 +72,10 @@ MAX_LIMITED = 1 << 16  # archives remembered with their unpack limit: the newest
 LIMITED = "\0unpack-limit"
 # filesystems whose f_fsid comes from their UUID (fs/ext4/super.c, fs/btrfs/super.c)
 STABLE_FSID = frozenset({"ext2", "ext3", "ext4", "btrfs"})
+# filesystems whose shared mappings are not write-notified: a page mapped at a
+# read fault is writable, and writes through it set no ctime (native/remember.c
+# unnotified_writes), so a key of them proves nothing once the scan is over
+UNNOTIFIED = frozenset({"tmpfs", "ramfs", "hugetlbfs"})
 
 
 def _boot_id() -> bytes:
@@ -166,6 +170,8 @@ class Keys:
             vfs = self._statvfs(now.st_dev, f"/proc/self/fd/{fd}")
         except OSError:
             return None
+        if self.fstypes.get(now.st_dev) in UNNOTIFIED:
+            return None  # found by review: rewritten through a mapping, same ctime
         if (now.st_size, now.st_ctime_ns, now.st_ino) != (
             before.st_size,
             before.st_ctime_ns,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from support import DATA, MARKER, VIGILD, vigild
+from support import DATA, MARKER, VIGILD, skip_where_the_scan_cache_keeps_nothing, vigild
 from vigild import scan, scancache, snapshot
 from vigild.config import Config, RulesConfig
 
@@ -44,6 +44,7 @@ def _answered(output: str) -> str:
 
 
 def _tree(tmp_path: Path) -> Path:
+    skip_where_the_scan_cache_keeps_nothing(tmp_path)
     root = tmp_path / "tree"
     root.mkdir()
     for i in range(5):
@@ -232,6 +233,22 @@ def test_a_path_rule_verdict_is_keyed_on_the_path_the_rule_saw(tmp_path: Path) -
     assert first.returncode == 0, first.stdout + first.stderr
     second = scan_sub("b")
     assert second.returncode == 1 and "under_b" in second.stdout, second.stdout + second.stderr
+
+
+def test_a_file_on_tmpfs_is_never_remembered(tmp_path: Path) -> None:
+    """Found by review: on tmpfs a page mapped at a read fault is writable, and
+    writes through it set no ctime, so a key there proves nothing after the scan."""
+    f = tmp_path / "f"
+    f.write_bytes(b"clean")
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        later = st.st_ctime_ns + 10**9
+        for fstype, remembered in (("ext4", True), ("tmpfs", False), ("ramfs", False)):
+            keys = scancache.Keys(b"s" * 16, {st.st_dev: fstype}, fresh_ms=20)
+            assert (keys.after_clean(fd, st, later, True) is not None) is remembered, fstype
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("fstype", ["ext4", "btrfs", "xfs", "tmpfs"])
