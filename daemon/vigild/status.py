@@ -72,8 +72,8 @@ OVERFLOWS = {
     "queue_full": "opens answered by policy: the queue was full",
     "notify_dropped": "close-write scans dropped: the queue was full",
     "overflows": "kernel event queue overflowed: caches flushed",
-    "unopened": "events whose file the kernel could not open for vigild (a write lease held "
-    "on it): opens denied, close-write scans lost",
+    "unopened": "events whose file the kernel could not open for vigild (a write lease or "
+    "delegation on it; or an opener killed meanwhile): opens denied, close-write scans lost",
     "dropped": "scans dropped: the queue was full",
 }
 
