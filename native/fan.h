@@ -301,7 +301,7 @@ static inline struct timespec fan_after_ns(uint64_t ns)
 }
 
 /* respond.c */
-void respond(struct vg_fan *fan, uint32_t group, int fd, int response);
+int respond(struct vg_fan *fan, uint32_t group, int fd, int response);
 void respond_latency(struct vg_fan *fan, uint64_t since_ns);
 int respond_mark(struct vg_fan *fan, uint32_t group, unsigned int flags,
 		 uint64_t mask, int dirfd, const char *path);

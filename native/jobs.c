@@ -304,12 +304,15 @@ static int answer_first(struct vg_fan *fan, int response)
 	return yes;
 }
 
-/* Write @response for the permission job @s (its event fd @fd). */
-static void answer_job(struct vg_fan *fan, const struct slot *s, int fd,
-		       int response)
+/* Write @response for the permission job @s (its event fd @fd); 0 when
+ * its group had closed (a stop: the kernel allowed it). */
+static int answer_job(struct vg_fan *fan, const struct slot *s, int fd,
+		      int response)
 {
-	respond(fan, s->group, fd, response);
+	int written = respond(fan, s->group, fd, response);
+
 	respond_latency(fan, s->job.queued_ns);
+	return written;
 }
 
 /*
@@ -348,18 +351,18 @@ int vg_fan_answer(struct vg_fan *fan, uint64_t id, int response, int cache,
 	pthread_mutex_unlock(&fan->q_lock);
 	/* the slot stays taken (ours) until vg_fan_done */
 	write_now = is_perm(s) && !late && answer_first(fan, response);
-	if (write_now)
-		answer_job(fan, s, fd, response);
+	if (write_now && !answer_job(fan, s, fd, response))
+		return -ESHUTDOWN;	/* the group closed first: a stop */
 	if ((cache & VG_CACHE_VERDICT) &&
 	    !__atomic_load_n(&fan->stopping, __ATOMIC_RELAXED) &&
 	    remember_verdict(fan, s, cache, generation) == -EAGAIN && sha256)
 		settle_defer(fan, s, sha256, generation);
 	if (late) {
 		fan_count(&fan->stats.late_results);
-		return 1;
+		return s->expired ? 1 : -ESHUTDOWN;	/* not written: closed */
 	}
-	if (is_perm(s) && !write_now)
-		answer_job(fan, s, fd, response);
+	if (is_perm(s) && !write_now && !answer_job(fan, s, fd, response))
+		return -ESHUTDOWN;
 	return 0;
 }
 
@@ -445,10 +448,10 @@ static void expire_head(struct vg_fan *fan)
 	struct slot *s = fan->dl_head;
 
 	s->answered = 1;
-	s->expired = 1;
 	s->response = s->on_deadline;
 	dl_remove(fan, s);
-	respond(fan, s->group, s->job.fd, s->on_deadline);
+	/* not written: the group closed, the kernel's allow was the answer */
+	s->expired = respond(fan, s->group, s->job.fd, s->on_deadline);
 	respond_latency(fan, s->job.queued_ns);
 	fan_count(&fan->stats.deadline_passed);
 }

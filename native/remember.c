@@ -234,38 +234,55 @@ int remember_no_writers(int fd)
 	return 1;
 }
 
+/* How far a file's ctime proves its bytes, by its filesystem. */
+enum ctime_proof {
+	CTIME_PROVES,		/* a write sets a new one, mapped ones too */
+	CTIME_WITHOUT_WRITERS,	/* only while nobody has the file open to write */
+	CTIME_NOTHING,		/* keep no clean verdict */
+};
+
 /*
- * 1 when writes through a shared mapping of @fd's file may set no ctime:
  * tmpfs, ramfs and hugetlbfs map a page writable at its first fault, read
  * or write, and mark nothing later (no write notification: no
- * page_mkwrite, no file_update_time), so a writer can change cached bytes
- * and keep the ctime that keys them. Unknown: assume so.
+ * page_mkwrite, no file_update_time): a writer can change cached bytes
+ * under the ctime that keys them, for as long as it holds the file. An
+ * overlay shows its upper file's ctime (tmpfs's, say), and that file can
+ * be mapped and written through its own path, which a lease on the
+ * overlay's file does not see. Unknown: nothing.
  */
-static int unnotified_writes(int fd)
+static enum ctime_proof ctime_proof(int fd)
 {
 	struct statfs sfs;
 
-	if (fstatfs(fd, &sfs))
-		return 1;
-	return sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC ||
-	       sfs.f_type == HUGETLBFS_MAGIC;
+	if (fstatfs(fd, &sfs) || sfs.f_type == OVERLAYFS_SUPER_MAGIC)
+		return CTIME_NOTHING;
+	if (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC ||
+	    sfs.f_type == HUGETLBFS_MAGIC)
+		return CTIME_WITHOUT_WRITERS;
+	return CTIME_PROVES;
 }
 
 /*
  * The verdict cache value of a clean verdict on the file open at @fd, read
- * by group @group; -1 when none may be kept. On a filesystem whose mapped
- * writes set no ctime (found by review) the verdict holds only while
- * nobody has the file open for writing, checked at each hit; and with a
- * mount mark not at all, since a writer through another mount could
- * change the bytes and close unseen (no close-write reaches us).
+ * by group @group; -1 when none may be kept (both found by review). Where
+ * mapped writes set no ctime the verdict holds only while nobody has the
+ * file open for writing, checked at each hit (the writer's close-write
+ * drops it); with a mount mark not at all, since a writer through another
+ * mount closes unseen.
  */
 int remember_clean_value(struct vg_fan *fan, uint32_t group, int fd)
 {
-	if (!unnotified_writes(fd))
+	switch (ctime_proof(fd)) {
+	case CTIME_PROVES:
 		return VG_ALLOW;
-	if (__atomic_load_n(&fan->groups[group].mount_marked, __ATOMIC_RELAXED))
+	case CTIME_WITHOUT_WRITERS:
+		if (!__atomic_load_n(&fan->groups[group].mount_marked,
+				     __ATOMIC_RELAXED))
+			return VG_ALLOW | CHECK_WRITERS;
 		return -1;
-	return VG_ALLOW | CHECK_WRITERS;
+	default:
+		return -1;
+	}
 }
 
 /*

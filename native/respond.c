@@ -20,8 +20,10 @@
 
 #include "fan.h"
 
-/* Write @response for the event fd @fd to @group, unless it is closed. */
-void respond(struct vg_fan *fan, uint32_t group, int fd, int response)
+/* Write @response for the event fd @fd to @group, unless it is closed;
+ * 1 when written (0: the kernel gave the event its own answer, an allow,
+ * as the group closed). */
+int respond(struct vg_fan *fan, uint32_t group, int fd, int response)
 {
 	struct fanotify_response r = { .fd = fd, .response = (uint32_t)response };
 	int gfd, written;
@@ -35,6 +37,7 @@ void respond(struct vg_fan *fan, uint32_t group, int fd, int response)
 	else
 		fan_count(response == VG_ALLOW ? &fan->stats.answered_allow
 					       : &fan->stats.answered_deny);
+	return written;
 }
 
 /* Count one answer in the latency histogram (bucket i: < 2^(i+1) us). */

@@ -23,7 +23,9 @@
  * again, and the hash compares it; a write after the stat comes a whole
  * window after the ctime it read, so it gets a new ctime and the key (from
  * that stat) no longer matches; a shared writable mapping counts as a writer, and a new one
- * faults on its first write, which sets the ctime. Only local filesystems
+ * faults on its first write, which sets the ctime, except on tmpfs, ramfs
+ * and hugetlbfs, where the verdict is stored to hold only while nobody
+ * writes the file (remember_clean_value). Only local filesystems
  * of the types listed for ignore marks (a remote server's ctime is not on
  * our clock), and files up to SETTLE_MAX_BYTES.
  *

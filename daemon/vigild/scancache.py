@@ -73,9 +73,10 @@ LIMITED = "\0unpack-limit"
 # filesystems whose f_fsid comes from their UUID (fs/ext4/super.c, fs/btrfs/super.c)
 STABLE_FSID = frozenset({"ext2", "ext3", "ext4", "btrfs"})
 # filesystems whose shared mappings are not write-notified: a page mapped at a
-# read fault is writable, and writes through it set no ctime (native/remember.c
-# unnotified_writes), so a key of them proves nothing once the scan is over
-UNNOTIFIED = frozenset({"tmpfs", "ramfs", "hugetlbfs"})
+# read fault is writable, and writes through it set no ctime; and overlays, which
+# show such an upper file's ctime (native/remember.c ctime_proof): a key of them
+# proves nothing once the scan is over
+UNNOTIFIED = frozenset({"tmpfs", "ramfs", "hugetlbfs", "overlay"})
 
 
 def _boot_id() -> bytes:

@@ -85,3 +85,25 @@ def test_with_a_mount_mark_no_clean_verdict_is_kept_on_tmpfs(
     assert daemon.read(path) == "ok 4096"
     events = daemon.events()
     assert events["cache_allow"] == 0 and events["queued"] == queued + 1
+
+
+def test_on_an_overlay_no_clean_verdict_is_kept(ns: Namespace, daemon: OnAccess) -> None:
+    """Found by review: an overlay shows its upper file's ctime, a tmpfs one here, and
+    that file can be mapped and rewritten through its own path unseen by a lease on
+    the overlay's file. Only the overlay is watched, as on a live system."""
+    top = ns.mnt
+    ns.sh(f"mkdir {top}/lower {top}/upper {top}/work {top}/merged")
+    ns.sh(
+        f"mount -t overlay overlay -o lowerdir={top}/lower,upperdir={top}/upper,"
+        f"workdir={top}/work {top}/merged"
+    )
+    path = top / "merged" / "user.txt"
+    _put(ns, path, b"." * 4096)
+    ns.sh(f"chown 1000:1000 {path}")
+    _age(ns, path)
+    daemon.start([TEST_RULES], extra=NO_CLOSE_WRITE, watch=[top / "merged"])
+    assert daemon.read(path) == "ok 4096"
+    queued = daemon.events()["queued"]
+    assert daemon.read(path) == "ok 4096"
+    events = daemon.events()
+    assert events["cache_allow"] == 0 and events["queued"] == queued + 1

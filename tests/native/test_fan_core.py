@@ -10,6 +10,7 @@ from __future__ import annotations
 import mmap
 import os
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -347,4 +348,23 @@ def test_a_deadline_answer_is_still_the_answer_after_a_stop(make: Make) -> None:
     assert rig.wait(1) == [(fd, DENY)]  # the deadline policy denied the exec
     rig.fan.stop()
     assert rig.fan.answer(job, True, 0, 0) is native.Answered.DEADLINE
+    rig.fan.done(job)
+
+
+@pytest.mark.parametrize("deadline_first", [True, False])
+def test_an_answer_the_closed_group_never_took_is_reported_as_the_kernels(
+    make: Make, deadline_first: bool
+) -> None:
+    """Found by review: a group closed by a stop between the check for stopping and
+    the write, so the kernel had allowed the event, yet the answer was reported as
+    given (DENY by the deadline policy, or the verdict). The peer shut for reading
+    stands for the closed group here: writes to it fail."""
+    rig = make(settings=FanSettings(deadline_ms=50 if deadline_first else 60_000,
+                                    on_deadline_exec=DENY))  # fmt: skip
+    rig.send(FAN_OPEN_EXEC_PERM)
+    job = rig.job()
+    rig.peer.shutdown(socket.SHUT_RD)
+    if deadline_first:
+        time.sleep(0.3)  # the deadline passes; its write fails
+    assert rig.fan.answer(job, True, 0, 0) is native.Answered.AT_STOP
     rig.fan.done(job)
