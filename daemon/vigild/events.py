@@ -123,7 +123,10 @@ class FanotifySource:
         seen: set[int] = set()
         for path in self.watch.paths:
             dev = os.stat(path).st_dev
-            if dev not in seen:
+            # a filesystem mark covers every mount of it; a mount mark one mount,
+            # and two watched paths of one filesystem may be two (a bind mount):
+            # each is marked (marking a mount twice only adds the same mask)
+            if dev not in seen or how == native.MARK_MOUNT:
                 self.fan.mark(path, how)
                 seen.add(dev)
                 self.marked.append(path)
