@@ -11,10 +11,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/fanotify.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "fan.h"
@@ -56,6 +58,17 @@ static int group_add(struct vg_fan *fan, int fd)
 	return (int)n;
 }
 
+/* 1 when kernel @release starts with a version of at least @major.@minor. */
+int vg_kernel_at_least(const char *release, unsigned int major,
+		       unsigned int minor)
+{
+	unsigned int a = 0, b = 0;
+
+	if (sscanf(release, "%u.%u", &a, &b) != 2)
+		return 0;
+	return a > major || (a == major && b >= minor);
+}
+
 /*
  * A new permission-class fanotify group; its fd or -errno. -EPERM without
  * CAP_SYS_ADMIN; -EINVAL when the kernel lacks permission events
@@ -90,11 +103,14 @@ static int fan_init(struct vg_fan *fan, const struct vg_fan_config *cfg,
 		    int fd)
 {
 	pthread_condattr_t ca;
+	struct utsname u;
 	int ret;
 
 	group_add(fan, fd);
 	fan->cfg = *cfg;
 	fan->self = getpid();
+	/* "ovl: enable fsnotify events on underlying real files" (6.5) */
+	fan->backing_close_seen = !uname(&u) && vg_kernel_at_least(u.release, 6, 5);
 	if (cfg->events & VG_EV_OPEN)
 		fan->perm_mask |= FAN_OPEN_PERM;
 	if (cfg->events & VG_EV_EXEC)

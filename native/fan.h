@@ -208,6 +208,8 @@ struct vg_fan {
 	pid_t self;
 	struct vg_fan_config cfg;
 	uint64_t perm_mask;	/* kernel bits answered by us */
+	int backing_close_seen;	/* Linux >= 6.5: a write through an overlay
+				 * raises close-write on its upper file */
 
 	pthread_mutex_t respond_lock;	/* guards group fds against close */
 

@@ -305,14 +305,14 @@ static int answer_first(struct vg_fan *fan, int response)
 }
 
 /* Write @response for the permission job @s (its event fd @fd); 0 when
- * its group had closed (a stop: the kernel allowed it). */
+ * its group had closed (a stop: the kernel allowed it), else 1. */
 static int answer_job(struct vg_fan *fan, const struct slot *s, int fd,
 		      int response)
 {
-	int written = respond(fan, s->group, fd, response);
+	int closed = respond(fan, s->group, fd, response) == 0;
 
 	respond_latency(fan, s->job.queued_ns);
-	return written;
+	return !closed;
 }
 
 /*
@@ -450,8 +450,8 @@ static void expire_head(struct vg_fan *fan)
 	s->answered = 1;
 	s->response = s->on_deadline;
 	dl_remove(fan, s);
-	/* not written: the group closed, the kernel's allow was the answer */
-	s->expired = respond(fan, s->group, s->job.fd, s->on_deadline);
+	/* the group closed first: the kernel's allow was the answer */
+	s->expired = respond(fan, s->group, s->job.fd, s->on_deadline) != 0;
 	respond_latency(fan, s->job.queued_ns);
 	fan_count(&fan->stats.deadline_passed);
 }

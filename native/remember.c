@@ -234,13 +234,6 @@ int remember_no_writers(int fd)
 	return 1;
 }
 
-/* How far a file's ctime proves its bytes, by its filesystem. */
-enum ctime_proof {
-	CTIME_PROVES,		/* a write sets a new one, mapped ones too */
-	CTIME_WITHOUT_WRITERS,	/* only while nobody has the file open to write */
-	CTIME_NOTHING,		/* keep no clean verdict */
-};
-
 /*
  * tmpfs, ramfs and hugetlbfs map a page writable at its first fault, read
  * or write, and mark nothing later (no write notification: no
@@ -250,33 +243,38 @@ enum ctime_proof {
  * be mapped and written through its own path, which a lease on the
  * overlay's file does not see. Unknown: nothing.
  */
-static enum ctime_proof ctime_proof(int fd)
+int vg_ctime_proof(int fd)
 {
 	struct statfs sfs;
 
-	if (fstatfs(fd, &sfs) || sfs.f_type == OVERLAYFS_SUPER_MAGIC)
-		return CTIME_NOTHING;
+	if (fstatfs(fd, &sfs))
+		return -errno;
+	if (sfs.f_type == OVERLAYFS_SUPER_MAGIC)
+		return VG_CTIME_NOTHING;
 	if (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC ||
 	    sfs.f_type == HUGETLBFS_MAGIC)
-		return CTIME_WITHOUT_WRITERS;
-	return CTIME_PROVES;
+		return VG_CTIME_WITHOUT_WRITERS;
+	return VG_CTIME_PROVES;
 }
 
 /*
  * The verdict cache value of a clean verdict on the file open at @fd, read
- * by group @group; -1 when none may be kept (both found by review). Where
+ * by group @group; -1 when none may be kept (found by review). Where
  * mapped writes set no ctime the verdict holds only while nobody has the
- * file open for writing, checked at each hit (the writer's close-write
- * drops it); with a mount mark not at all, since a writer through another
- * mount closes unseen.
+ * file open for writing, checked at each hit; the writer's close-write
+ * drops it. Not at all where that close-write may go unseen: with a mount
+ * mark (a writer through another mount), and before Linux 6.5, where a
+ * write through an overlay raised no event on its upper file
+ * (fan.c backing_close_seen).
  */
 int remember_clean_value(struct vg_fan *fan, uint32_t group, int fd)
 {
-	switch (ctime_proof(fd)) {
-	case CTIME_PROVES:
+	switch (vg_ctime_proof(fd)) {
+	case VG_CTIME_PROVES:
 		return VG_ALLOW;
-	case CTIME_WITHOUT_WRITERS:
-		if (!__atomic_load_n(&fan->groups[group].mount_marked,
+	case VG_CTIME_WITHOUT_WRITERS:
+		if (fan->backing_close_seen &&
+		    !__atomic_load_n(&fan->groups[group].mount_marked,
 				     __ATOMIC_RELAXED))
 			return VG_ALLOW | CHECK_WRITERS;
 		return -1;

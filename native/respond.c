@@ -20,24 +20,25 @@
 
 #include "fan.h"
 
-/* Write @response for the event fd @fd to @group, unless it is closed;
- * 1 when written (0: the kernel gave the event its own answer, an allow,
- * as the group closed). */
+/* Write @response for the event fd @fd to @group, unless it is closed:
+ * 1 when written; 0 when the group had closed (the kernel gave the event
+ * its own answer, an allow); -1 when the write failed otherwise (never in
+ * normal operation: an event answered twice, a bug). */
 int respond(struct vg_fan *fan, uint32_t group, int fd, int response)
 {
 	struct fanotify_response r = { .fd = fd, .response = (uint32_t)response };
-	int gfd, written;
+	int gfd, ret;
 
 	pthread_mutex_lock(&fan->respond_lock);
 	gfd = fan->groups[group].fd;
-	written = gfd >= 0 && write(gfd, &r, sizeof(r)) == sizeof(r);
+	ret = gfd < 0 ? 0 : write(gfd, &r, sizeof(r)) == sizeof(r) ? 1 : -1;
 	pthread_mutex_unlock(&fan->respond_lock);
-	if (!written)
+	if (ret != 1)
 		fan_count(&fan->stats.errors);
 	else
 		fan_count(response == VG_ALLOW ? &fan->stats.answered_allow
 					       : &fan->stats.answered_deny);
-	return written;
+	return ret;
 }
 
 /* Count one answer in the latency histogram (bucket i: < 2^(i+1) us). */

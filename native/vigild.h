@@ -324,6 +324,16 @@ void vg_fan_free(struct vg_fan *fan);
 
 void vg_name_thread(const char *name);
 
+/* How far the file open at @fd can be known unchanged by its ctime, by its
+ * filesystem (remember.c): one of these, or -errno. */
+#define VG_CTIME_PROVES 0
+#define VG_CTIME_WITHOUT_WRITERS 1
+#define VG_CTIME_NOTHING 2
+int vg_ctime_proof(int fd);
+/* 1 when kernel @release ("6.12.48+deb13-amd64") is at least @major.@minor. */
+int vg_kernel_at_least(const char *release, unsigned int major,
+		       unsigned int minor);
+
 /* CDEF-END */
 
 /* Internal helpers shared between C files; not part of the cdef. */

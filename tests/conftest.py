@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,3 +51,46 @@ def whole_seconds(tmp_path: Path) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.fixture
+def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of its own, mounted in ``tmp_path`` (it marks nothing)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "vigild-test", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+@pytest.fixture
+def overlay_of(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """Mounts an overlay whose upper layer is in the directory given (a tmpfs) and
+    whose lower layer is another tmpfs, xino off: its files then carry a device
+    number of their own. Returns the merged directory; all unmounted in teardown."""
+    mounted: list[Path] = []
+
+    def make(upper_fs: Path) -> Path:
+        lower, merged = tmp_path / "lower", upper_fs / "merged"
+        for d in (lower, upper_fs / "upper", upper_fs / "work", merged):
+            d.mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=8m", "vigild-low", str(lower)], check=True
+        )
+        mounted.append(lower)
+        opts = f"lowerdir={lower},upperdir={upper_fs}/upper,workdir={upper_fs}/work,xino=off"
+        made = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True
+        )
+        if made.returncode != 0:
+            pytest.skip(f"no overlay here: {made.stderr.decode().strip()}")
+        mounted.append(merged)
+        return merged
+
+    yield make
+    for m in reversed(mounted):
+        subprocess.run(["umount", "-l", str(m)], check=True)

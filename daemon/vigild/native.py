@@ -58,6 +58,18 @@ def _text(ptr: Any) -> str:
     return str(ffi.string(ptr).decode("utf-8", "replace"))
 
 
+# How far a file's ctime proves its bytes, by its filesystem (native/remember.c)
+CTIME_PROVES = lib.VG_CTIME_PROVES  # a write sets a new one, mapped writes too
+CTIME_WITHOUT_WRITERS = lib.VG_CTIME_WITHOUT_WRITERS  # tmpfs: mapped writes set none
+CTIME_NOTHING = lib.VG_CTIME_NOTHING  # an overlay: nothing kept
+
+
+def ctime_proof(fd: int) -> int:
+    """CTIME_* for the file open at ``fd`` (by fstatfs's f_type; unknown: NOTHING)."""
+    ret = int(lib.vg_ctime_proof(fd))
+    return CTIME_NOTHING if ret < 0 else ret
+
+
 def hash_fd(fd: int, md5: bool = False) -> tuple[bytes, bytes | None, int]:
     """SHA-256 (and MD5) of the file behind ``fd`` from offset 0 to EOF.
 

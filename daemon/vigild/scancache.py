@@ -72,11 +72,6 @@ MAX_LIMITED = 1 << 16  # archives remembered with their unpack limit: the newest
 LIMITED = "\0unpack-limit"
 # filesystems whose f_fsid comes from their UUID (fs/ext4/super.c, fs/btrfs/super.c)
 STABLE_FSID = frozenset({"ext2", "ext3", "ext4", "btrfs"})
-# filesystems whose shared mappings are not write-notified: a page mapped at a
-# read fault is writable, and writes through it set no ctime; and overlays, which
-# show such an upper file's ctime (native/remember.c ctime_proof): a key of them
-# proves nothing once the scan is over
-UNNOTIFIED = frozenset({"tmpfs", "ramfs", "hugetlbfs", "overlay"})
 
 
 def _boot_id() -> bytes:
@@ -171,8 +166,13 @@ class Keys:
             vfs = self._statvfs(now.st_dev, f"/proc/self/fd/{fd}")
         except OSError:
             return None
-        if self.fstypes.get(now.st_dev) in UNNOTIFIED:
-            return None  # found by review: rewritten through a mapping, same ctime
+        from vigild import native  # the workers have it loaded already
+
+        # found by review: on tmpfs (ramfs, hugetlbfs) a write through a mapping sets
+        # no ctime, and an overlay shows such an upper file's; by f_type, not by
+        # mountinfo, where an overlay's files may have a device of their own
+        if native.ctime_proof(fd) != native.CTIME_PROVES:
+            return None
         if (now.st_size, now.st_ctime_ns, now.st_ino) != (
             before.st_size,
             before.st_ctime_ns,
