@@ -7,7 +7,9 @@ deep in scans whose openers the kernel had already released.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,14 +19,21 @@ from test_onaccess import _openers, _slow_file
 pytestmark = [needs_fanotify, pytest.mark.root]
 
 
-def test_sigterm_while_workers_scan(ns: Namespace, daemon: OnAccess) -> None:
+def _scanning(ns: Namespace, daemon: OnAccess, n: int) -> tuple[Path, list[subprocess.Popen[str]]]:
+    """A slow file, a daemon with two workers, ``n`` openers held while it is scanned."""
     slow = ns.mnt / "slow.bin"
     _slow_file(ns, slow, 30)
     daemon.start(
         [SLOW_RULES], extra='[scan]\ntimeout = 120\nworkers = 2\n[onaccess]\ndeadline = "120s"\n'
     )
-    openers = _openers(ns, slow, 2)
-    daemon.wait_for(lambda: daemon.events()["in_flight"] >= 2, what="both workers to be scanning")
+    openers = _openers(ns, slow, n)
+    daemon.wait_for(lambda: daemon.events()["in_flight"] >= n, what=f"{n} scans in flight")
+    assert daemon.proc is not None
+    return slow, openers
+
+
+def test_sigterm_while_workers_scan(ns: Namespace, daemon: OnAccess) -> None:
+    _, openers = _scanning(ns, daemon, 2)
     assert daemon.proc is not None
     t0 = time.monotonic()
     daemon.proc.send_signal(signal.SIGTERM)
@@ -45,13 +54,7 @@ def test_a_scan_the_stop_cuts_short_is_alerted(ns: Namespace, daemon: OnAccess) 
     """Found by review: a stop during a scan ended it without a word, and the
     opener the kernel had allowed got no alert at all."""
     ns.start_journald()
-    slow = ns.mnt / "slow.bin"
-    _slow_file(ns, slow, 30)
-    daemon.start(
-        [SLOW_RULES], extra='[scan]\ntimeout = 120\nworkers = 2\n[onaccess]\ndeadline = "120s"\n'
-    )
-    openers = _openers(ns, slow, 1)
-    daemon.wait_for(lambda: daemon.events()["in_flight"] >= 1, what="a worker to be scanning")
+    slow, openers = _scanning(ns, daemon, 1)
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGTERM)
     assert openers[0].wait(5) == 0  # allowed by the kernel when the group closed
