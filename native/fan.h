@@ -323,7 +323,8 @@ int remember_detected(struct vg_fan *fan, const struct stat *st);
 int remember_switch(struct vg_fan *fan, struct settings *s,
 		    struct settings **old);
 int remember_no_writers(int fd);
-int remember_clean_value(struct vg_fan *fan, uint32_t group, int fd);
+int remember_clean_value(struct vg_fan *fan, uint32_t group, int fd,
+			 const struct stat *st);
 int remember_verdict(struct vg_fan *fan, const struct slot *s, int cache,
 		     uint64_t generation);
 int remember_verify(struct vg_fan *fan, const struct settling *e,

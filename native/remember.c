@@ -27,8 +27,9 @@
 
 /*
  * In a cached clean verdict: the file is on a filesystem whose shared
- * mappings are not write-notified, so it holds only while nobody has the
- * file open for writing (remember_clean_value). Never sent to the kernel.
+ * mappings are not write-notified (and only root can write it), so it
+ * holds only while nobody has the file open for writing
+ * (remember_clean_value). Never sent to the kernel.
  */
 #define CHECK_WRITERS 0x80
 
@@ -257,23 +258,34 @@ int vg_ctime_proof(int fd)
 	return VG_CTIME_PROVES;
 }
 
+/* 1 when only root can write the file of @st (its owner, no group or
+ * other write bit; an ACL granting a user write shows as group write). */
+static int root_only(const struct stat *st)
+{
+	return st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
 /*
- * The verdict cache value of a clean verdict on the file open at @fd, read
- * by group @group; -1 when none may be kept (found by review). Where
- * mapped writes set no ctime the verdict holds only while nobody has the
- * file open for writing, checked at each hit; the writer's close-write
- * drops it. Not at all where that close-write may go unseen: with a mount
- * mark (a writer through another mount), and before Linux 6.5, where a
- * write through an overlay raised no event on its upper file
- * (fan.c backing_close_seen).
+ * The verdict cache value of a clean verdict on the file open at @fd (its
+ * stat @st), read by group @group; -1 when none may be kept (found by
+ * review). Where mapped writes set no ctime the bytes can change under a
+ * kept ctime: through a mapping read-faulted in, and with no writer open
+ * at all through a page a user pinned for io_uring (a fixed buffer) and
+ * writes from the kernel later. So there only a file only root can write
+ * is remembered, and only while nobody has it open for writing, checked
+ * at each hit (a writer's close-write drops it); and not even that where
+ * the close-write may go unseen: with a mount mark (a writer through
+ * another mount), and before Linux 6.5, where a write through an overlay
+ * raised no event on its upper file (fan.c backing_close_seen).
  */
-int remember_clean_value(struct vg_fan *fan, uint32_t group, int fd)
+int remember_clean_value(struct vg_fan *fan, uint32_t group, int fd,
+			 const struct stat *st)
 {
 	switch (vg_ctime_proof(fd)) {
 	case VG_CTIME_PROVES:
 		return VG_ALLOW;
 	case VG_CTIME_WITHOUT_WRITERS:
-		if (fan->backing_close_seen &&
+		if (root_only(st) && fan->backing_close_seen &&
 		    !__atomic_load_n(&fan->groups[group].mount_marked,
 				     __ATOMIC_RELAXED))
 			return VG_ALLOW | CHECK_WRITERS;
@@ -292,8 +304,7 @@ int remember_clean_value(struct vg_fan *fan, uint32_t group, int fd)
  */
 static int markable(const struct settings *set, int fd, const struct stat *st)
 {
-	return st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH)) &&
-	       settings_local_fs(set, fd);
+	return root_only(st) && settings_local_fs(set, fd);
 }
 
 /* The freshness window of clean verdicts in the settings in force. */
@@ -352,7 +363,7 @@ static int store(struct vg_fan *fan, const struct slot *s,
 	int value = s->response;
 
 	if (value == VG_ALLOW) {
-		value = remember_clean_value(fan, s->group, s->job.fd);
+		value = remember_clean_value(fan, s->group, s->job.fd, st);
 		if (value < 0)
 			return 0;
 	}

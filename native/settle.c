@@ -24,8 +24,8 @@
  * window after the ctime it read, so it gets a new ctime and the key (from
  * that stat) no longer matches; a shared writable mapping counts as a writer, and a new one
  * faults on its first write, which sets the ctime, except on tmpfs, ramfs
- * and hugetlbfs, where the verdict is stored to hold only while nobody
- * writes the file (remember_clean_value). Only local filesystems
+ * and hugetlbfs, where only a file only root can write is remembered, and
+ * only while nobody writes it (remember_clean_value). Only local filesystems
  * of the types listed for ignore marks (a remote server's ctime is not on
  * our clock), and files up to SETTLE_MAX_BYTES.
  *
@@ -165,9 +165,10 @@ static void settle_one(struct vg_fan *fan, const struct settling *e)
 	uint32_t epoch;
 	struct stat st;
 
-	int value = remember_clean_value(fan, e->group, e->fd);
+	int value = -1;
 
-	if (value >= 0 && remember_verify(fan, e, &st, &epoch) &&
+	if (remember_verify(fan, e, &st, &epoch) &&
+	    (value = remember_clean_value(fan, e->group, e->fd, &st)) >= 0 &&
 	    tail - __atomic_load_n(&fan->out_head, __ATOMIC_ACQUIRE) < n) {
 		struct verified *v = &fan->checked[tail % n];
 

@@ -522,9 +522,10 @@ def test_a_users_file_gets_no_ignore_mark_and_a_new_mapping_is_seen(
     assert daemon.events()["ignore_marks"] == 0  # a user could write it unseen
     before = daemon.events()
     assert daemon.read(path) == "ok 4096"
-    assert (
-        daemon.events()["cache_allow"] == before["cache_allow"] + 1
-    )  # the verdict cache still works
+    after = daemon.events()
+    # on tmpfs not even the verdict cache keeps a user's file (test_mapped_writes.py)
+    assert after["cache_allow"] == before["cache_allow"]
+    assert after["queued"] == before["queued"] + 1
     w = _writer(ns, path)  # opened O_RDWR after the verdict, mapping kept open
     try:
         _tell(w, "write " + MARKER.decode())
