@@ -164,7 +164,6 @@ static void settle_one(struct vg_fan *fan, const struct settling *e)
 	uint64_t n = fan->cfg.settle_entries, tail = fan->out_tail;
 	uint32_t epoch;
 	struct stat st;
-
 	int value = -1;
 
 	if (remember_verify(fan, e, &st, &epoch) &&
