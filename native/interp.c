@@ -17,9 +17,11 @@
  * /proc/PID/exe (its own open, answered at once), hashes it and tells
  * (vg_fan_classify, interp_learn), once per distinct program.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fan.h"
 
@@ -115,6 +117,36 @@ static void exe_key(uint8_t *key, const struct interp *ip, const struct stat *st
  * no event. A process with no program (a kernel thread) or gone is
  * INTERP_NO.
  */
+/*
+ * 1 when @pid is a live process that is no kernel thread. Its exe may be
+ * unreadable while it runs: once its main thread has exited (the others
+ * go on), /proc/PID/exe says ENOENT. Such an opener is asked about (and,
+ * its program unreadable, taken for an interpreter), never let by.
+ * Kernel threads (nfsd) have no exe at all: PF_KTHREAD in /proc/PID/stat.
+ */
+static int user_process(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	unsigned long flags = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')');	/* after the command name, which may hold anything */
+	/* ") S ppid pgrp session tty_nr tpgid flags" */
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+		return 0;
+	return !(flags & 0x00200000);	/* PF_KTHREAD */
+}
+
 int interp_of(struct vg_fan *fan, const struct interp *ip, pid_t pid)
 {
 	uint8_t key[VG_KEY_LEN], value;
@@ -122,8 +154,8 @@ int interp_of(struct vg_fan *fan, const struct interp *ip, pid_t pid)
 	struct stat st;
 
 	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
-	if (stat(link, &st))
-		return INTERP_NO;
+	if (stat(link, &st))	/* found by review: see user_process */
+		return user_process(pid) ? INTERP_UNKNOWN : INTERP_NO;
 	if (listed(ip, &st))
 		return INTERP_YES;
 	exe_key(key, ip, &st);

@@ -133,6 +133,32 @@ static int interp_open(struct vg_fan *fan, const struct settings *set,
 }
 
 /*
+ * For an open outside the watch by a program that is no interpreter: 1
+ * when the file may be a library the loader is loading into it (found by
+ * review: LD_PRELOAD or dlopen; ld.so opens it inside the program, with no
+ * exec event): an ELF file that a user can write (the job becomes an exec).
+ * Files only root can write are the system's own. A pread of 4 bytes
+ * through the event's fd opens nothing; on a filesystem not listed as
+ * local it is not risked: the file is scanned.
+ */
+static int user_library(struct vg_fan *fan, const struct settings *set,
+			const struct stat *st, struct vg_job *job)
+{
+	char magic[4];
+
+	if (job->kind != VG_EV_OPEN ||
+	    (st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH))))
+		return 0;
+	if (settings_local_fs(set, job->fd) &&
+	    (pread(job->fd, magic, sizeof(magic), 0) != sizeof(magic) ||
+	     memcmp(magic, "\x7f" "ELF", sizeof(magic))))
+		return 0;
+	job->kind = VG_EV_EXEC;
+	fan_count(&fan->stats.interp_opens);	/* the loader's open: an exec */
+	return 1;
+}
+
+/*
  * 1 when the event must be scanned (and @job is made ready for that):
  * a watched path (or one whose name means nothing here, or an inode
  * found malicious); else, when not excluded and exec_anywhere holds, an
@@ -149,6 +175,7 @@ static int to_scan(struct vg_fan *fan, const struct settings *set,
 	anywhere = set->exec_anywhere &&
 		   filters_path_scanned(set->filters, job->path, 1);
 	return anywhere && (job->kind == VG_EV_EXEC ||
+			    user_library(fan, set, st, job) ||
 			    interp_open(fan, set, job));
 }
 

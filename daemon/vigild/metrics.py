@@ -69,7 +69,7 @@ _METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
     (
         "vigild_interpreter_opens",
         "counter",
-        "Opens by an interpreter or the dynamic loader, checked as executions.",
+        "Opens by an interpreter or the loader, or of a user-writable ELF, checked as executions.",
         ("events", "interp_opens"),
     ),
     (

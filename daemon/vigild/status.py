@@ -40,7 +40,7 @@ class EventCounters:
     invalidations: int = 0
     overflows: int = 0  # the kernel's queue overflowed
     errors: int = 0
-    interp_opens: int = 0  # opens by an interpreter or the loader: checked as execs
+    interp_opens: int = 0  # opens by an interpreter or the loader, or of a user ELF: as execs
     exe_unknown: int = 0  # opens queued to learn what the opener runs
     exe_learned: int = 0  # programs hashed and remembered (interpreter or not)
     empty: int = 0  # empty files answered at once (just created or truncated)
