@@ -292,6 +292,13 @@ static inline uint64_t fan_ctime_end_ns(int64_t sec, int64_t nsec)
 	return nsec ? ns : ns + 1000000000ull;
 }
 
+/* 1 when only root can write the file of @st (its owner, no group or
+ * other write bit; an ACL granting a user write shows as group write). */
+static inline int fan_root_only(const struct stat *st)
+{
+	return st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
 /* An absolute CLOCK_MONOTONIC time @ns from now (for timed waits). */
 static inline struct timespec fan_after_ns(uint64_t ns)
 {

@@ -112,12 +112,6 @@ static void exe_key(uint8_t *key, const struct interp *ip, const struct stat *st
 }
 
 /*
- * What @pid runs: INTERP_YES, INTERP_NO, or INTERP_UNKNOWN until a worker
- * has hashed it. By stat() of /proc/PID/exe alone, which opens nothing:
- * no event. A process with no program (a kernel thread) or gone is
- * INTERP_NO.
- */
-/*
  * 1 when @pid is a live process that is no kernel thread. Its exe may be
  * unreadable while it runs: once its main thread has exited (the others
  * go on), /proc/PID/exe says ENOENT. Such an opener is asked about (and,
@@ -147,6 +141,12 @@ static int user_process(pid_t pid)
 	return !(flags & 0x00200000);	/* PF_KTHREAD */
 }
 
+/*
+ * What @pid runs: INTERP_YES, INTERP_NO, or INTERP_UNKNOWN until a worker
+ * has hashed it. By stat() of /proc/PID/exe alone, which opens nothing:
+ * no event. A kernel thread (no program) or a process gone is INTERP_NO;
+ * a live one whose program cannot be stat'ed is INTERP_UNKNOWN.
+ */
 int interp_of(struct vg_fan *fan, const struct interp *ip, pid_t pid)
 {
 	uint8_t key[VG_KEY_LEN], value;
@@ -154,7 +154,7 @@ int interp_of(struct vg_fan *fan, const struct interp *ip, pid_t pid)
 	struct stat st;
 
 	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
-	if (stat(link, &st))	/* found by review: see user_process */
+	if (stat(link, &st))	/* found by review */
 		return user_process(pid) ? INTERP_UNKNOWN : INTERP_NO;
 	if (listed(ip, &st))
 		return INTERP_YES;

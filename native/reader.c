@@ -133,10 +133,11 @@ static int interp_open(struct vg_fan *fan, const struct settings *set,
 }
 
 /*
- * For an open outside the watch by a program that is no interpreter: 1
- * when the file may be a library the loader is loading into it (found by
- * review: LD_PRELOAD or dlopen; ld.so opens it inside the program, with no
- * exec event): an ELF file that a user can write (the job becomes an exec).
+ * For an open outside the watch, whatever program makes it: 1 when the
+ * file may be a library the loader is loading into that program (found by
+ * review: LD_PRELOAD or dlopen; ld.so opens it inside an ordinary program,
+ * with no exec event): an ELF file that a user can write (the job becomes
+ * an exec).
  * Files only root can write are the system's own. A pread of 4 bytes
  * through the event's fd opens nothing; on a filesystem not listed as
  * local it is not risked: the file is scanned.
@@ -146,8 +147,7 @@ static int user_library(struct vg_fan *fan, const struct settings *set,
 {
 	char magic[4];
 
-	if (job->kind != VG_EV_OPEN ||
-	    (st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH))))
+	if (job->kind != VG_EV_OPEN || fan_root_only(st))
 		return 0;
 	if (settings_local_fs(set, job->fd) &&
 	    (pread(job->fd, magic, sizeof(magic), 0) != sizeof(magic) ||

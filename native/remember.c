@@ -258,13 +258,6 @@ int vg_ctime_proof(int fd)
 	return VG_CTIME_PROVES;
 }
 
-/* 1 when only root can write the file of @st (its owner, no group or
- * other write bit; an ACL granting a user write shows as group write). */
-static int root_only(const struct stat *st)
-{
-	return st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH));
-}
-
 /*
  * The verdict cache value of a clean verdict on the file open at @fd (its
  * stat @st), read by group @group; -1 when none may be kept (found by
@@ -285,7 +278,7 @@ int remember_clean_value(struct vg_fan *fan, uint32_t group, int fd,
 	case VG_CTIME_PROVES:
 		return VG_ALLOW;
 	case VG_CTIME_WITHOUT_WRITERS:
-		if (root_only(st) && fan->backing_close_seen &&
+		if (fan_root_only(st) && fan->backing_close_seen &&
 		    !__atomic_load_n(&fan->groups[group].mount_marked,
 				     __ATOMIC_RELAXED))
 			return VG_ALLOW | CHECK_WRITERS;
@@ -304,7 +297,7 @@ int remember_clean_value(struct vg_fan *fan, uint32_t group, int fd,
  */
 static int markable(const struct settings *set, int fd, const struct stat *st)
 {
-	return root_only(st) && settings_local_fs(set, fd);
+	return fan_root_only(st) && settings_local_fs(set, fd);
 }
 
 /* The freshness window of clean verdicts in the settings in force. */
@@ -358,9 +351,7 @@ static int store(struct vg_fan *fan, const struct slot *s,
 		 const struct stat *st, uint64_t generation, int mark)
 {
 	struct settings *set;
-	int stored;
-
-	int value = s->response;
+	int stored, value = s->response;
 
 	if (value == VG_ALLOW) {
 		value = remember_clean_value(fan, s->group, s->job.fd, st);
