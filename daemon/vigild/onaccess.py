@@ -190,6 +190,7 @@ class Workers:
                     fan.answer(job, True, 0, snap.generation)  # outside, no interpreter
                     return
             kind = KIND_OF[job.kind]
+            self._busy[me] = (kind, job.path)  # an interpreter's open is an exec now
             verdict, finding = self._examine(snap, job.fd, job.path, snap.policies[kind], job.size)
             who = process_fields(job.pid) if verdict.malicious else {}
             allow = verdict.action is Action.ALLOW
